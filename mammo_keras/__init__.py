@@ -1,0 +1,16 @@
+"""mammo-keras: Keras 3 / TensorFlow reference implementations of mammography deep-learning papers.
+
+Importing the package registers its layers, losses and models with Keras, so a
+model saved as `.keras` loads back with `keras.saving.load_model`.
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+# Hide TensorFlow's C++ INFO start-up lines (warnings and errors stay); a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from mammo_keras import layers, losses, models  # noqa: E402  (registers serialisables)
+
+__all__ = ["__version__", "layers", "losses", "models"]

@@ -1,0 +1,12 @@
+"""Keras layers of mammo-keras: serialisable, written with `keras.ops` only.
+
+- `GAGM`: global average + global max pooling, fused (Dahes 2025).
+- `SEVector`: squeeze-excitation on a pooled feature vector (Dahes 2025).
+- `GrayscaleAdapter`: single-channel [0, 1] input -> a backbone's channels and scaling.
+"""
+
+from mammo_keras.layers.gagm import GAGM
+from mammo_keras.layers.grayscale_adapter import GrayscaleAdapter
+from mammo_keras.layers.se_vector import SEVector
+
+__all__ = ["GAGM", "GrayscaleAdapter", "SEVector"]

@@ -1,0 +1,126 @@
+"""`build_classifier`: the GAGM / SEVector classifier family of Dahes 2025.
+
+    image (N, H, W, 1) in [0, 1]
+      -> GrayscaleAdapter (channel replication + the backbone's input scaling)
+      -> backbone (baseline_cnn | convnext_tiny | inception_v3) -> feature map (N, h, w, C)
+      -> head: gap        GlobalAveragePooling2D          -> (N, C)
+               gagm       GAGM (avg + max, concat)        -> (N, 2C)
+               gagm_se    GAGM -> SEVector                -> (N, 2C)
+      -> Identity named "embedding" (the feature vector for FSL, Grad-CAM, analysis)
+      -> Dropout -> Dense(num_classes, softmax, float32) named "predictions"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+from mammo_keras.layers import GAGM, GrayscaleAdapter, SEVector
+from mammo_keras.models.backbones import build_backbone, get_backbone_spec
+
+HEADS = ("gap", "gagm", "gagm_se")
+EMBEDDING_LAYER = "embedding"
+DEFAULT_DROPOUT = 0.3
+
+
+def build_classifier(
+    backbone: str = "baseline_cnn",
+    head: str = "gagm_se",
+    num_classes: int = 3,
+    input_shape: Sequence[int | None] = (224, 224, 1),
+    weights: str | Path | None = None,
+    *,
+    dropout: float = DEFAULT_DROPOUT,
+    se_reduction: int = 16,
+    gagm_fusion: str = "concat",
+    name: str | None = None,
+) -> keras.Model:
+    """Build a mammogram classifier: grayscale image in [0, 1] -> class probabilities.
+
+    Args:
+        backbone: "baseline_cnn", "convnext_tiny" or "inception_v3".
+        head: "gap" (global average pooling), "gagm" (average + max pooling,
+            fused) or "gagm_se" (GAGM then SEVector).
+        num_classes: number of classes, at least 2.
+        input_shape: (height, width, 1); height / width may be None for
+            variable-size input. InceptionV3 needs at least 75 px, ConvNeXt-Tiny
+            and the baseline CNN at least 32 px.
+        weights: None (random initialisation), "imagenet" (ConvNeXt-Tiny and
+            InceptionV3, downloaded by `keras.applications`; needs internet), or
+            the path of a local weights file for the backbone without its top
+            (e.g. `convnext_tiny_notop.h5`, or a `.weights.h5` saved from a
+            backbone built by `build_backbone`). The head starts random.
+        dropout: dropout rate before the classifier, in [0, 1). Default 0.3 (our choice).
+        se_reduction: SEVector reduction ratio r (default 16, our choice).
+        gagm_fusion: "concat" (default, our choice) or "sum".
+        name: model name; default "<backbone>_<head>".
+
+    Returns:
+        A functional `keras.Model` mapping (N, H, W, 1) float in [0, 1] to
+        (N, num_classes) float32 probabilities that sum to 1. The layer named
+        "embedding" outputs the head's feature vector: C features for "gap",
+        2C for "gagm"/"gagm_se" with concat fusion (C = 256 baseline CNN,
+        768 ConvNeXt-Tiny, 2048 InceptionV3).
+
+    Raises:
+        ValueError: unknown backbone or head, fewer than 2 classes, an input
+            shape that is not (H, W, 1) or too small for the backbone, a dropout
+            outside [0, 1), or weights that do not fit.
+        FileNotFoundError: `weights` names a missing file.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = build_classifier("baseline_cnn", head="gagm_se", num_classes=3,
+    ...                          input_shape=(64, 64, 1))
+    >>> probabilities = model.predict(np.random.rand(2, 64, 64, 1), verbose=0)
+    >>> probabilities.shape
+    (2, 3)
+    >>> model.get_layer("embedding").output.shape
+    (None, 512)
+    """
+    spec = get_backbone_spec(backbone)
+    if head not in HEADS:
+        raise ValueError(f"Unknown head {head!r}; choose one of {list(HEADS)}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    input_shape = _validated_input_shape(input_shape, spec.name, spec.min_size)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+    if weights == "imagenet" and not spec.has_imagenet:
+        raise ValueError(f"Backbone {spec.name!r} has no ImageNet weights; use weights=None or "
+                         "the path of a local weights file.")
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    adapted = GrayscaleAdapter(spec.channels, spec.scaling, name="grayscale_adapter")(inputs)
+    features = build_backbone(spec.name, adapted, weights).output
+    embedding = keras.layers.Identity(name=EMBEDDING_LAYER)(
+        _pool(features, head, se_reduction, gagm_fusion))
+    x = keras.layers.Dropout(dropout, name="dropout")(embedding)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                                 name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name or f"{spec.name}_{head}")
+
+
+def _pool(features, head: str, se_reduction: int, gagm_fusion: str):
+    """The head's pooling: feature map (N, h, w, C) -> vector."""
+    if head == "gap":
+        return keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    vector = GAGM(fusion=gagm_fusion, name="gagm")(features)
+    if head == "gagm_se":
+        vector = SEVector(reduction=se_reduction, name="se_vector")(vector)
+    return vector
+
+
+def _validated_input_shape(input_shape, backbone: str, min_size: int) -> tuple:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or shape[-1] != 1:
+        raise ValueError(f"input_shape must be (height, width, 1) for grayscale mammograms; "
+                         f"got {shape!r}.")
+    for size in shape[:2]:
+        if size is not None and size < min_size:
+            raise ValueError(f"Input {shape[0]}x{shape[1]} is too small for backbone {backbone!r}, "
+                             f"which needs at least {min_size}x{min_size} px.")
+    return shape

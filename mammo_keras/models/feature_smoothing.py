@@ -1,0 +1,128 @@
+"""FeatureSmoothingModel: trains a classifier with the Feature Smoothing Loss through `model.fit`.
+
+It wraps a classifier built by `build_classifier` (any model with a layer named
+"embedding" and a softmax output works), computes the loss of
+`mammo_keras.losses.FeatureSmoothingLoss` in Keras' `compute_loss` hook and keeps
+the class centres as non-trainable variables of the wrapper. It works with the
+stock `fit` / `evaluate` of every Keras backend; the wrapped classifier is the
+model to save, export and predict with afterwards.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from mammo_keras.losses import FeatureSmoothingLoss
+from mammo_keras.models.classifier import EMBEDDING_LAYER
+
+
+@keras.saving.register_keras_serializable(package="mammo_keras")
+class FeatureSmoothingModel(keras.Model):
+    """Train `classifier` with cross-entropy + lambda * ||f - c_y||^2.
+
+    Args:
+        classifier: a `keras.Model` with a softmax output (N, K) and a layer
+            named "embedding" with output (N, D).
+        smoothing_loss: the loss configuration; default `FeatureSmoothingLoss()`.
+            With `lam=0` this trains with plain (label-smoothed) cross-entropy
+            and still reports the smoothing term as a metric.
+
+    Labels `y` may be integer class ids (N,) / (N, 1) or one-hot / soft (N, K).
+    Calling the model returns {"probabilities": (N, K), "embedding": (N, D)}.
+    `fit` and `evaluate` report `loss`, `cross_entropy`, `feature_smoothing`
+    (the unweighted mean squared distance to the class centre) and the compiled
+    metrics, which see the probabilities.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from mammo_keras.models import build_classifier
+    >>> classifier = build_classifier("baseline_cnn", head="gagm_se", num_classes=3,
+    ...                               input_shape=(64, 64, 1))
+    >>> trainer = FeatureSmoothingModel(classifier, FeatureSmoothingLoss(lam=0.05))
+    >>> trainer.compile(optimizer=keras.optimizers.AdamW(1e-3), metrics=["accuracy"])
+    >>> images = np.random.rand(8, 64, 64, 1).astype("float32")
+    >>> history = trainer.fit(images, np.arange(8) % 3, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['accuracy', 'cross_entropy', 'feature_smoothing', 'loss']
+    >>> # classifier.save("classifier.keras") keeps the trained classifier
+    """
+
+    def __init__(self, classifier: keras.Model, smoothing_loss: FeatureSmoothingLoss | None = None,
+                 **kwargs):
+        kwargs.setdefault("name", f"{classifier.name}_fsl")
+        super().__init__(**kwargs)
+        try:
+            embedding = classifier.get_layer(EMBEDDING_LAYER).output
+        except ValueError:
+            raise ValueError(f"Model {classifier.name!r} has no layer named {EMBEDDING_LAYER!r}; "
+                             "build it with mammo_keras.models.build_classifier.") from None
+        if len(classifier.outputs) != 1 or len(classifier.outputs[0].shape) != 2:
+            raise ValueError(f"Model {classifier.name!r} must have one (N, num_classes) output.")
+        self.classifier = classifier
+        self.smoothing_loss = smoothing_loss or FeatureSmoothingLoss()
+        self.num_classes = int(classifier.outputs[0].shape[-1])
+        self._heads = keras.Model(
+            classifier.inputs, {"probabilities": classifier.outputs[0], "embedding": embedding},
+            name=f"{classifier.name}_with_embedding")
+        self.class_centres = self.add_weight(
+            shape=(self.num_classes, int(embedding.shape[-1])), initializer="zeros",
+            trainable=False, dtype="float32", name="class_centres")
+        self.centre_seen = self.add_weight(
+            shape=(self.num_classes,), initializer="zeros", trainable=False, dtype="float32",
+            name="centre_seen")
+        self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
+        self.smoothing_tracker = keras.metrics.Mean(name="feature_smoothing")
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self._heads(inputs, training=training)
+
+    def compile(self, optimizer="adamw", loss=None, **kwargs):
+        """`keras.Model.compile` without `loss`: the loss is the `FeatureSmoothingLoss`."""
+        if loss is not None:
+            raise ValueError("FeatureSmoothingModel computes its own loss; configure it with "
+                             "FeatureSmoothingLoss and call compile() without `loss`.")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def one_hot(self, y):
+        """Labels as float32 (N, K): integer ids are one-hot encoded, (N, K) labels kept."""
+        if len(y.shape) == 2 and y.shape[-1] == self.num_classes:
+            return ops.cast(y, "float32")
+        return ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        onehot = self.one_hot(y)
+        probabilities = ops.cast(y_pred["probabilities"], "float32")
+        embedding = ops.cast(y_pred["embedding"], "float32")
+        centres = self.class_centres
+        if training or self.smoothing_loss.centres == "batch":
+            centres, seen = self.smoothing_loss.updated_centres(
+                onehot, embedding, self.class_centres, self.centre_seen)
+            if training:
+                self.class_centres.assign(centres)
+                self.centre_seen.assign(seen)
+        cross_entropy = self.smoothing_loss.cross_entropy(onehot, probabilities, sample_weight)
+        smoothing = self.smoothing_loss.smoothing_term(onehot, embedding, centres)
+        self.cross_entropy_tracker.update_state(cross_entropy)
+        self.smoothing_tracker.update_state(smoothing)
+        total = cross_entropy + self.smoothing_loss.lam * smoothing
+        for extra in self.losses:  # weight regularisers of the classifier
+            total = total + ops.cast(extra, "float32")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred["probabilities"], sample_weight)
+
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "classifier": keras.saving.serialize_keras_object(self.classifier),
+                "smoothing_loss": self.smoothing_loss.get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FeatureSmoothingModel":
+        config = dict(config)
+        classifier = keras.saving.deserialize_keras_object(config.pop("classifier"))
+        smoothing_loss = FeatureSmoothingLoss.from_config(config.pop("smoothing_loss"))
+        return cls(classifier, smoothing_loss, **config)

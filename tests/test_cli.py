@@ -1,0 +1,67 @@
+"""The mammo-keras command: version, help, the models listing, one-line errors."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mammo_keras
+from mammo_keras.cli import PLANNED, main
+
+
+def test_console_script_is_installed_and_reports_versions():
+    beside_python = Path(sys.executable).parent / "mammo-keras"
+    executable = str(beside_python) if beside_python.exists() else shutil.which("mammo-keras")
+    assert executable, "the mammo-keras console script is not on PATH; install the package"
+    result = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"mammo-keras {mammo_keras.__version__}, keras 3.")
+    assert "tensorflow 2." in result.stdout
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in ["models", *PLANNED]:
+        assert name in text
+
+
+@pytest.mark.parametrize("name", sorted(PLANNED))
+def test_planned_subcommands_say_so_in_one_line(capsys, name):
+    assert main([name, "--anything"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "not available yet" in captured.err
+    assert captured.err.startswith(f"mammo-keras {name}: error:")
+
+
+def test_models_lists_backbones_and_heads(capsys):
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    for name in ["baseline_cnn", "convnext_tiny", "inception_v3", "gagm_se"]:
+        assert name in text
+
+
+def test_models_count_params_matches_build_classifier(capsys):
+    assert main(["models", "--count-params", "--image-size", "75", "--num-classes", "2"]) == 0
+    rows = {tuple(line.split()[:2]): line.split()[2]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    assert len(rows) == 9
+    assert rows[("convnext_tiny", "gap")] == f"{27_820_128 + 768 * 2 + 2:,}"
+
+
+def test_unknown_option_of_an_implemented_command_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_user_mistake_is_one_line_and_exit_2(capsys):
+    assert main(["models", "--count-params", "--image-size", "40"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "too small" in error and "Traceback" not in error
