@@ -178,3 +178,22 @@ def test_one_hot_labels_and_evaluate(rng):
     result = trainer.evaluate(x, np.eye(3, dtype="float32")[y], verbose=0, return_dict=True)
     assert set(result) == {"loss", "cross_entropy", "feature_smoothing", "categorical_accuracy"}
     assert np.isfinite(result["loss"])
+
+
+def test_trainer_round_trips_through_a_keras_file_with_its_state(tmp_path):
+    x, y = toy_set(n_per_class=4)
+    classifier = build_classifier("baseline_cnn", "gagm_se", input_shape=x.shape[1:])
+    trainer = FeatureSmoothingModel(classifier, FeatureSmoothingLoss(lam=0.1, momentum=0.8))
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    trainer.fit(x, y, batch_size=6, epochs=1, verbose=0)
+    trainer.save(tmp_path / "trainer.keras")
+    loaded = keras.saving.load_model(tmp_path / "trainer.keras")
+    assert isinstance(loaded, FeatureSmoothingModel)
+    assert loaded.smoothing_loss.get_config() == trainer.smoothing_loss.get_config()
+    np.testing.assert_array_equal(loaded.class_centres.numpy(), trainer.class_centres.numpy())
+    np.testing.assert_array_equal(loaded.centre_seen.numpy(), [1, 1, 1])
+    assert int(loaded.optimizer.iterations.numpy()) == int(trainer.optimizer.iterations.numpy()) == 2
+    for ours, theirs in zip(loaded.optimizer.variables, trainer.optimizer.variables):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0)["probabilities"],
+                                  trainer.predict(x, verbose=0)["probabilities"])

@@ -86,6 +86,13 @@ class FeatureSmoothingModel(keras.Model):
                              "FeatureSmoothingLoss and call compile() without `loss`.")
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config: dict) -> None:
+        """Re-compile a loaded model (optimizer, metrics) so that `fit` can resume."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**config)
+        self.optimizer.build(self.trainable_variables)
+
     def one_hot(self, y):
         """Labels as float32 (N, K): integer ids are one-hot encoded, (N, K) labels kept."""
         if len(y.shape) == 2 and y.shape[-1] == self.num_classes:
