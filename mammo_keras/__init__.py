@@ -11,6 +11,6 @@ __version__ = "0.1.0"
 # Hide TensorFlow's C++ INFO start-up lines (warnings and errors stay); a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from mammo_keras import layers, losses, models  # noqa: E402  (registers serialisables)
+from mammo_keras import data, layers, losses, models  # noqa: E402  (registers serialisables)
 
-__all__ = ["__version__", "layers", "losses", "models"]
+__all__ = ["__version__", "data", "layers", "losses", "models"]

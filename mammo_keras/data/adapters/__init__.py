@@ -1,0 +1,62 @@
+"""Dataset adapters: one module per dataset, each returning `Records`.
+
+`load_records(name_or_path, root=None)` picks the adapter by name, or recognises
+a path (an archive or folder holding MIAS' Info.txt -> "mias"; otherwise a folder
+of class subfolders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from mammo_keras.data.adapters.folder import load_class_folders
+from mammo_keras.data.adapters.mias import load_mias
+from mammo_keras.data.archive import is_archive
+from mammo_keras.data.records import Records
+
+ADAPTERS: dict[str, Callable[..., Records]] = {
+    "mias": load_mias,
+    "kaggle_merged": lambda root, **options: load_class_folders(root, source="kaggle_merged",
+                                                                **options),
+    "folder": load_class_folders,
+}
+PLANNED = ("cbis_ddsm", "inbreast", "synthetic")
+
+
+def load_records(name_or_path: str | Path, root: str | Path | None = None, **options) -> Records:
+    """The records of a dataset.
+
+    Args:
+        name_or_path: a dataset name ("mias", "kaggle_merged", "folder") with its
+            location in `root`, or directly the location (archive or folder).
+        root: where the dataset is, when `name_or_path` is a name.
+        **options: passed to the adapter (e.g. `classes=None` for class folders).
+
+    Returns:
+        `Records`: a list of `Record`, with the skipped files and rows in `.skipped`.
+
+    Example:
+
+    >>> records = load_records("mias", root="all-mias.tar.gz")  # doctest: +SKIP
+    >>> len(records), records.counts("label")  # doctest: +SKIP
+    (322, {'benign': 63, 'malignant': 52, 'normal': 207})
+    """
+    name = str(name_or_path)
+    if name in ADAPTERS or name in PLANNED:
+        if name in PLANNED:
+            raise ValueError(f"Dataset adapter {name!r} is not available yet; available: "
+                             f"{sorted(ADAPTERS)}.")
+        if root is None:
+            raise ValueError(f"load_records({name!r}) needs root=<where the dataset is>.")
+        return ADAPTERS[name](root, **options)
+    if root is not None:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(ADAPTERS)} "
+                         "or pass a path.")
+    path = Path(name)
+    if not path.exists():
+        raise ValueError(f"{name}: neither a dataset name ({', '.join(sorted(ADAPTERS))}) "
+                         "nor an existing file or folder.")
+    if is_archive(path) or any(p.name.lower() == "info.txt" for p in path.glob("*")):
+        return load_mias(path, **options)
+    return load_class_folders(path, **options)

@@ -1,0 +1,134 @@
+"""DICOM mammograms -> float32 [0, 1] image + metadata, through pydicom.
+
+Order of operations (DICOM PS3.3 C.11): stored values -> modality LUT (rescale
+slope / intercept) -> VOI LUT or window (first one in the file) -> presentation
+(MONOCHROME1 inverted so that dense tissue is bright, like MONOCHROME2).
+Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg with
+libjpeg / openjpeg / rle, pyjpegls), installed with mammo-keras.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from mammo_keras.data.errors import DataError
+
+_VIEW_CODES = {"CC": "CC", "XCCL": "CC", "XCCM": "CC", "FB": "CC", "MLO": "MLO"}
+_VIEW_MEANINGS = {"cranio-caudal": "CC", "medio-lateral oblique": "MLO"}
+# "L CC", "R-MLO", "LCC", "RMLO", "LEFT", "RIGHT" in series / study / image descriptions
+_DESCRIPTION_PATTERN = re.compile(
+    r"(?<![A-Z])(?:(?P<side>LEFT|RIGHT|L|R)[\s_\-]*(?P<view>CC|MLO)?)(?![A-Z])")
+
+
+def laterality_and_view(ds: pydicom.Dataset) -> tuple[str | None, str | None, str]:
+    """("L"/"R"/None, "CC"/"MLO"/None, where they came from) from tags, then descriptions."""
+    laterality = _clean(ds.get("ImageLaterality")) or _clean(ds.get("Laterality"))
+    laterality = laterality if laterality in ("L", "R") else None
+    view = _VIEW_CODES.get(_clean(ds.get("ViewPosition")) or "")
+    if view is None and ds.get("ViewCodeSequence"):
+        meaning = str(ds.ViewCodeSequence[0].get("CodeMeaning", "")).strip().lower()
+        view = _VIEW_MEANINGS.get(meaning)
+    source = "tags"
+    if laterality is None or view is None:
+        for keyword in ("SeriesDescription", "ImageComments", "StudyDescription",
+                        "ProtocolName", "PatientID"):
+            text = str(ds.get(keyword, "") or "").upper()
+            for match in _DESCRIPTION_PATTERN.finditer(text):
+                side, code = match.group("side"), match.group("view")
+                if laterality is None and side:
+                    laterality, source = side[0], keyword
+                if view is None and code:
+                    view, source = code, keyword
+            if laterality is not None and view is not None:
+                break
+    return laterality, view, source
+
+
+def _clean(value: Any) -> str | None:
+    text = str(value).strip().upper() if value is not None else ""
+    return text or None
+
+
+def _stored_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0 ** bits - 1
+
+
+def _output_range(ds: pydicom.Dataset, pixels: np.ndarray, voi_applied: bool) -> tuple[float, float]:
+    """The range the displayed values can take, as pydicom defines it, to map them onto [0, 1].
+
+    A VOI LUT gives LUT entries of LUTDescriptor[2] bits; a window (and no VOI at all)
+    keeps the modality range: the stored-bit range through the modality LUT or rescale.
+    """
+    if voi_applied and ds.get("VOILUTSequence") and pixels.dtype.kind == "u":
+        return 0.0, 2.0 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1
+    if ds.get("ModalityLUTSequence"):
+        return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
+    lo, hi = _stored_range(ds)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    ends = sorted((lo * slope + intercept, hi * slope + intercept))
+    return ends[0], ends[1]
+
+
+def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
+    """Decode one DICOM file. Returns (image float32 (H, W) in [0, 1], metadata)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError as error:
+        raise DataError(path, f"not a valid DICOM file ({error})") from error
+    except Exception as error:  # pydicom raises many types on a truncated header
+        raise DataError(path, f"unreadable DICOM header ({type(error).__name__}: {error})") \
+            from error
+    if "PixelData" not in ds:
+        raise DataError(path, "DICOM file has no pixel data")
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        stored = ds.pixel_array
+    except NotImplementedError as error:
+        name = getattr(syntax, "name", syntax)
+        raise DataError(path, f"cannot decode transfer syntax {name} ({error})") from error
+    except Exception as error:
+        raise DataError(path, f"unreadable pixel data ({type(error).__name__}: {error})") \
+            from error
+    if stored.ndim == 3 and int(ds.get("NumberOfFrames", 1)) > 1:
+        stored = stored[0]  # multi-frame (e.g. tomosynthesis): the first frame
+    if stored.ndim != 2:
+        raise DataError(path, f"expected a grayscale image, got pixel array of shape {stored.shape}")
+    if stored.size == 0:
+        raise DataError(path, "empty image")
+    modality = apply_modality_lut(stored, ds)
+    windowed = apply_voi_lut(modality, ds)
+    voi_applied = windowed is not modality
+    lo, hi = _output_range(ds, windowed, voi_applied)
+    image = (np.asarray(windowed, np.float64) - lo) / max(hi - lo, 1e-12)
+    image = np.clip(image, 0.0, 1.0).astype(np.float32)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric == "MONOCHROME1":
+        image = 1.0 - image
+    laterality, view, found_in = laterality_and_view(ds)
+    meta = {
+        "format": "dicom",
+        "laterality": laterality,
+        "view": view,
+        "laterality_source": found_in if (laterality or view) else None,
+        "photometric": photometric,
+        "bits_stored": int(ds.get("BitsStored", 0)) or None,
+        "transfer_syntax": getattr(syntax, "name", str(syntax)) if syntax else None,
+        "voi_applied": voi_applied,
+        "patient_id": str(ds.get("PatientID", "")) or None,
+        "study_uid": str(ds.get("StudyInstanceUID", "")) or None,
+        "pixel_spacing_mm": [float(v) for v in ds.get("ImagerPixelSpacing", ds.get(
+            "PixelSpacing", []))] or None,
+        "original_shape": tuple(image.shape),
+    }
+    return image, meta

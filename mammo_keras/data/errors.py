@@ -1,0 +1,18 @@
+"""The one error type of mammo_keras.data: a file (or dataset row) that cannot be used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """A bad input file or label row. The message is one line: "<path>: <problem>".
+
+    Dataset scans catch it per file, skip the file and list it in their summary;
+    single-file calls (`read_image`) let it propagate.
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())  # one line, whatever the cause said
+        super().__init__(f"{self.path}: {self.problem}")
