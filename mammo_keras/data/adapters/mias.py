@@ -81,8 +81,9 @@ def load_mias(root: str | Path) -> Records:
         root: `all-mias.tar.gz` (read in place) or the folder it was extracted to.
 
     Returns:
-        `Records` in film order; rows that cannot be read, films without an image
-        and images without a row are in `Records.skipped`.
+        `Records` in film order. In `Records.skipped`: rows that cannot be read
+        (their film is left out whole, as its worst finding is unsure), films
+        without an image, and images without a row.
     """
     root = Path(root)
     if not root.exists():
@@ -91,6 +92,7 @@ def load_mias(root: str | Path) -> Records:
     info_path = f"{root}::Info.txt" if is_archive(root) else str(root / "Info.txt")
     films: dict[str, dict] = {}
     skipped: list[DataError] = []
+    unreadable: set[str] = set()  # films with a bad row: skipped whole, their label is unsure
     for line in text.splitlines():
         if not line.strip().startswith("mdb"):
             continue
@@ -98,11 +100,14 @@ def load_mias(root: str | Path) -> Records:
             refnum, tissue, abnormality, severity, roi = _parse_row(line, info_path)
         except DataError as error:
             skipped.append(error)
+            unreadable.add(line.split()[0])
             continue
         film = films.setdefault(refnum, {"tissue": tissue, "findings": [], "rois": []})
         film["findings"].append((abnormality, severity))
         if roi is not None:
             film["rois"].append(roi)
+    for refnum in unreadable:
+        films.pop(refnum, None)
     records = []
     for refnum, film in films.items():
         if refnum not in images:
@@ -123,5 +128,6 @@ def load_mias(root: str | Path) -> Records:
                    "abnormalities": [a for a, _ in film["findings"] if a != "NORM"]},
         ))
     skipped.extend(DataError(path, "image has no row in Info.txt")
-                   for refnum, path in sorted(images.items()) if refnum not in films)
+                   for refnum, path in sorted(images.items())
+                   if refnum not in films and refnum not in unreadable)
     return Records(records, skipped)

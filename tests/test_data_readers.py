@@ -1,0 +1,209 @@
+"""read_image on every supported format, DICOM variants, and each bad-input case."""
+
+import io
+import tarfile
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from mammo_keras.data import DataError, read_image
+from mammo_keras.data.archive import member_path
+from mammo_keras.data.dicom_writer import write_dicom
+
+STEP_12_BIT = 0.5 / 4095 + 1e-6
+
+
+@pytest.fixture
+def image(rng) -> np.ndarray:
+    """A smooth ramp plus noise, float in [0, 1]."""
+    ramp = np.linspace(0, 1, 48)[None, :] * np.linspace(0.2, 1, 64)[:, None]
+    return np.clip(ramp + rng.normal(0, 0.05, ramp.shape), 0, 1).astype("float32")
+
+
+def write_pgm(path, pixels: np.ndarray) -> None:
+    """PGM P5 written by hand (big-endian for 16-bit, as the format says)."""
+    maximum = 255 if pixels.dtype == np.uint8 else 65535
+    header = f"P5\n# written by the test\n{pixels.shape[1]} {pixels.shape[0]}\n{maximum}\n"
+    body = pixels.astype(">u2").tobytes() if maximum == 65535 else pixels.tobytes()
+    path.write_bytes(header.encode() + body)
+
+
+def test_pgm_8_and_16_bit(tmp_path, image):
+    pixels8 = np.round(image * 255).astype(np.uint8)
+    write_pgm(tmp_path / "a.pgm", pixels8)
+    out, meta = read_image(tmp_path / "a.pgm")
+    np.testing.assert_allclose(out, pixels8 / 255.0, atol=1e-7)
+    assert out.dtype == np.float32 and meta["format"] == "pgm" and meta["laterality"] is None
+    assert meta["source_path"] == str(tmp_path / "a.pgm")
+    pixels16 = np.round(image * 65535).astype(np.uint16)
+    write_pgm(tmp_path / "b.pgm", pixels16)
+    np.testing.assert_allclose(read_image(tmp_path / "b.pgm")[0], pixels16 / 65535.0, atol=1e-7)
+
+
+def test_png_8_and_16_bit_tiff_and_jpeg(tmp_path, image):
+    pixels8 = np.round(image * 255).astype(np.uint8)
+    pixels16 = np.round(image * 65535).astype(np.uint16)
+    Image.fromarray(pixels8).save(tmp_path / "a.png")
+    Image.fromarray(pixels16).save(tmp_path / "b.png")
+    Image.fromarray(pixels16).save(tmp_path / "c.tif")
+    Image.fromarray(pixels8).save(tmp_path / "d.jpg", quality=95)
+    np.testing.assert_allclose(read_image(tmp_path / "a.png")[0], pixels8 / 255.0, atol=1e-7)
+    out16, meta16 = read_image(tmp_path / "b.png")
+    np.testing.assert_allclose(out16, pixels16 / 65535.0, atol=1e-7)
+    assert meta16["bits_stored"] == 16
+    np.testing.assert_allclose(read_image(tmp_path / "c.tif")[0], pixels16 / 65535.0, atol=1e-7)
+    jpeg, meta = read_image(tmp_path / "d.jpg")
+    assert meta["format"] == "jpeg" and np.abs(jpeg - pixels8 / 255.0).mean() < 0.02
+
+
+def test_colour_file_becomes_luminance(tmp_path, image):
+    gray = np.round(image * 255).astype(np.uint8)
+    Image.fromarray(np.stack([gray] * 3, -1)).save(tmp_path / "rgb.png")
+    out, _ = read_image(tmp_path / "rgb.png")
+    assert out.shape == gray.shape
+    np.testing.assert_allclose(out, gray / 255.0, atol=1.5 / 255)
+
+
+def test_format_is_recognised_by_content_not_name(tmp_path, image):
+    pixels = np.round(image * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "mislabelled.jpg", format="PNG")
+    write_dicom(tmp_path / "no_extension", image)
+    assert read_image(tmp_path / "mislabelled.jpg")[1]["format"] == "png"
+    assert read_image(tmp_path / "no_extension")[1]["format"] == "dicom"
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "rle", "jpeg_ls", "jpeg2000"])
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_dicom_transfer_syntaxes_and_photometric(tmp_path, image, syntax, photometric):
+    path = write_dicom(tmp_path / "x.dcm", image, bits_stored=12, photometric=photometric,
+                       transfer_syntax=syntax)
+    stored = pydicom.dcmread(path).pixel_array
+    if photometric == "MONOCHROME1":  # stored inverted: bright tissue has low stored values
+        assert np.corrcoef(stored.ravel(), image.ravel())[0, 1] < -0.9
+    out, meta = read_image(path)
+    np.testing.assert_allclose(out, image, atol=STEP_12_BIT)
+    assert meta["photometric"] == photometric and meta["bits_stored"] == 12
+
+
+@pytest.mark.parametrize("bits", [8, 12, 14, 16])
+def test_dicom_bit_depths(tmp_path, image, bits):
+    out, _ = read_image(write_dicom(tmp_path / "x.dcm", image, bits_stored=bits))
+    np.testing.assert_allclose(out, image, atol=0.5 / (2 ** bits - 1) + 1e-6)
+
+
+def test_dicom_rescale_slope_intercept(tmp_path, image):
+    path = write_dicom(tmp_path / "x.dcm", image, bits_stored=12, rescale=(2.0, -100.0))
+    np.testing.assert_allclose(read_image(path)[0], image, atol=STEP_12_BIT)
+
+
+def test_dicom_window_matches_the_dicom_linear_formula(tmp_path, image):
+    center, width = 1500.0, 1000.0
+    path = write_dicom(tmp_path / "x.dcm", image, bits_stored=12, window=(center, width))
+    out, meta = read_image(path)
+    stored = np.round(image * 4095)
+    # DICOM PS3.3 C.11.2.1.2.1, LINEAR, output range [0, 4095] mapped onto [0, 1]
+    expected = np.clip((stored - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    assert meta["voi_applied"]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert (out == 0).any() and (out == 1).any()  # the window clips both ends
+
+
+def test_dicom_voi_lut_sequence(tmp_path, image):
+    path = write_dicom(tmp_path / "x.dcm", image, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    lut = (np.sqrt(np.arange(4096) / 4095) * 4095).round().astype(np.uint16)  # a gamma curve
+    item.add_new((0x0028, 0x3002), "US", [4096, 0, 12])  # LUTDescriptor: entries, first, bits
+    item.add_new((0x0028, 0x3006), "US", lut.tolist())  # LUTData
+    ds.VOILUTSequence = [item]
+    ds.save_as(path)
+    out, meta = read_image(path)
+    assert meta["voi_applied"]
+    np.testing.assert_allclose(out, lut[np.round(image * 4095).astype(int)] / 4095.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("tags", ("L", "MLO", "tags")),
+    ("description", ("L", "MLO", "SeriesDescription")),
+    ("none", (None, None, None)),
+])
+def test_dicom_laterality_and_view(tmp_path, image, where, expected):
+    path = write_dicom(tmp_path / "x.dcm", image, laterality="L", view="MLO", laterality_in=where)
+    meta = read_image(path)[1]
+    assert (meta["laterality"], meta["view"], meta["laterality_source"]) == expected
+
+
+def test_laterality_from_old_laterality_tag_and_view_code_sequence(tmp_path, image):
+    path = write_dicom(tmp_path / "x.dcm", image, laterality="R", view="CC")
+    ds = pydicom.dcmread(path)
+    del ds.ImageLaterality, ds.ViewPosition
+    ds.Laterality = "R"  # series-level tag of older modalities
+    ds.save_as(path)
+    meta = read_image(path)[1]
+    assert (meta["laterality"], meta["view"]) == ("R", "CC")
+
+
+def test_archive_member(tmp_path, image):
+    pixels = np.round(image * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("inner/a.png")
+        info.size = len(buffer.getvalue())
+        tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    out, meta = read_image(member_path(archive, "inner/a.png"))
+    np.testing.assert_allclose(out, pixels / 255.0, atol=1e-7)
+    assert meta["source_path"] == f"{archive}::inner/a.png"
+    with pytest.raises(DataError, match=r"images\.tar\.gz::inner/b\.png: no such member"):
+        read_image(member_path(archive, "inner/b.png"))
+
+
+def one_line_error(path) -> str:
+    with pytest.raises(DataError) as error:
+        read_image(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message
+
+
+def test_bad_inputs_give_one_line_naming_the_file(tmp_path, image):
+    assert "file not found" in one_line_error(tmp_path / "missing.dcm")
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert "empty file" in one_line_error(tmp_path / "empty.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert "unsupported file format" in one_line_error(tmp_path / "notes.txt")
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(tmp_path / "ok.png")
+    whole = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[:len(whole) // 2])
+    assert "unreadable PNG" in one_line_error(tmp_path / "truncated.png")
+    dicom = write_dicom(tmp_path / "ok.dcm", image).read_bytes()
+    (tmp_path / "truncated.dcm").write_bytes(dicom[:-2000])
+    assert "pixel data" in one_line_error(tmp_path / "truncated.dcm")
+    (tmp_path / "header.dcm").write_bytes(dicom[:300])
+    assert "DICOM" in one_line_error(tmp_path / "header.dcm")
+    assert "folder" in one_line_error(tmp_path)
+
+
+def test_dicom_without_pixels_or_with_an_unsupported_syntax(tmp_path, image):
+    path = write_dicom(tmp_path / "x.dcm", image)
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(tmp_path / "no_pixels.dcm")
+    assert "no pixel data" in one_line_error(tmp_path / "no_pixels.dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no decoder exists
+    ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
+    ds.save_as(tmp_path / "mpeg.dcm", enforce_file_format=False)
+    assert "transfer syntax" in one_line_error(tmp_path / "mpeg.dcm")
+
+
+def test_dicom_empty_image(tmp_path):
+    path = write_dicom(tmp_path / "x.dcm", np.zeros((4, 4), np.float32))
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns, ds.PixelData = 0, 0, b""
+    ds.save_as(tmp_path / "empty.dcm")
+    message = one_line_error(tmp_path / "empty.dcm")  # pydicom refuses 0 rows / columns
+    assert "unreadable pixel data" in message and "Columns" in message
