@@ -9,6 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.readers import read_image
 
 LABELS = ("normal", "benign", "malignant")
 _SEVERITY_ORDER = {None: 0, "normal": 0, "benign": 1, "malignant": 2}
@@ -55,6 +56,7 @@ class Record:
         source: the dataset (or sub-source) the image comes from.
         rois: annotated lesions; `mask()` rasterises them.
         image_shape: (height, width) when the dataset states it.
+        mask_path: a pixel mask file (PNG, nonzero = lesion) when the dataset has one.
         extra: dataset-specific fields (e.g. MIAS abnormality classes).
     """
 
@@ -67,10 +69,14 @@ class Record:
     source: str
     rois: tuple[ROI, ...] = ()
     image_shape: tuple[int, int] | None = None
+    mask_path: str | None = None
     extra: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def mask(self, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """Boolean lesion mask (H, W): the union of the ROI discs (all False for normal images)."""
+        """Boolean lesion mask (H, W): the pixel mask file when the dataset has one, else the
+        union of the ROI discs (all False for normal images)."""
+        if self.mask_path is not None:
+            return read_image(self.mask_path)[0] > 0.5
         height, width = shape or self.image_shape or (None, None)
         if height is None:
             raise ValueError(f"{self.path}: image shape unknown; pass mask(shape=(H, W)).")

@@ -1,8 +1,8 @@
 """Dataset adapters: one module per dataset, each returning `Records`.
 
 `load_records(name_or_path, root=None)` picks the adapter by name, or recognises
-a path (an archive or folder holding MIAS' Info.txt -> "mias"; otherwise a folder
-of class subfolders).
+a path (a folder with synthetic.csv -> "synthetic"; an archive or folder holding
+MIAS' Info.txt -> "mias"; otherwise a folder of class subfolders).
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ from typing import Callable
 
 from mammo_keras.data.adapters.folder import load_class_folders
 from mammo_keras.data.adapters.mias import load_mias
+from mammo_keras.data.adapters.synthetic import load_synthetic
 from mammo_keras.data.archive import is_archive
 from mammo_keras.data.records import Records
 
 ADAPTERS: dict[str, Callable[..., Records]] = {
     "mias": load_mias,
+    "synthetic": load_synthetic,
     "kaggle_merged": lambda root, **options: load_class_folders(root, source="kaggle_merged",
                                                                 **options),
     "folder": load_class_folders,
 }
-PLANNED = ("cbis_ddsm", "inbreast", "synthetic")
+PLANNED = ("cbis_ddsm", "inbreast")
+MANIFEST = "synthetic.csv"
 
 
 def load_records(name_or_path: str | Path, root: str | Path | None = None, **options) -> Records:
@@ -57,6 +60,8 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     if not path.exists():
         raise ValueError(f"{name}: neither a dataset name ({', '.join(sorted(ADAPTERS))}) "
                          "nor an existing file or folder.")
+    if (path / MANIFEST).is_file():
+        return load_synthetic(path, **options)
     if is_archive(path) or any(p.name.lower() == "info.txt" for p in path.glob("*")):
         return load_mias(path, **options)
     return load_class_folders(path, **options)

@@ -1,0 +1,41 @@
+"""The "synthetic" adapter: phantoms written by `mammo-keras data synth --format dicom`.
+
+Reads `synthetic.csv` (one row per image: path, mask_path, label, density, patient_id,
+laterality, view, finding, and the phantom's parameters).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mammo_keras.data.errors import DataError
+from mammo_keras.data.records import LABELS, Record, Records
+from mammo_keras.data.synthetic_writer import MANIFEST
+
+
+def load_synthetic(root: str | Path) -> Records:
+    """Records of a synthetic data set; rows with a missing file or bad label are skipped and listed."""
+    root = Path(root)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise DataError(root, f"no {MANIFEST}: write phantoms with `mammo-keras data synth`")
+    records, skipped = [], []
+    with open(manifest, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            where = f"{manifest}:{line}"
+            if row.get("label") not in LABELS:
+                skipped.append(DataError(where, f"unknown label {row.get('label')!r}"))
+                continue
+            path = root / row["path"]
+            if not path.is_file():
+                skipped.append(DataError(path, "listed in the manifest but missing"))
+                continue
+            mask = root / row["mask_path"] if row.get("mask_path") else None
+            records.append(Record(
+                path=str(path), label=row["label"], density=row["density"] or None,
+                patient_id=row["patient_id"] or None, laterality=row["laterality"] or None,
+                view=row["view"] or None, source="synthetic",
+                mask_path=str(mask) if mask and mask.is_file() else None,
+                extra={"finding": row["finding"], "seed": int(row["seed"])}))
+    return Records(records, skipped)

@@ -1,0 +1,150 @@
+"""Write synthetic phantoms in the on-disk layouts mammo-keras reads (`mammo-keras data synth`).
+
+- "dicom":  images/<id>.dcm (mammography DICOM, 12-bit, tags as a modality writes them) and
+            masks/<id>.png, listed in synthetic.csv -> read by the "synthetic" adapter;
+- "mias":   mdbNNN.pgm (8-bit, 1024 x 1024 like every MIAS film: the phantom is drawn at
+            `size` and resampled) and an Info.txt in MIAS' format (circle ROIs, origin
+            bottom-left, MLO views, odd numbers right) -> the "mias" adapter;
+- "folder": <label>/<id>.png (16-bit), the Kaggle class-folder layout -> "kaggle_merged".
+
+Writes are atomic (temporary file, then rename) and a re-run skips the files already
+written, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
+from mammo_keras.data.dicom_writer import write_dicom
+from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
+
+FORMATS = ("dicom", "mias", "folder")
+MANIFEST = "synthetic.csv"
+MANIFEST_FIELDS = ("path", "mask_path", "label", "density", "patient_id", "laterality", "view",
+                   "finding", "seed", "size", "contrast", "lesion_scale")
+MIAS_TISSUE = {"A": "F", "B": "G", "C": "D", "D": "D"}
+MIAS_CLASS = {"benign_mass": "CIRC", "malignant_mass": "SPIC", "benign_calcification": "CALC",
+              "malignant_calcification": "CALC"}
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    _atomic_write(path, lambda target: target.write_bytes(buffer.getvalue()))
+
+
+def _square(image: np.ndarray, mask: np.ndarray, side: int, chest_wall_left: bool):
+    """Pad to a square (background on the side away from the chest wall) and resize to `side`."""
+    height, width = image.shape
+    pad = ((0, 0), (0, height - width) if chest_wall_left else (height - width, 0))
+    image, mask = np.pad(image, pad), np.pad(mask, pad)
+    image = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
+    mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((side, side),
+                                                                          Image.NEAREST)) > 127
+    return image, mask
+
+
+def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "dicom",
+                    seed: int = 0, contrast: float = 0.08, lesion_scale: float = 1.0,
+                    progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write `count` phantoms into `out` in layout `fmt`; returns `out`.
+
+    Args:
+        out: output folder (created).
+        count: number of images (two views per patient).
+        size: phantom height in px (256-4096); the "mias" layout is always 1024 x 1024.
+        fmt: "dicom", "mias" or "folder".
+        seed, contrast, lesion_scale: see `synthetic_specs`.
+        progress: called as progress(done, count) after each image.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown synthetic format {fmt!r}; choose one of {list(FORMATS)}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = synthetic_specs(count, seed=seed, size=size, contrast=contrast,
+                            lesion_scale=lesion_scale)
+    if fmt == "mias":  # MIAS: MLO films, pairs of one patient, odd numbers right
+        specs = [dataclasses.replace(spec, view="MLO", laterality="R" if i % 2 == 0 else "L")
+                 for i, spec in enumerate(specs)]
+    rows, info = [], []
+    for index, spec in enumerate(specs):
+        case = f"case{index:05d}"
+        if fmt == "dicom":
+            rows.append(_write_dicom_case(out, case, spec, index))
+        elif fmt == "folder":
+            path = out / spec.label / f"{case}.png"
+            if not path.exists():
+                image, _, _ = generate_phantom(spec)
+                _save_png(np.round(image * 65535).astype(np.uint16), path)
+        else:
+            info.append(_write_mias_case(out, index + 1, spec))
+        if progress is not None:
+            progress(index + 1, len(specs))
+    if fmt == "dicom":
+        _write_manifest(out / MANIFEST, rows)
+    if fmt == "mias":
+        text = "Synthetic MIAS-style database written by mammo-keras\n\n" + "\n".join(info) + "\n"
+        _atomic_write(out / "Info.txt", lambda target: target.write_text(text))
+    return out
+
+
+def _write_dicom_case(out: Path, case: str, spec: PhantomSpec, index: int) -> dict:
+    image_path, mask_path = out / "images" / f"{case}.dcm", out / "masks" / f"{case}.png"
+    if not (image_path.exists() and mask_path.exists()):
+        image, mask, _ = generate_phantom(spec)
+        _atomic_write(image_path, lambda target: write_dicom(
+            target, image, bits_stored=12, laterality=spec.laterality, view=spec.view,
+            patient_id=f"SYN{index // 2:05d}", window=(2048, 4096)))
+        _save_png(mask.astype(np.uint8) * 255, mask_path)
+    return {"path": f"images/{case}.dcm", "mask_path": f"masks/{case}.png", "label": spec.label,
+            "density": spec.density, "patient_id": f"SYN{index // 2:05d}",
+            "laterality": spec.laterality, "view": spec.view, "finding": spec.finding,
+            "seed": spec.seed, "size": spec.size, "contrast": spec.contrast,
+            "lesion_scale": spec.lesion_scale}
+
+
+def _write_mias_case(out: Path, number: int, spec: PhantomSpec) -> str:
+    """Write mdbNNN.pgm and return its Info.txt row."""
+    refnum = f"mdb{number:03d}"
+    image, mask, meta = generate_phantom(spec)
+    side = MIAS_SIZE
+    image, mask = _square(image, mask, side, chest_wall_left=spec.laterality == "L")
+    path = out / f"{refnum}.pgm"
+    if not path.exists():
+        pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        header = f"P5\n{side} {side}\n255\n".encode()
+        _atomic_write(path, lambda target: target.write_bytes(header + pixels.tobytes()))
+    tissue = MIAS_TISSUE[spec.density]
+    if spec.finding == "normal" or not mask.any():
+        return f"{refnum} {tissue} NORM"
+    rows, cols = np.nonzero(mask)
+    centre_row, centre_col = rows.mean(), cols.mean()
+    radius = np.sqrt(((rows - centre_row) ** 2 + (cols - centre_col) ** 2).max()) + 1
+    severity = "M" if spec.label == "malignant" else "B"
+    return (f"{refnum} {tissue} {MIAS_CLASS[spec.finding]} {severity} {int(round(centre_col))} "
+            f"{int(round(side - 1 - centre_row))} {int(np.ceil(radius))}")
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    _atomic_write(path, write)
