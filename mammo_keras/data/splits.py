@@ -1,0 +1,116 @@
+"""Patient-grouped, stratified train / val / test splits and k folds, written as a manifest file.
+
+All images of one patient land in one split (records without a patient id are
+their own group). Groups are stratified by their worst label (or another field):
+within each stratum, groups are shuffled with the seed and each goes to the split
+that is furthest below its target share of images, so the class mix and the sizes
+follow the fractions closely even when patients have different numbers of images.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mammo_keras.data.records import Record, Records, worst_label
+
+SPLITS = ("train", "val", "test")
+MANIFEST_FIELDS = ("path", "patient_id", "label", "split")
+
+
+def _groups(records: Sequence[Record], stratify: str | None) -> dict[str, dict[str, list[int]]]:
+    """{stratum: {group id: [record indices]}} in a stable order."""
+    members: dict[str, list[int]] = collections.defaultdict(list)
+    for index, record in enumerate(records):
+        members[record.patient_id or f"__image__{record.path}"].append(index)
+    strata: dict[str, dict[str, list[int]]] = collections.defaultdict(dict)
+    for group, indices in members.items():
+        if stratify is None:
+            key = "all"
+        elif stratify == "label":
+            key = worst_label(records[i].label for i in indices)
+        else:
+            key = str(getattr(records[indices[0]], stratify))
+        strata[key][group] = indices
+    return {key: strata[key] for key in sorted(strata)}
+
+
+def _assign(records: Sequence[Record], targets: Sequence[float], seed: int,
+            stratify: str | None) -> list[int]:
+    """A bucket index per record, groups kept whole, buckets filled towards `targets`."""
+    rng = np.random.default_rng(seed)
+    bucket_of = [0] * len(records)
+    for groups in _groups(records, stratify).values():
+        names = list(groups)
+        rng.shuffle(names)
+        sizes = np.zeros(len(targets))
+        total = sum(len(indices) for indices in groups.values())
+        for name in names:
+            deficit = np.asarray(targets) * total - sizes
+            bucket = int(np.argmax(deficit))
+            sizes[bucket] += len(groups[name])
+            for index in groups[name]:
+                bucket_of[index] = bucket
+    return bucket_of
+
+
+def split_records(records: Sequence[Record], fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                  seed: int = 0, stratify: str | None = "label") -> dict[str, Records]:
+    """Train / val / test records, grouped by patient and stratified.
+
+    Args:
+        records: the dataset (`load_records(...)`).
+        fractions: shares of train, val and test images (summing to 1).
+        seed: shuffling seed; the same seed gives the same split.
+        stratify: the record field to stratify by ("label": the patient's worst
+            label; "density"; None).
+
+    Returns:
+        {"train": Records, "val": Records, "test": Records}.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three shares summing to 1; got {tuple(fractions)}.")
+    buckets = _assign(records, fractions, seed, stratify)
+    return {name: Records(r for r, b in zip(records, buckets) if b == i)
+            for i, name in enumerate(SPLITS)}
+
+
+def kfold_records(records: Sequence[Record], folds: int = 5, seed: int = 0,
+                  stratify: str | None = "label") -> list[int]:
+    """The fold (0..folds-1) of each record, grouped by patient and stratified."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2; got {folds}.")
+    return _assign(records, [1.0 / folds] * folds, seed, stratify)
+
+
+def write_split_manifest(path: str | Path, assignment: dict[str, Sequence[Record]]) -> Path:
+    """Write {split or fold name: records} as CSV (path, patient_id, label, split), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        for split, members in assignment.items():
+            for record in members:
+                writer.writerow({"path": record.path, "patient_id": record.patient_id or "",
+                                 "label": record.label or "", "split": split})
+    os.replace(temporary, path)
+    return path
+
+
+def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str, Records]:
+    """Re-create a written split from `records`; a path of the manifest missing from them is an error."""
+    by_path = {record.path: record for record in records}
+    result: dict[str, Records] = collections.defaultdict(Records)
+    with open(path, newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            if row["path"] not in by_path:
+                raise ValueError(f"{path}:{line}: {row['path']} is not among the dataset's records")
+            result[row["split"]].append(by_path[row["path"]])
+    return dict(result)
