@@ -1,0 +1,204 @@
+"""`load_dataset`: records -> a batched `tf.data.Dataset` for training, evaluation or prediction.
+
+    records -> parallel decode (read_image, in Python threads) -> preprocess (TF ops, the
+    function export uses too) -> cache -> shuffle -> [class-balanced sampling] -> batch
+    -> [Keras augmentation, training only] -> prefetch
+
+Files that cannot be read are skipped, each with a warning and an entry in the
+`DataReport` passed in; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import warnings
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mammo_keras.data.errors import DataError
+from mammo_keras.data.preprocessing import apply_geometry, preprocess
+from mammo_keras.data.readers import read_image
+from mammo_keras.data.records import LABELS, Record
+
+TASKS = ("malignancy", "density", "segmentation")
+BIRADS_DENSITIES = ("A", "B", "C", "D")
+
+
+@dataclasses.dataclass
+class DataReport:
+    """What a pipeline skipped while it ran: `skipped` is a list of DataError (one per bad file)."""
+
+    skipped: list = dataclasses.field(default_factory=list)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def add(self, error: DataError) -> None:
+        with self._lock:
+            if all(str(error) != str(seen) for seen in self.skipped):
+                self.skipped.append(error)
+                warnings.warn(f"skipped {error}", stacklevel=2)
+
+
+def class_names_for(records: Sequence[Record], task: str) -> tuple[str, ...]:
+    """The default classes: normal/benign/malignant, BI-RADS A-D, or a dataset's own densities."""
+    if task == "malignancy":
+        return LABELS
+    densities = sorted({r.density for r in records if r.density is not None})
+    return BIRADS_DENSITIES if set(densities) <= set(BIRADS_DENSITIES) else tuple(densities)
+
+
+def augmentation_layers(seed: int = 0) -> list[keras.layers.Layer]:
+    """Training augmentation (our choice): vertical flip, +-5 degree rotation, +-10 % zoom.
+
+    No horizontal flip: preprocessing puts the chest wall on the left on purpose.
+    """
+    return [keras.layers.RandomFlip("vertical", seed=seed),
+            keras.layers.RandomRotation(5 / 360, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2)]
+
+
+def load_dataset(
+    records: Sequence[Record],
+    task: str = "malignancy",
+    image_size: int = 224,
+    batch_size: int = 16,
+    *,
+    training: bool = False,
+    class_names: Sequence[str] | None = None,
+    shuffle: bool | None = None,
+    balanced: bool = False,
+    augment: bool | None = None,
+    cache: bool | str = True,
+    crop: bool = True,
+    flip: bool = True,
+    window: bool = False,
+    seed: int = 0,
+    deterministic: bool = False,
+    report: DataReport | None = None,
+) -> tf.data.Dataset:
+    """A batched dataset of (image, target) pairs.
+
+    Args:
+        records: from `load_records` (or a split of them).
+        task: "malignancy" (target: class index), "density" (class index) or
+            "segmentation" (target: mask (S, S, 1) float32 in {0, 1}).
+        image_size: side S of the square model input.
+        batch_size: images per batch.
+        training: shuffles and augments by default, and makes `balanced` possible.
+        class_names: the classes in index order; default normal / benign / malignant,
+            or the densities (BI-RADS A-D, or the dataset's own such as MIAS F/G/D).
+        shuffle, augment: override the `training` defaults.
+        balanced: draw classes equally often (training only): the dataset then
+            repeats forever, so pass `steps_per_epoch` to `fit`.
+        cache: True (memory), a file path (on disk), or False; caches preprocessed,
+            un-augmented images, so later epochs skip decoding.
+        crop, flip, window: passed to `preprocess`.
+        seed: seeds shuffling and augmentation.
+        deterministic: same order and augmentation on every run (slower).
+        report: collects the files skipped because they could not be read.
+
+    Returns:
+        `tf.data.Dataset` of (images (B, S, S, 1) float32 in [0, 1], targets (B,) int32
+        or masks (B, S, S, 1) float32).
+
+    Records without a target for the task (label or density None) are skipped and
+    reported at once (they are known before reading any file).
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {list(TASKS)}.")
+    report = report if report is not None else DataReport()
+    names = tuple(class_names) if class_names else class_names_for(records, task)
+    usable, targets = [], []
+    for record in records:
+        value = record.density if task == "density" else record.label
+        if task == "segmentation":
+            usable.append(record)
+            targets.append(0)
+        elif value in names:
+            usable.append(record)
+            targets.append(names.index(value))
+        else:
+            report.add(DataError(record.path, f"no {task} target among {list(names)} "
+                                              f"(got {value!r})"))
+    if not usable:
+        raise ValueError(f"No records with a {task} target among {list(names)}.")
+    shuffle = training if shuffle is None else shuffle
+    augment = training if augment is None else augment
+    segmentation = task == "segmentation"
+
+    def decode(index):
+        record = usable[int(index)]
+        try:
+            image, _ = read_image(record.path)
+            mask = record.mask(image.shape).astype(np.uint8) if segmentation else \
+                np.zeros((1, 1), np.uint8)
+            if segmentation and mask.shape != image.shape:
+                raise DataError(record.path, f"mask shape {mask.shape} differs from image "
+                                             f"{image.shape}")
+            return image, mask, True
+        except DataError as error:
+            report.add(error)
+            return np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8), False
+
+    def load(index, target):
+        image, mask, ok = tf.numpy_function(decode, [index], [tf.float32, tf.uint8, tf.bool],
+                                            stateful=False)
+        image.set_shape([None, None])
+        mask.set_shape([None, None])
+        return image, mask, ok, target
+
+    def prepare(image, mask, ok, target):
+        processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window)
+        if segmentation:
+            target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
+                             tf.float32)
+        return processed, target
+
+    indices = tf.data.Dataset.from_tensor_slices(
+        (np.arange(len(usable), dtype=np.int64), np.asarray(targets, np.int32)))
+    if shuffle and not cache:  # shuffle file order early when nothing is cached
+        indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.filter(lambda image, mask, ok, target: ok)
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))
+        if shuffle:
+            dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    if balanced:
+        if not training or segmentation:
+            raise ValueError("balanced sampling is for training a classifier (training=True).")
+        per_class = [dataset.filter(lambda image, target, k=k: tf.equal(target, k)).repeat()
+                     for k in sorted(set(targets))]
+        dataset = tf.data.Dataset.sample_from_datasets(per_class, seed=seed,
+                                                       stop_on_empty_dataset=False)
+    dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        dataset = dataset.map(_augmenter(seed, segmentation), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic or not training
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(seed: int, segmentation: bool):
+    """Batch augmentation; for segmentation the mask rides along as a second channel."""
+    layers = augmentation_layers(seed)
+    contrast = keras.layers.RandomContrast(0.1, value_range=(0.0, 1.0), seed=seed + 3)
+
+    def apply(images, targets):
+        if segmentation:
+            stacked = tf.concat([images, targets], axis=-1)
+            for layer in layers:
+                stacked = layer(stacked, training=True)
+            images = stacked[..., :1]
+            targets = tf.cast(stacked[..., 1:] > 0.5, tf.float32)
+        else:
+            for layer in layers:
+                images = layer(images, training=True)
+        images = tf.clip_by_value(contrast(images, training=True), 0.0, 1.0)
+        return images, targets
+
+    return apply

@@ -1,0 +1,103 @@
+"""load_dataset: the tf.data pipeline on written synthetic data, bad files, tasks and options."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mammo_keras.data import load_records, preprocess, read_image, write_synthetic
+from mammo_keras.data.pipeline import DataReport, load_dataset
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = write_synthetic(tmp_path_factory.mktemp("synthetic"), 18, size=256, fmt="dicom", seed=0)
+    return load_records(root)
+
+
+def collect(dataset):
+    images, targets = [], []
+    for x, y in dataset:
+        images.append(x.numpy())
+        targets.append(y.numpy())
+    return np.concatenate(images), np.concatenate(targets)
+
+
+def test_batches_equal_the_shared_preprocessing_in_record_order(records):
+    images, labels = collect(load_dataset(records, image_size=64, batch_size=5))
+    assert images.shape == (18, 64, 64, 1) and images.dtype == np.float32
+    assert list(labels) == [("normal", "benign", "malignant").index(r.label) for r in records]
+    for index in (0, 7):
+        expected, _ = preprocess(read_image(records[index].path)[0], 64)
+        np.testing.assert_array_equal(images[index], expected.numpy())
+
+
+def test_bad_files_are_skipped_and_reported(records, tmp_path):
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
+    unlabelled = dataclasses.replace(records[1], label=None)
+    bad = [dataclasses.replace(records[0], path=str(broken)), unlabelled]
+    report = DataReport()
+    with pytest.warns(UserWarning, match="skipped"):
+        images, _ = collect(load_dataset(list(records) + bad, image_size=32, batch_size=4,
+                                         report=report))
+    assert len(images) == 18
+    problems = [str(error) for error in report.skipped]
+    assert len(problems) == 2
+    assert any(p.startswith(str(broken)) for p in problems)
+    assert any("no malignancy target" in p for p in problems)
+
+
+def test_segmentation_masks_follow_the_images(records):
+    images, masks = collect(load_dataset(records, task="segmentation", image_size=64,
+                                         batch_size=6))
+    assert masks.shape == images.shape and set(np.unique(masks)) <= {0.0, 1.0}
+    lesioned = [i for i, r in enumerate(records) if r.label != "normal"]
+    assert all(masks[i].sum() > 0 for i in lesioned if records[i].extra["finding"].endswith("mass"))
+    assert all(masks[i].sum() == 0 for i, r in enumerate(records) if r.label == "normal")
+
+
+def test_density_task_uses_birads_classes(records):
+    _, targets = collect(load_dataset(records, task="density", image_size=32, batch_size=6))
+    assert list(targets) == ["ABCD".index(r.density) for r in records]
+
+
+def test_training_shuffles_and_augments_evaluation_does_not(records):
+    evaluation = load_dataset(records, image_size=32, batch_size=18)
+    first, second = collect(evaluation)[0], collect(evaluation)[0]
+    np.testing.assert_array_equal(first, second)
+    training = load_dataset(records, image_size=32, batch_size=18, training=True, seed=1)
+    epoch_one, labels_one = collect(training)
+    epoch_two, labels_two = collect(training)
+    assert not np.array_equal(epoch_one, epoch_two)
+    assert sorted(labels_one) == sorted(labels_two)
+    assert 0.0 <= epoch_one.min() and epoch_one.max() <= 1.0
+
+
+def test_balanced_sampling_draws_classes_equally(records):
+    dataset = load_dataset(records, image_size=32, batch_size=12, training=True, balanced=True,
+                           augment=False)
+    counts = np.zeros(3)
+    for _, labels in dataset.take(25):
+        counts += np.bincount(labels.numpy(), minlength=3)
+    assert counts.min() > 0.8 * counts.mean()
+    with pytest.raises(ValueError, match="balanced sampling"):
+        load_dataset(records, balanced=True)
+
+
+def test_invalid_task(records):
+    with pytest.raises(ValueError, match="Unknown task"):
+        load_dataset(records, task="age")
+
+
+def test_a_model_trains_from_the_pipeline(records):
+    from mammo_keras.models import build_classifier
+
+    model = build_classifier("baseline_cnn", "gagm_se", num_classes=3, input_shape=(64, 64, 1))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(load_dataset(records, image_size=64, batch_size=6, training=True),
+                        epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert isinstance(model.predict(load_dataset(records, image_size=64, batch_size=6), verbose=0),
+                      np.ndarray)
