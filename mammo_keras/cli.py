@@ -20,7 +20,6 @@ PLANNED = {
     "predict": ("class probabilities for image files", "the training milestone"),
     "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
     "export": ("SavedModel / TFLite export", "the deployment milestone"),
-    "data": ("synth | inspect | split | audit datasets", "the data milestone"),
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
     "bench": ("performance benchmarks", "the performance milestone"),
 }
@@ -69,6 +68,103 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(description: str, total: int):
+    """A tqdm progress bar on stderr; returns its update callback (done, total)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr,
+               disable=not sys.stderr.isatty() and total < 50)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+        if done >= _total:
+            bar.close()
+    return update
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from mammo_keras.data import load_records, write_synthetic
+
+    out = write_synthetic(args.out, args.count, size=args.size, fmt=args.format, seed=args.seed,
+                          contrast=args.contrast, lesion_scale=args.lesion_scale,
+                          progress=_progress(f"writing {args.format}", args.count))
+    print(f"{args.count} synthetic images written to {out} ({args.format} layout)")
+    print(load_records(out).summary())
+    return 0
+
+
+def _cmd_data_inspect(args: argparse.Namespace) -> int:
+    from mammo_keras.data import load_records
+
+    print(load_records(args.dataset, root=args.root).summary())
+    return 0
+
+
+def _cmd_data_split(args: argparse.Namespace) -> int:
+    from mammo_keras.data import kfold_records, load_records, split_records, write_split_manifest
+    from mammo_keras.data.splits import split_table
+
+    records = load_records(args.dataset, root=args.root)
+    stratify = None if args.stratify == "none" else args.stratify
+    if args.folds:
+        folds = kfold_records(records, folds=args.folds, seed=args.seed, stratify=stratify)
+        assignment = {f"fold{k}": [r for r, f in zip(records, folds) if f == k]
+                      for k in range(args.folds)}
+    else:
+        assignment = split_records(records, args.fractions, seed=args.seed, stratify=stratify)
+    path = write_split_manifest(args.out, assignment)
+    print(split_table(assignment))
+    print(f"manifest written to {path}")
+    if records.skipped:
+        print(f"{len(records.skipped)} items skipped while reading the dataset:")
+        for error in records.skipped:
+            print(f"  {error}")
+    return 0
+
+
+def _add_data_commands(commands) -> None:
+    data = commands.add_parser("data", help="synth | inspect | split | audit datasets",
+                               description="Write synthetic data, inspect a dataset, split it.")
+    actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    synth = actions.add_parser("synth", help="write synthetic mammography phantoms",
+                               description="Write synthetic phantoms (with lesion masks) in an "
+                                           "on-disk layout that load_records reads back.")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--count", type=_positive_int, default=200, help="images (200)")
+    synth.add_argument("--size", type=_positive_int, default=512,
+                       help="image height in px, 256-4096 (512)")
+    synth.add_argument("--format", choices=["dicom", "mias", "folder"], default="dicom",
+                       help="dicom (+ synthetic.csv), mias (PGM + Info.txt) or folder "
+                            "(class folders, the Kaggle layout); default dicom")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    synth.add_argument("--contrast", type=float, default=0.08, help="lesion contrast (0.08)")
+    synth.add_argument("--lesion-scale", type=float, default=1.0, help="lesion size factor (1.0)")
+    synth.set_defaults(handler=_cmd_data_synth)
+    dataset_help = "a dataset path (folder or archive) or name (mias, kaggle_merged, synthetic)"
+    inspect = actions.add_parser("inspect", help="counts per class, density, source, view",
+                                 description="Summarise a dataset and list what was skipped.")
+    inspect.add_argument("dataset", help=dataset_help)
+    inspect.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    inspect.set_defaults(handler=_cmd_data_inspect)
+    split = actions.add_parser("split", help="patient-grouped stratified split or k folds",
+                               description="Split a dataset by patient, stratified, and write "
+                                           "the manifest (path, patient_id, label, split).")
+    split.add_argument("dataset", help=dataset_help)
+    split.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    split.add_argument("--out", required=True, help="manifest CSV to write")
+    split.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15),
+                       metavar=("TRAIN", "VAL", "TEST"), help="shares (0.7 0.15 0.15)")
+    split.add_argument("--folds", type=_positive_int, help="k folds instead of train/val/test")
+    split.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    split.add_argument("--stratify", choices=["label", "density", "none"], default="label",
+                       help="stratify by the patient's worst label (default), density, or not")
+    split.set_defaults(handler=_cmd_data_split)
+    audit = actions.add_parser("audit", help="near-duplicates across splits (not available yet)",
+                               description="Near-duplicate audit. Not available yet: it comes "
+                                           "with the rest of the data milestone.")
+    audit.set_defaults(handler=_planned("data audit", "the rest of the data milestone"))
+
+
 def _planned(name: str, milestone: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         raise UserError(f"'mammo-keras {name}' is not available yet in version {__version__}; "
@@ -92,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-classes", type=_positive_int, default=3, help="number of classes (3)")
     models.set_defaults(handler=_cmd_models)
 
+    _add_data_commands(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "
@@ -111,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.handler(args)
-    except (UserError, ValueError, FileNotFoundError) as error:
+    except (UserError, ValueError, FileNotFoundError) as error:  # DataError is a ValueError
         print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -26,7 +26,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in ["models", *PLANNED]:
+    for name in ["models", "data", *PLANNED]:
         assert name in text
 
 
@@ -65,3 +65,27 @@ def test_user_mistake_is_one_line_and_exit_2(capsys):
     assert main(["models", "--count-params", "--image-size", "40"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "too small" in error and "Traceback" not in error
+
+
+def test_data_synth_inspect_split(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    assert main(["data", "synth", "--out", str(out), "--count", "8", "--size", "256"]) == 0
+    text = capsys.readouterr().out
+    assert "8 synthetic images written" in text and "8 images, 4 patients" in text
+    assert main(["data", "inspect", str(out)]) == 0
+    assert "source   synthetic: 8" in capsys.readouterr().out
+    manifest = tmp_path / "split.csv"
+    assert main(["data", "split", "synthetic", "--root", str(out), "--out", str(manifest),
+                 "--folds", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "fold0" in table and "fold1" in table and manifest.exists()
+    rows = manifest.read_text().splitlines()
+    assert rows[0] == "path,patient_id,label,split" and len(rows) == 9
+
+
+def test_data_errors_are_one_line(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path / "nothing")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "neither a dataset name" in error
+    assert main(["data", "audit"]) == 2
+    assert "not available yet" in capsys.readouterr().err

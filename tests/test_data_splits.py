@@ -94,3 +94,11 @@ def test_mias_no_patient_in_two_splits_or_folds():
     for record, fold in zip(records, folds):
         fold_of_patient[record.patient_id].add(fold)
     assert len(fold_of_patient) == 161 and all(len(f) == 1 for f in fold_of_patient.values())
+
+
+def test_small_dataset_still_fills_every_split():
+    """10 patients of 2 images: every split gets patients (a per-stratum greedy rule left test empty)."""
+    records = fake_records(patients=10)
+    for seed in range(5):
+        splits = split_records(records, seed=seed)
+        assert all(len(split) > 0 for split in splits.values()), seed

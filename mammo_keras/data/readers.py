@@ -97,10 +97,10 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         DataError (a ValueError): one line "<path>: <problem>" for a missing,
             empty, truncated, corrupt or unsupported file.
 
-    Example:
+    Example::
 
-    >>> image, meta = read_image("mammogram.dcm")  # doctest: +SKIP
-    >>> image.dtype, image.min() >= 0, image.max() <= 1, meta["laterality"]  # doctest: +SKIP
-    (dtype('float32'), True, True, 'L')
+        image, meta = read_image("mammogram.dcm")
+        image.dtype, image.min() >= 0, image.max() <= 1, meta["laterality"]
+        # (dtype('float32'), True, True, 'L')
     """
     return decode_image(read_bytes(path), path)

@@ -3,8 +3,9 @@
 All images of one patient land in one split (records without a patient id are
 their own group). Groups are stratified by their worst label (or another field):
 within each stratum, groups are shuffled with the seed and each goes to the split
-that is furthest below its target share of images, so the class mix and the sizes
-follow the fractions closely even when patients have different numbers of images.
+that is furthest below its target share of images (within the stratum plus over
+the whole dataset), so the class mix and the sizes follow the fractions closely
+even when patients have different numbers of images or a class has few patients.
 """
 
 from __future__ import annotations
@@ -44,16 +45,22 @@ def _assign(records: Sequence[Record], targets: Sequence[float], seed: int,
             stratify: str | None) -> list[int]:
     """A bucket index per record, groups kept whole, buckets filled towards `targets`."""
     rng = np.random.default_rng(seed)
+    targets = np.asarray(targets, float)
     bucket_of = [0] * len(records)
+    overall = np.zeros(len(targets))  # images per bucket over all strata so far
     for groups in _groups(records, stratify).values():
         names = list(groups)
         rng.shuffle(names)
         sizes = np.zeros(len(targets))
         total = sum(len(indices) for indices in groups.values())
         for name in names:
-            deficit = np.asarray(targets) * total - sizes
+            # below target within the stratum, plus below target overall: small strata
+            # (a few patients) then still feed every bucket over the whole dataset
+            deficit = (targets * total - sizes) + (targets * (overall.sum() + len(groups[name]))
+                                                   - overall)
             bucket = int(np.argmax(deficit))
             sizes[bucket] += len(groups[name])
+            overall[bucket] += len(groups[name])
             for index in groups[name]:
                 bucket_of[index] = bucket
     return bucket_of
@@ -114,3 +121,17 @@ def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str
                 raise ValueError(f"{path}:{line}: {row['path']} is not among the dataset's records")
             result[row["split"]].append(by_path[row["path"]])
     return dict(result)
+
+
+def split_table(assignment: dict[str, Sequence[Record]]) -> str:
+    """A text table: images per label for each split, with patients and totals."""
+    labels = sorted({r.label or "none" for members in assignment.values() for r in members})
+    header = f"{'split':<8}" + "".join(f"{label:>11}" for label in labels) \
+        + f"{'images':>9}{'patients':>10}"
+    lines = [header]
+    for name, members in assignment.items():
+        counts = collections.Counter(r.label or "none" for r in members)
+        patients = len({r.patient_id or r.path for r in members})
+        lines.append(f"{name:<8}" + "".join(f"{counts[label]:>11}" for label in labels)
+                     + f"{len(members):>9}{patients:>10}")
+    return "\n".join(lines)

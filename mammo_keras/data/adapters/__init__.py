@@ -39,11 +39,11 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     Returns:
         `Records`: a list of `Record`, with the skipped files and rows in `.skipped`.
 
-    Example:
+    Example::
 
-    >>> records = load_records("mias", root="all-mias.tar.gz")  # doctest: +SKIP
-    >>> len(records), records.counts("label")  # doctest: +SKIP
-    (322, {'benign': 63, 'malignant': 52, 'normal': 207})
+        records = load_records("mias", root="all-mias.tar.gz")
+        len(records), records.counts("label")
+        # (322, {'benign': 63, 'malignant': 52, 'normal': 207})
     """
     name = str(name_or_path)
     if name in ADAPTERS or name in PLANNED:
