@@ -69,11 +69,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _progress(description: str, total: int):
-    """A tqdm progress bar on stderr; returns its update callback (done, total)."""
+    """A tqdm progress bar on stderr (only on a terminal); returns its update callback."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr,
-               disable=not sys.stderr.isatty() and total < 50)
+    bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr, disable=None)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
@@ -106,12 +105,21 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
 
     records = load_records(args.dataset, root=args.root)
     stratify = None if args.stratify == "none" else args.stratify
+    groups = None
+    if args.group_duplicates:
+        from mammo_keras.data.audit import duplicate_groups, hash_records
+
+        hashes, kept, skipped = hash_records(records, _progress("hashing", len(records)))
+        records.skipped.extend(skipped)
+        groups = duplicate_groups(records, args.threshold, hashes=(hashes, kept))
     if args.folds:
-        folds = kfold_records(records, folds=args.folds, seed=args.seed, stratify=stratify)
+        folds = kfold_records(records, folds=args.folds, seed=args.seed, stratify=stratify,
+                              groups=groups)
         assignment = {f"fold{k}": [r for r, f in zip(records, folds) if f == k]
                       for k in range(args.folds)}
     else:
-        assignment = split_records(records, args.fractions, seed=args.seed, stratify=stratify)
+        assignment = split_records(records, args.fractions, seed=args.seed, stratify=stratify,
+                                   groups=groups)
     path = write_split_manifest(args.out, assignment)
     print(split_table(assignment))
     print(f"manifest written to {path}")
@@ -120,6 +128,37 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
         for error in records.skipped:
             print(f"  {error}")
     return 0
+
+
+def _cmd_data_audit(args: argparse.Namespace) -> int:
+    from mammo_keras.data import load_records, read_split_manifest
+    from mammo_keras.data.audit import cross_split_duplicates
+
+    records = load_records(args.dataset, root=args.root)
+    assignment = read_split_manifest(args.split, records)
+    total = sum(len(members) for members in assignment.values())
+    result = cross_split_duplicates(assignment, args.threshold, _progress("hashing", total))
+    pairs = result["pairs"]
+    print(f"{len(pairs)} near-duplicate pairs across splits (threshold {args.threshold} of 256 "
+          f"bits), {result['within_split']} within a split, {total} images")
+    for path_a, split_a, path_b, split_b, distance in pairs[:args.show]:
+        print(f"  {distance:>3}  {split_a}: {path_a}  <->  {split_b}: {path_b}")
+    if len(pairs) > args.show:
+        print(f"  ... {len(pairs) - args.show} more" + (f" in {args.out}" if args.out else ""))
+    if args.out:
+        _write_pairs(args.out, pairs)
+    for error in result["skipped"]:
+        print(f"skipped {error}")
+    return 1 if pairs else 0
+
+
+def _write_pairs(path: str, pairs: list) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path_a", "split_a", "path_b", "split_b", "distance_bits"])
+        writer.writerows(pairs)
 
 
 def _add_data_commands(commands) -> None:
@@ -158,11 +197,24 @@ def _add_data_commands(commands) -> None:
     split.add_argument("--seed", type=int, default=0, help="random seed (0)")
     split.add_argument("--stratify", choices=["label", "density", "none"], default="label",
                        help="stratify by the patient's worst label (default), density, or not")
+    split.add_argument("--group-duplicates", action="store_true",
+                       help="also keep near-duplicate images together (pre-augmented sets)")
+    split.add_argument("--threshold", type=int, default=12,
+                       help="near-duplicate threshold in bits of 256, at most 15 (12)")
     split.set_defaults(handler=_cmd_data_split)
-    audit = actions.add_parser("audit", help="near-duplicates across splits (not available yet)",
-                               description="Near-duplicate audit. Not available yet: it comes "
-                                           "with the rest of the data milestone.")
-    audit.set_defaults(handler=_planned("data audit", "the rest of the data milestone"))
+    audit = actions.add_parser(
+        "audit", help="near-duplicate images across the splits of a manifest",
+        description="Find near-duplicate images (perceptual hash that survives flips and "
+                    "90-degree rotations) that sit in different splits. Exit status 1 when "
+                    "any are found.")
+    audit.add_argument("dataset", help=dataset_help)
+    audit.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    audit.add_argument("--split", required=True, help="split manifest (from `data split`)")
+    audit.add_argument("--threshold", type=int, default=12,
+                       help="Hamming distance in bits of 256, at most 15 (12)")
+    audit.add_argument("--out", help="write every pair to this CSV")
+    audit.add_argument("--show", type=int, default=10, help="pairs to print (10)")
+    audit.set_defaults(handler=_cmd_data_audit)
 
 
 def _planned(name: str, milestone: str) -> Callable[[argparse.Namespace], int]:

@@ -87,5 +87,39 @@ def test_data_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "inspect", str(tmp_path / "nothing")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "neither a dataset name" in error
-    assert main(["data", "audit"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "audit", str(tmp_path)])  # --split is required
+    assert exit_info.value.code == 2 and "--split" in capsys.readouterr().err
+
+
+def test_data_audit_finds_a_rotated_copy_across_splits(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from mammo_keras.data import generate_phantom, PhantomSpec
+
+    for index in range(6):
+        image = generate_phantom(PhantomSpec(seed=index, size=256))[0]
+        label = ("normal", "benign", "malignant")[index % 3]
+        (tmp_path / label).mkdir(exist_ok=True)
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / label / f"{index}.png")
+    copy = np.asarray(Image.open(tmp_path / "normal" / "0.png")).T[::-1]  # rotated 90 degrees
+    Image.fromarray(np.ascontiguousarray(copy)).save(tmp_path / "normal" / "0_rot.png")
+    manifest = tmp_path / "split.csv"
+    assert main(["data", "split", str(tmp_path), "--out", str(manifest), "--folds", "2",
+                 "--seed", "1"]) == 0
+    capsys.readouterr()
+    rows = manifest.read_text().splitlines()[1:]
+    fold_of = {row.split(",")[0].rsplit("/", 1)[-1]: row.split(",")[3] for row in rows}
+    leaked = fold_of["0.png"] != fold_of["0_rot.png"]
+    pairs_csv = tmp_path / "pairs.csv"
+    status = main(["data", "audit", str(tmp_path), "--split", str(manifest), "--out",
+                   str(pairs_csv)])
+    text = capsys.readouterr().out
+    assert status == (1 if leaked else 0)
+    assert text.startswith(f"{1 if leaked else 0} near-duplicate pairs across splits")
+    assert main(["data", "split", str(tmp_path), "--out", str(manifest), "--folds", "2",
+                 "--seed", "1", "--group-duplicates"]) == 0
+    capsys.readouterr()
+    assert main(["data", "audit", str(tmp_path), "--split", str(manifest)]) == 0
+    assert "0 near-duplicate pairs across splits" in capsys.readouterr().out

@@ -24,11 +24,16 @@ SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ("path", "patient_id", "label", "split")
 
 
-def _groups(records: Sequence[Record], stratify: str | None) -> dict[str, dict[str, list[int]]]:
+def _groups(records: Sequence[Record], stratify: str | None,
+            groups: Sequence | None = None) -> dict[str, dict[str, list[int]]]:
     """{stratum: {group id: [record indices]}} in a stable order."""
+    if groups is not None and len(groups) != len(records):
+        raise ValueError(f"groups has {len(groups)} entries for {len(records)} records.")
     members: dict[str, list[int]] = collections.defaultdict(list)
     for index, record in enumerate(records):
-        members[record.patient_id or f"__image__{record.path}"].append(index)
+        key = str(groups[index]) if groups is not None else \
+            record.patient_id or f"__image__{record.path}"
+        members[key].append(index)
     strata: dict[str, dict[str, list[int]]] = collections.defaultdict(dict)
     for group, indices in members.items():
         if stratify is None:
@@ -42,32 +47,33 @@ def _groups(records: Sequence[Record], stratify: str | None) -> dict[str, dict[s
 
 
 def _assign(records: Sequence[Record], targets: Sequence[float], seed: int,
-            stratify: str | None) -> list[int]:
+            stratify: str | None, groups: Sequence | None = None) -> list[int]:
     """A bucket index per record, groups kept whole, buckets filled towards `targets`."""
     rng = np.random.default_rng(seed)
     targets = np.asarray(targets, float)
     bucket_of = [0] * len(records)
     overall = np.zeros(len(targets))  # images per bucket over all strata so far
-    for groups in _groups(records, stratify).values():
-        names = list(groups)
+    for members in _groups(records, stratify, groups).values():
+        names = list(members)
         rng.shuffle(names)
         sizes = np.zeros(len(targets))
-        total = sum(len(indices) for indices in groups.values())
+        total = sum(len(indices) for indices in members.values())
         for name in names:
             # below target within the stratum, plus below target overall: small strata
             # (a few patients) then still feed every bucket over the whole dataset
-            deficit = (targets * total - sizes) + (targets * (overall.sum() + len(groups[name]))
-                                                   - overall)
+            size = len(members[name])
+            deficit = (targets * total - sizes) + (targets * (overall.sum() + size) - overall)
             bucket = int(np.argmax(deficit))
-            sizes[bucket] += len(groups[name])
-            overall[bucket] += len(groups[name])
-            for index in groups[name]:
+            sizes[bucket] += size
+            overall[bucket] += size
+            for index in members[name]:
                 bucket_of[index] = bucket
     return bucket_of
 
 
 def split_records(records: Sequence[Record], fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                  seed: int = 0, stratify: str | None = "label") -> dict[str, Records]:
+                  seed: int = 0, stratify: str | None = "label",
+                  groups: Sequence | None = None) -> dict[str, Records]:
     """Train / val / test records, grouped by patient and stratified.
 
     Args:
@@ -76,23 +82,25 @@ def split_records(records: Sequence[Record], fractions: Sequence[float] = (0.7, 
         seed: shuffling seed; the same seed gives the same split.
         stratify: the record field to stratify by ("label": the patient's worst
             label; "density"; None).
+        groups: a group key per record to keep together instead of the patient id,
+            e.g. `audit.duplicate_groups(records)` for sets without patient ids.
 
     Returns:
         {"train": Records, "val": Records, "test": Records}.
     """
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three shares summing to 1; got {tuple(fractions)}.")
-    buckets = _assign(records, fractions, seed, stratify)
+    buckets = _assign(records, fractions, seed, stratify, groups)
     return {name: Records(r for r, b in zip(records, buckets) if b == i)
             for i, name in enumerate(SPLITS)}
 
 
 def kfold_records(records: Sequence[Record], folds: int = 5, seed: int = 0,
-                  stratify: str | None = "label") -> list[int]:
-    """The fold (0..folds-1) of each record, grouped by patient and stratified."""
+                  stratify: str | None = "label", groups: Sequence | None = None) -> list[int]:
+    """The fold (0..folds-1) of each record, grouped by patient (or `groups`) and stratified."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2; got {folds}.")
-    return _assign(records, [1.0 / folds] * folds, seed, stratify)
+    return _assign(records, [1.0 / folds] * folds, seed, stratify, groups)
 
 
 def write_split_manifest(path: str | Path, assignment: dict[str, Sequence[Record]]) -> Path:
