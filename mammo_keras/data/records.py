@@ -56,7 +56,8 @@ class Record:
         source: the dataset (or sub-source) the image comes from.
         rois: annotated lesions; `mask()` rasterises them.
         image_shape: (height, width) when the dataset states it.
-        mask_path: a pixel mask file (PNG, nonzero = lesion) when the dataset has one.
+        mask_paths: pixel mask files (nonzero = lesion), one per annotated lesion, when the
+            dataset has them (CBIS-DDSM ROI masks, synthetic masks).
         extra: dataset-specific fields (e.g. MIAS abnormality classes).
     """
 
@@ -69,14 +70,18 @@ class Record:
     source: str
     rois: tuple[ROI, ...] = ()
     image_shape: tuple[int, int] | None = None
-    mask_path: str | None = None
+    mask_paths: tuple[str, ...] = ()
     extra: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def mask(self, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """Boolean lesion mask (H, W): the pixel mask file when the dataset has one, else the
-        union of the ROI discs (all False for normal images)."""
-        if self.mask_path is not None:
-            return read_image(self.mask_path)[0] > 0.5
+        """Boolean lesion mask (H, W): the union of the pixel mask files when the dataset has
+        them, else of the ROI discs (all False for normal images)."""
+        if self.mask_paths:
+            masks = [read_image(path)[0] > 0.5 for path in self.mask_paths]
+            if any(mask.shape != masks[0].shape for mask in masks):
+                raise DataError(self.path, f"its masks differ in shape: "
+                                           f"{[mask.shape for mask in masks]}")
+            return np.logical_or.reduce(masks)
         height, width = shape or self.image_shape or (None, None)
         if height is None:
             raise ValueError(f"{self.path}: image shape unknown; pass mask(shape=(H, W)).")

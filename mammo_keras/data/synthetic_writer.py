@@ -5,7 +5,11 @@
 - "mias":   mdbNNN.pgm (8-bit, 1024 x 1024 like every MIAS film: the phantom is drawn at
             `size` and resampled) and an Info.txt in MIAS' format (circle ROIs, origin
             bottom-left, MLO views, odd numbers right) -> the "mias" adapter;
-- "folder": <label>/<id>.png (16-bit), the Kaggle class-folder layout -> "kaggle_merged".
+- "folder": <label>/<id>.png (16-bit), the Kaggle class-folder layout -> "kaggle_merged";
+- "cbis":   CBIS-DDSM: {mass,calc}_case_description_{train,test}_set.csv with the paths of the
+            official CSVs, and the DICOM tree laid out as a TCIA download (other folder and
+            file names: the adapter must find them) -> the "cbis_ddsm" adapter. Lesion cases
+            only, as in CBIS-DDSM; patients 5, 10, ... form the test set.
 
 Writes are atomic (temporary file, then rename) and a re-run skips the files already
 written, so an interrupted run resumes where it stopped.
@@ -27,11 +31,21 @@ from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
 from mammo_keras.data.dicom_writer import write_dicom
 from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
 
-FORMATS = ("dicom", "mias", "folder")
+FORMATS = ("dicom", "mias", "folder", "cbis")
 MANIFEST = "synthetic.csv"
 MANIFEST_FIELDS = ("path", "mask_path", "label", "density", "patient_id", "laterality", "view",
                    "finding", "seed", "size", "contrast", "lesion_scale")
 MIAS_TISSUE = {"A": "F", "B": "G", "C": "D", "D": "D"}
+CBIS_FIELDS = {
+    "mass": ("patient_id", "breast_density", "left or right breast", "image view",
+             "abnormality id", "abnormality type", "mass shape", "mass margins", "assessment",
+             "pathology", "subtlety", "image file path", "cropped image file path",
+             "ROI mask file path"),
+    "calc": ("patient_id", "breast density", "left or right breast", "image view",
+             "abnormality id", "abnormality type", "calc type", "calc distribution",
+             "assessment", "pathology", "subtlety", "image file path", "cropped image file path",
+             "ROI mask file path"),
+}
 MIAS_CLASS = {"benign_mass": "CIRC", "malignant_mass": "SPIC", "benign_calcification": "CALC",
               "malignant_calcification": "CALC"}
 
@@ -78,11 +92,13 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = synthetic_specs(count, seed=seed, size=size, contrast=contrast,
-                            lesion_scale=lesion_scale)
+                            lesion_scale=lesion_scale,
+                            label_weights=(0, 1, 1) if fmt == "cbis" else (1, 1, 1))
     if fmt == "mias":  # MIAS: MLO films, pairs of one patient, odd numbers right
         specs = [dataclasses.replace(spec, view="MLO", laterality="R" if i % 2 == 0 else "L")
                  for i, spec in enumerate(specs)]
     rows, info = [], []
+    cbis_rows: dict[str, list[dict]] = {}
     for index, spec in enumerate(specs):
         case = f"case{index:05d}"
         if fmt == "dicom":
@@ -92,12 +108,18 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
             if not path.exists():
                 image, _, _ = generate_phantom(spec)
                 _save_png(np.round(image * 65535).astype(np.uint16), path)
+        elif fmt == "cbis":
+            table, row = _write_cbis_case(out, spec, index)
+            cbis_rows.setdefault(table, []).append(row)
         else:
             info.append(_write_mias_case(out, index + 1, spec))
         if progress is not None:
             progress(index + 1, len(specs))
     if fmt == "dicom":
         _write_manifest(out / MANIFEST, rows)
+    for table, table_rows in cbis_rows.items():
+        kind = table.split("_")[0]
+        _write_csv(out / table, CBIS_FIELDS[kind], table_rows)
     if fmt == "mias":
         text = "Synthetic MIAS-style database written by mammo-keras\n\n" + "\n".join(info) + "\n"
         _atomic_write(out / "Info.txt", lambda target: target.write_text(text))
@@ -141,10 +163,62 @@ def _write_mias_case(out: Path, number: int, spec: PhantomSpec) -> str:
             f"{int(round(side - 1 - centre_row))} {int(np.ceil(radius))}")
 
 
-def _write_manifest(path: Path, rows: list[dict]) -> None:
+def _write_cbis_case(out: Path, spec: PhantomSpec, index: int) -> tuple[str, dict]:
+    """Write one CBIS-DDSM-style case (full image, ROI mask, cropped patch); return its CSV row."""
+    patient = index // 2
+    kind = "mass" if spec.finding.endswith("mass") else "calc"
+    split = "test" if patient % 5 == 4 else "train"
+    case = (f"{kind.capitalize()}-{'Test' if split == 'test' else 'Training'}_P_{patient:05d}_"
+            f"{'LEFT' if spec.laterality == 'L' else 'RIGHT'}_{spec.view}")
+    tcia = out / "CBIS-DDSM"
+    full = tcia / case / "07-20-2016-DDSM-NA" / "1.000000-full mammogram images-NA" / "1-1.dcm"
+    roi_folder = tcia / f"{case}_1" / "07-21-2016-DDSM-NA"
+    mask_file = roi_folder / "1.000000-ROI mask images-NA" / "1-1.dcm"
+    crop_file = roi_folder / "1.000000-cropped images-NA" / "1-2.dcm"
+    if not (full.exists() and mask_file.exists() and crop_file.exists()):
+        image, mask, _ = generate_phantom(spec)
+        if not mask.any():  # a lesion can fall outside the breast at tiny sizes: keep a dot
+            centre = tuple(s // 2 for s in mask.shape)
+            mask[centre] = True
+        rows, cols = np.nonzero(mask)
+        patch = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        patient_id = f"P_{patient:05d}"
+        _atomic_write(full, lambda t: write_dicom(t, image, bits_stored=16, patient_id=patient_id,
+                                                  laterality=spec.laterality, view=spec.view))
+        _atomic_write(mask_file, lambda t: write_dicom(t, mask.astype(np.float32), bits_stored=8,
+                                                       patient_id=patient_id))
+        _atomic_write(crop_file, lambda t: write_dicom(t, patch, bits_stored=16,
+                                                       patient_id=patient_id))
+    uid = f"1.3.6.1.4.1.9590.100.1.2.{index + 1000}"
+    severity = spec.label.upper() if spec.label == "malignant" or index % 3 else \
+        "BENIGN_WITHOUT_CALLBACK"
+    row = {"patient_id": f"P_{patient:05d}",
+           "breast_density" if kind == "mass" else "breast density": "ABCD".index(spec.density) + 1,
+           "left or right breast": "LEFT" if spec.laterality == "L" else "RIGHT",
+           "image view": spec.view, "abnormality id": 1,
+           "abnormality type": "mass" if kind == "mass" else "calcification",
+           "assessment": 5 if spec.label == "malignant" else 3, "pathology": severity,
+           "subtlety": 3,
+           "image file path": f"{case}/{uid}.1/{uid}.2/000000.dcm",
+           "cropped image file path": f"{case}_1/{uid}.3/{uid}.4/000000.dcm",
+           "ROI mask file path": f"{case}_1/{uid}.3/{uid}.4/000001.dcm\n"}  # the stray newline
+    if kind == "mass":
+        row.update({"mass shape": "IRREGULAR" if spec.label == "malignant" else "OVAL",
+                    "mass margins": "SPICULATED" if spec.label == "malignant" else "CIRCUMSCRIBED"})
+    else:
+        row.update({"calc type": "PLEOMORPHIC" if spec.label == "malignant" else "PUNCTATE",
+                    "calc distribution": "CLUSTERED"})
+    return f"{kind}_case_description_{split}_set.csv", row
+
+
+def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
     def write(target: Path) -> None:
         with open(target, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
     _atomic_write(path, write)
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    _write_csv(path, MANIFEST_FIELDS, rows)

@@ -1,8 +1,9 @@
 """Dataset adapters: one module per dataset, each returning `Records`.
 
 `load_records(name_or_path, root=None)` picks the adapter by name, or recognises
-a path (a folder with synthetic.csv -> "synthetic"; an archive or folder holding
-MIAS' Info.txt -> "mias"; otherwise a folder of class subfolders).
+a path (a folder with synthetic.csv -> "synthetic"; with CBIS-DDSM case-description
+CSVs -> "cbis_ddsm"; an archive or folder holding MIAS' Info.txt -> "mias"; otherwise
+a folder of class subfolders).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from mammo_keras.data.adapters.cbis_ddsm import load_cbis_ddsm
 from mammo_keras.data.adapters.folder import load_class_folders
 from mammo_keras.data.adapters.mias import load_mias
 from mammo_keras.data.adapters.synthetic import load_synthetic
@@ -18,12 +20,13 @@ from mammo_keras.data.records import Records
 
 ADAPTERS: dict[str, Callable[..., Records]] = {
     "mias": load_mias,
+    "cbis_ddsm": load_cbis_ddsm,
     "synthetic": load_synthetic,
     "kaggle_merged": lambda root, **options: load_class_folders(root, source="kaggle_merged",
                                                                 **options),
     "folder": load_class_folders,
 }
-PLANNED = ("cbis_ddsm", "inbreast")
+PLANNED = ("inbreast",)
 MANIFEST = "synthetic.csv"
 
 
@@ -62,6 +65,8 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
                          "nor an existing file or folder.")
     if (path / MANIFEST).is_file():
         return load_synthetic(path, **options)
+    if path.is_dir() and next(path.rglob("*case_description*.csv"), None) is not None:
+        return load_cbis_ddsm(path, **options)
     if is_archive(path) or any(p.name.lower() == "info.txt" for p in path.glob("*")):
         return load_mias(path, **options)
     return load_class_folders(path, **options)

@@ -36,6 +36,6 @@ def load_synthetic(root: str | Path) -> Records:
                 path=str(path), label=row["label"], density=row["density"] or None,
                 patient_id=row["patient_id"] or None, laterality=row["laterality"] or None,
                 view=row["view"] or None, source="synthetic",
-                mask_path=str(mask) if mask and mask.is_file() else None,
+                mask_paths=(str(mask),) if mask and mask.is_file() else (),
                 extra={"finding": row["finding"], "seed": int(row["seed"])}))
     return Records(records, skipped)
