@@ -172,16 +172,17 @@ def _add_data_commands(commands) -> None:
     synth.add_argument("--count", type=_positive_int, default=200, help="images (200)")
     synth.add_argument("--size", type=_positive_int, default=512,
                        help="image height in px, 256-4096 (512)")
-    synth.add_argument("--format", choices=["dicom", "mias", "folder", "cbis"], default="dicom",
+    synth.add_argument("--format", choices=["dicom", "mias", "folder", "cbis", "inbreast"],
+                       default="dicom",
                        help="dicom (+ synthetic.csv), mias (PGM + Info.txt), folder (class "
-                            "folders, the Kaggle layout) or cbis (CBIS-DDSM CSVs + DICOM tree); "
-                            "default dicom")
+                            "folders, the Kaggle layout), cbis (CBIS-DDSM CSVs + DICOM tree) or "
+                            "inbreast (INbreast.csv + AllDICOMs + AllXML); default dicom")
     synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
     synth.add_argument("--contrast", type=float, default=0.08, help="lesion contrast (0.08)")
     synth.add_argument("--lesion-scale", type=float, default=1.0, help="lesion size factor (1.0)")
     synth.set_defaults(handler=_cmd_data_synth)
-    dataset_help = ("a dataset path (folder or archive) or name (mias, cbis_ddsm, kaggle_merged, "
-                    "synthetic)")
+    dataset_help = ("a dataset path (folder or archive) or name (mias, cbis_ddsm, inbreast, "
+                    "kaggle_merged, synthetic)")
     inspect = actions.add_parser("inspect", help="counts per class, density, source, view",
                                  description="Summarise a dataset and list what was skipped.")
     inspect.add_argument("dataset", help=dataset_help)

@@ -48,8 +48,6 @@ def test_any_class_names_and_auto_detection(merged):
 
 
 def test_load_records_errors(tmp_path):
-    with pytest.raises(ValueError, match="not available yet"):
-        load_records("inbreast", root=tmp_path)
     with pytest.raises(ValueError, match="needs root"):
         load_records("mias")
     with pytest.raises(ValueError, match="Unknown dataset 'ddsm2'"):

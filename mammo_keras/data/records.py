@@ -7,6 +7,7 @@ import dataclasses
 from typing import Iterable
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
@@ -28,6 +29,8 @@ class ROI:
         x, y: centre (column, row) in pixels; radius: of the enclosing circle, in pixels.
         abnormality: the dataset's class of finding (MIAS: CALC, CIRC, SPIC, ...).
         severity: "benign" / "malignant" / None.
+        points: the outline as (x, y) vertices when the dataset draws one (INbreast);
+            the mask is then the polygon, else the disc.
     """
 
     x: float
@@ -35,9 +38,14 @@ class ROI:
     radius: float
     abnormality: str | None = None
     severity: str | None = None
+    points: tuple[tuple[float, float], ...] = ()
 
     def mask(self, height: int, width: int) -> np.ndarray:
-        """Boolean (height, width) disc of this ROI."""
+        """Boolean (height, width) polygon or disc of this ROI."""
+        if len(self.points) >= 3:
+            canvas = Image.new("1", (width, height), 0)
+            ImageDraw.Draw(canvas).polygon([tuple(p) for p in self.points], fill=1, outline=1)
+            return np.asarray(canvas, dtype=bool)
         rows, cols = np.ogrid[:height, :width]
         return (cols - self.x) ** 2 + (rows - self.y) ** 2 <= self.radius ** 2
 

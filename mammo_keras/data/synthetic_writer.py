@@ -9,7 +9,10 @@
 - "cbis":   CBIS-DDSM: {mass,calc}_case_description_{train,test}_set.csv with the paths of the
             official CSVs, and the DICOM tree laid out as a TCIA download (other folder and
             file names: the adapter must find them) -> the "cbis_ddsm" adapter. Lesion cases
-            only, as in CBIS-DDSM; patients 5, 10, ... form the test set.
+            only, as in CBIS-DDSM; patients 5, 10, ... form the test set;
+- "inbreast": INbreast.csv (semicolons, BI-RADS), AllDICOMs/<n>_<hash>_MG_<L|R>_<CC|ML>_ANON.dcm
+            and AllXML/<n>.xml (OsiriX plist ROIs: mass outlines as Point_px polygons, each
+            calcification a point) -> the "inbreast" adapter.
 
 Writes are atomic (temporary file, then rename) and a re-run skips the files already
 written, so an interrupted run resumes where it stopped.
@@ -21,6 +24,7 @@ import csv
 import dataclasses
 import io
 import os
+import plistlib
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +35,9 @@ from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
 from mammo_keras.data.dicom_writer import write_dicom
 from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
 
-FORMATS = ("dicom", "mias", "folder", "cbis")
+FORMATS = ("dicom", "mias", "folder", "cbis", "inbreast")
+INBREAST_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date",
+                    "File Name", "ACR", "Bi-Rads")
 MANIFEST = "synthetic.csv"
 MANIFEST_FIELDS = ("path", "mask_path", "label", "density", "patient_id", "laterality", "view",
                    "finding", "seed", "size", "contrast", "lesion_scale")
@@ -97,7 +103,7 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
     if fmt == "mias":  # MIAS: MLO films, pairs of one patient, odd numbers right
         specs = [dataclasses.replace(spec, view="MLO", laterality="R" if i % 2 == 0 else "L")
                  for i, spec in enumerate(specs)]
-    rows, info = [], []
+    rows, info, inbreast_rows = [], [], []
     cbis_rows: dict[str, list[dict]] = {}
     for index, spec in enumerate(specs):
         case = f"case{index:05d}"
@@ -111,12 +117,18 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
         elif fmt == "cbis":
             table, row = _write_cbis_case(out, spec, index)
             cbis_rows.setdefault(table, []).append(row)
+        elif fmt == "inbreast":
+            inbreast_rows.append(_write_inbreast_case(out, spec, index))
         else:
             info.append(_write_mias_case(out, index + 1, spec))
         if progress is not None:
             progress(index + 1, len(specs))
     if fmt == "dicom":
         _write_manifest(out / MANIFEST, rows)
+    if fmt == "inbreast":
+        lines = [";".join(INBREAST_COLUMNS)] + [";".join(str(row[c]) for c in INBREAST_COLUMNS)
+                                                for row in inbreast_rows]
+        _atomic_write(out / "INbreast.csv", lambda t: t.write_text("\n".join(lines) + "\n"))
     for table, table_rows in cbis_rows.items():
         kind = table.split("_")[0]
         _write_csv(out / table, CBIS_FIELDS[kind], table_rows)
@@ -209,6 +221,50 @@ def _write_cbis_case(out: Path, spec: PhantomSpec, index: int) -> tuple[str, dic
         row.update({"calc type": "PLEOMORPHIC" if spec.label == "malignant" else "PUNCTATE",
                     "calc distribution": "CLUSTERED"})
     return f"{kind}_case_description_{split}_set.csv", row
+
+
+def outline_points(mask: np.ndarray, count: int = 48) -> list[tuple[float, float]]:
+    """About `count` (x, y) boundary points of a star-shaped mask, in angular order."""
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] \
+        & mask[1:-1, 2:]
+    rows, cols = np.nonzero(mask & ~inner)
+    angles = np.arctan2(rows - rows.mean(), cols - cols.mean())
+    order = np.argsort(angles)
+    step = max(1, len(order) // count)
+    return [(float(cols[i]), float(rows[i])) for i in order[::step]]
+
+
+def _write_inbreast_case(out: Path, spec: PhantomSpec, index: int) -> dict:
+    """Write one INbreast-style image and its XML; return its INbreast.csv row."""
+    name = str(20586900 + index)
+    patient = f"{(index // 2) * 7919 + 0x5a3c1d:x}"
+    view = "CC" if spec.view == "CC" else "ML"
+    dicom = out / "AllDICOMs" / f"{name}_{patient}_MG_{spec.laterality}_{view}_ANON.dcm"
+    xml = out / "AllXML" / f"{name}.xml"
+    birads = {"normal": "1", "benign": "2" if index % 2 else "3",
+              "malignant": "4c" if index % 2 else "5"}[spec.label]
+    if not dicom.exists() or (spec.label != "normal" and not xml.exists()):
+        image, mask, _ = generate_phantom(spec)
+        _atomic_write(dicom, lambda t: write_dicom(t, image, bits_stored=14, patient_id=patient,
+                                                   laterality=spec.laterality, view=spec.view))
+        if mask.any():
+            if spec.finding.endswith("mass"):
+                rois = [{"Name": "Mass", "Point_px": [f"({x:.2f}, {y:.2f})" for x, y in
+                                                      outline_points(mask)]}]
+            else:
+                from scipy import ndimage
+                labelled, count = ndimage.label(mask)
+                centres = ndimage.center_of_mass(mask, labelled, range(1, count + 1))
+                rois = [{"Name": "Calcification", "Point_px": [f"({c:.2f}, {r:.2f})"]}
+                        for r, c in centres]
+            for roi in rois:
+                roi["NumberOfPoints"] = len(roi["Point_px"])
+            document = {"Images": [{"ImageIndex": 0, "NumberOfROIs": len(rois), "ROIs": rois}]}
+            _atomic_write(xml, lambda t: t.write_bytes(plistlib.dumps(document)))
+    return {"Patient ID": "removed", "Patient age": "removed", "Laterality": spec.laterality,
+            "View": view, "Acquisition date": "201001", "File Name": name,
+            "ACR": "ABCD".index(spec.density) + 1, "Bi-Rads": birads}
 
 
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:

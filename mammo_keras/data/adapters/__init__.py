@@ -2,7 +2,7 @@
 
 `load_records(name_or_path, root=None)` picks the adapter by name, or recognises
 a path (a folder with synthetic.csv -> "synthetic"; with CBIS-DDSM case-description
-CSVs -> "cbis_ddsm"; an archive or folder holding MIAS' Info.txt -> "mias"; otherwise
+CSVs -> "cbis_ddsm"; with INbreast.csv -> "inbreast"; an archive or folder holding MIAS' Info.txt -> "mias"; otherwise
 a folder of class subfolders).
 """
 
@@ -13,6 +13,7 @@ from typing import Callable
 
 from mammo_keras.data.adapters.cbis_ddsm import load_cbis_ddsm
 from mammo_keras.data.adapters.folder import load_class_folders
+from mammo_keras.data.adapters.inbreast import load_inbreast
 from mammo_keras.data.adapters.mias import load_mias
 from mammo_keras.data.adapters.synthetic import load_synthetic
 from mammo_keras.data.archive import is_archive
@@ -21,12 +22,12 @@ from mammo_keras.data.records import Records
 ADAPTERS: dict[str, Callable[..., Records]] = {
     "mias": load_mias,
     "cbis_ddsm": load_cbis_ddsm,
+    "inbreast": load_inbreast,
     "synthetic": load_synthetic,
     "kaggle_merged": lambda root, **options: load_class_folders(root, source="kaggle_merged",
                                                                 **options),
     "folder": load_class_folders,
 }
-PLANNED = ("inbreast",)
 MANIFEST = "synthetic.csv"
 
 
@@ -34,7 +35,8 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     """The records of a dataset.
 
     Args:
-        name_or_path: a dataset name ("mias", "kaggle_merged", "folder") with its
+        name_or_path: a dataset name ("mias", "cbis_ddsm", "inbreast", "kaggle_merged",
+            "synthetic", "folder") with its
             location in `root`, or directly the location (archive or folder).
         root: where the dataset is, when `name_or_path` is a name.
         **options: passed to the adapter (e.g. `classes=None` for class folders).
@@ -49,10 +51,7 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
         # (322, {'benign': 63, 'malignant': 52, 'normal': 207})
     """
     name = str(name_or_path)
-    if name in ADAPTERS or name in PLANNED:
-        if name in PLANNED:
-            raise ValueError(f"Dataset adapter {name!r} is not available yet; available: "
-                             f"{sorted(ADAPTERS)}.")
+    if name in ADAPTERS:
         if root is None:
             raise ValueError(f"load_records({name!r}) needs root=<where the dataset is>.")
         return ADAPTERS[name](root, **options)
@@ -67,6 +66,8 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
         return load_synthetic(path, **options)
     if path.is_dir() and next(path.rglob("*case_description*.csv"), None) is not None:
         return load_cbis_ddsm(path, **options)
+    if path.is_dir() and next(path.rglob("INbreast*.csv"), None) is not None:
+        return load_inbreast(path, **options)
     if is_archive(path) or any(p.name.lower() == "info.txt" for p in path.glob("*")):
         return load_mias(path, **options)
     return load_class_folders(path, **options)
