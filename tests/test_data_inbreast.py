@@ -58,7 +58,7 @@ def test_bad_rows_and_xml_are_reported(inbreast):
     xml.write_text("<plist><dict><key>Images</key>")  # truncated
     records = load_records("inbreast", root=inbreast)
     problems = [str(error) for error in records.skipped]
-    assert len(records) == 11 and len(problems) == 3
+    assert len(records) == 12 and len(problems) == 3  # 14 rows - bad Bi-Rads - bad XML
     assert any("no DICOM file for File Name '99999999'" in p for p in problems)
     assert any("unreadable Bi-Rads '?'" in p for p in problems)
     assert any(p.startswith(str(xml)) and "unreadable ROI file" in p for p in problems)
