@@ -207,3 +207,23 @@ def test_dicom_empty_image(tmp_path):
     ds.save_as(tmp_path / "empty.dcm")
     message = one_line_error(tmp_path / "empty.dcm")  # pydicom refuses 0 rows / columns
     assert "unreadable pixel data" in message and "Columns" in message
+
+
+def test_compressed_tar_is_decompressed_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAMMO_KERAS_CACHE", str(tmp_path / "cache"))
+    archive = tmp_path / "many.tar.gz"
+    payloads = {f"m{i}.png": bytes([i]) * (1000 + i) for i in range(20)}
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, payload in payloads.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    from mammo_keras.data.archive import list_members, read_member
+    assert list_members(archive) == list(payloads)
+    for name in reversed(list(payloads)):  # backwards: random access, not a stream
+        assert read_member(archive, name) == payloads[name]
+    cached = list((tmp_path / "cache").glob("many-*.tar"))
+    assert len(cached) == 1 and tarfile.is_tarfile(cached[0])
+    (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"junk" * 10)
+    with pytest.raises(DataError, match=r"broken\.tar\.gz: unreadable archive"):
+        list_members(tmp_path / "broken.tar.gz")
