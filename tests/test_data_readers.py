@@ -227,3 +227,4 @@ def test_compressed_tar_is_decompressed_once_into_the_cache(tmp_path, monkeypatc
     (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"junk" * 10)
     with pytest.raises(DataError, match=r"broken\.tar\.gz: unreadable archive"):
         list_members(tmp_path / "broken.tar.gz")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached[0].name]  # no leftovers

@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 
 from mammo_keras.data.errors import DataError
@@ -42,9 +43,12 @@ def _plain_tar(path: str) -> str:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        with gzip.open(path, "rb") as source, open(partial, "wb") as sink:
-            shutil.copyfileobj(source, sink, length=1 << 22)
-        os.replace(partial, target)
+        try:
+            with gzip.open(path, "rb") as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink, length=1 << 22)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     return str(target)
 
 
@@ -84,7 +88,7 @@ class _OpenArchive:
                 self.names = list(self.members)
         except FileNotFoundError:
             raise DataError(path, "archive not found") from None
-        except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, OSError,
+        except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, OSError,
                 EOFError) as error:
             raise DataError(path, f"unreadable archive ({error})") from error
 
@@ -97,7 +101,7 @@ class _OpenArchive:
             except KeyError:
                 raise DataError(member_path(self.path, member), "no such member in the archive") \
                     from None
-            except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+            except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
                 raise DataError(member_path(self.path, member), f"unreadable member ({error})") \
                     from error
 
