@@ -132,3 +132,28 @@ def test_mias_crops_keep_every_lesion_and_match_laterality():
     assert inside == total == 119
     assert agree >= 0.98 * len(records)  # chest-wall side found from the pixels alone
     assert np.mean(areas) < 0.55  # about half of each film is background, labels, markers
+
+
+def test_clahe_with_one_tile_and_no_clipping_is_histogram_equalisation(rng):
+    from mammo_keras.data.preprocessing import clahe
+
+    image = (rng.beta(2, 5, size=(60, 80))).astype("float32")
+    levels = np.clip(np.floor(image * 256), 0, 255).astype(int)
+    cdf = np.cumsum(np.bincount(levels.ravel(), minlength=256)) / image.size
+    np.testing.assert_allclose(clahe(image, grid=1, clip_limit=1e9).numpy(), cdf[levels],
+                               atol=1e-6)
+
+
+def test_clahe_raises_local_contrast_and_keeps_the_range(rng):
+    from mammo_keras.data.preprocessing import clahe
+
+    flat = (0.4 + 0.05 * rng.random((128, 128))).astype("float32")
+    flat[:, 64:] += 0.3  # two regions of low internal contrast
+    out = clahe(flat[..., None], grid=4, clip_limit=3.0).numpy()
+    assert out.shape == (128, 128, 1) and 0.0 <= out.min() and out.max() <= 1.0
+    assert out[:, :48].std() > 3 * flat[:, :48].std()
+    clipped = clahe(flat, grid=4, clip_limit=1.0).numpy()  # clip 1: no equalisation at all
+    assert clipped[:, :48].std() < out[:, :48].std()
+    traced = tf.function(lambda x: clahe(x), input_signature=[tf.TensorSpec([None, None],
+                                                                            tf.float32)])
+    np.testing.assert_allclose(traced(flat).numpy(), clahe(flat).numpy(), atol=1e-6)

@@ -75,6 +75,7 @@ def load_dataset(
     crop: bool = True,
     flip: bool = True,
     window: bool = False,
+    equalize: bool = False,
     seed: int = 0,
     deterministic: bool = False,
     report: DataReport | None = None,
@@ -95,7 +96,7 @@ def load_dataset(
             repeats forever, so pass `steps_per_epoch` to `fit`.
         cache: True (memory), a file path (on disk), or False; caches preprocessed,
             un-augmented images, so later epochs skip decoding.
-        crop, flip, window: passed to `preprocess`.
+        crop, flip, window, equalize: passed to `preprocess` (equalize = CLAHE).
         seed: seeds shuffling and augmentation.
         deterministic: same order and augmentation on every run (slower).
         report: collects the files skipped because they could not be read.
@@ -151,7 +152,8 @@ def load_dataset(
         return image, mask, ok, target
 
     def prepare(image, mask, ok, target):
-        processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window)
+        processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window,
+                                         equalize=equalize)
         if segmentation:
             target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
                              tf.float32)

@@ -6,7 +6,7 @@
       -> breast crop: the run of foreground columns that starts at the chest wall and
          the run of foreground rows around the widest row, plus a margin; labels and
          markers separated from the breast by background fall outside both runs
-      -> optional intensity window (percentiles of the breast's pixels)
+      -> optional intensity window (percentiles of the breast's pixels) and CLAHE
       -> aspect-preserving resize, zero padding right / bottom -> (size, size)
 
 Everything is traceable by `tf.function` (dynamic H and W), so an exported
@@ -155,8 +155,57 @@ def intensity_window(image: tf.Tensor, low: float = 0.005, high: float = 0.995) 
     return tf.cond(count > 1, stretched, lambda: image)
 
 
+def clahe(image: tf.Tensor, grid: int = 8, clip_limit: float = 2.0, bins: int = 256) -> tf.Tensor:
+    """Contrast-limited adaptive histogram equalisation of an (H, W[, 1]) image in [0, 1].
+
+    The image is cut into grid x grid tiles; each tile's histogram is clipped at
+    clip_limit x its mean bin count, the excess spread evenly over all bins, and
+    turned into a mapping (its cumulative distribution); each pixel takes the
+    bilinear blend of the mappings of the four nearest tile centres. grid=1 and a
+    very large clip_limit give global histogram equalisation.
+
+    Returns the same shape, float32 in [0, 1].
+    """
+    shape = tf.shape(image)
+    gray = tf.reshape(tf.convert_to_tensor(image, tf.float32), shape[:2])
+    height, width = shape[0], shape[1]
+    levels = tf.cast(tf.clip_by_value(tf.floor(gray * bins), 0, bins - 1), tf.int32)
+    rows = tf.range(height)[:, None] * grid // height  # tile of each pixel
+    cols = tf.range(width)[None, :] * grid // width
+    tile = rows * grid + cols
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(gray), tile * bins + levels,
+                                          grid * grid * bins)
+    histograms = tf.reshape(counts, [grid * grid, bins])
+    pixels = tf.reduce_sum(histograms, axis=1, keepdims=True)
+    limit = clip_limit * pixels / bins
+    excess = tf.reduce_sum(tf.nn.relu(histograms - limit), axis=1, keepdims=True)
+    clipped = tf.minimum(histograms, limit) + excess / bins
+    mappings = tf.reshape(tf.cumsum(clipped, axis=1) / tf.maximum(pixels, 1.0), [-1])
+
+    def axis_weights(length, index_range):
+        centre = (tf.cast(index_range, tf.float32) + 0.5) * grid / tf.cast(length, tf.float32) - 0.5
+        low = tf.clip_by_value(tf.floor(centre), 0, grid - 1)
+        high = tf.minimum(low + 1, grid - 1)
+        weight = tf.clip_by_value(centre - low, 0.0, 1.0)
+        return tf.cast(low, tf.int32), tf.cast(high, tf.int32), weight
+
+    row_low, row_high, row_weight = axis_weights(height, tf.range(height))
+    col_low, col_high, col_weight = axis_weights(width, tf.range(width))
+
+    def mapped(tile_rows, tile_cols):
+        index = (tile_rows[:, None] * grid + tile_cols[None, :]) * bins + levels
+        return tf.gather(mappings, index)
+
+    top = mapped(row_low, col_low) * (1 - col_weight[None, :]) \
+        + mapped(row_low, col_high) * col_weight[None, :]
+    bottom = mapped(row_high, col_low) * (1 - col_weight[None, :]) \
+        + mapped(row_high, col_high) * col_weight[None, :]
+    result = top * (1 - row_weight[:, None]) + bottom * row_weight[:, None]
+    return tf.reshape(tf.clip_by_value(result, 0.0, 1.0), shape)
+
+
 def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = True,
-               window: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+               window: bool = False, equalize: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """The preprocessing of mammo-keras. Returns (image (size, size, 1) float32 in [0, 1], geometry).
 
     Args:
@@ -165,6 +214,8 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         crop: crop to the breast (removes background, labels and markers).
         flip: flip so that the chest wall is on the left.
         window: stretch the breast's 0.5-99.5 % intensity quantiles onto [0, 1].
+        equalize: CLAHE (8 x 8 tiles, clip limit 2) on the output, after the window;
+            the background stays 0.
 
     Returns:
         (image, geometry): geometry is [flipped, top, left, height, width] in
@@ -182,4 +233,6 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
     output = apply_geometry(image, geometry, size)
     if window:
         output = intensity_window(output)
+    if equalize:
+        output = tf.where(output > 0.0, clahe(output), 0.0)
     return output, geometry
