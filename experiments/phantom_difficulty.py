@@ -1,6 +1,6 @@
 """Is the synthetic task neither trivial nor hopeless? Train the baseline CNN on phantoms and watch.
 
-Writes experiments/results/phantom_difficulty.{json,md}: per-epoch train and validation
+Writes experiments/results/phantom_difficulty_c<contrast>_s<lesion scale>.{json,md}: per-epoch train and validation
 accuracy of the baseline CNN (gagm_se) on normal / benign / malignant phantoms, split by
 patient, at a CPU-affordable size, with the command, commit and hardware.
 
@@ -34,13 +34,15 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128, help="model input in px")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--contrast", type=float, default=0.08)
+    parser.add_argument("--lesion-scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/results")
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
-    data = Path(tempfile.gettempdir()) / f"phantoms_{args.count}_{args.size}_{args.contrast}"
+    tag = f"c{args.contrast}_s{args.lesion_scale}"
+    data = Path(tempfile.gettempdir()) / f"phantoms_{args.count}_{args.size}_{tag}"
     write_synthetic(data, args.count, size=args.size, fmt="dicom", seed=args.seed,
-                    contrast=args.contrast)
+                    contrast=args.contrast, lesion_scale=args.lesion_scale)
     splits = split_records(load_records(data), (0.7, 0.15, 0.15), seed=args.seed)
     train = load_dataset(splits["train"], image_size=args.image_size, batch_size=16,
                          training=True, seed=args.seed)
@@ -63,10 +65,11 @@ def main() -> int:
               "val_accuracy": [round(v, 3) for v in history["val_accuracy"]]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "phantom_difficulty.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"phantom_difficulty_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Phantom difficulty: baseline CNN (gagm_se) on synthetic phantoms", "",
              f"{args.count} phantoms ({args.size} px high) -> {args.image_size} px input, "
-             f"contrast {args.contrast}; patient-grouped split {counts}; chance = 1/3 "
+             f"contrast {args.contrast}, lesion scale {args.lesion_scale}; patient-grouped "
+             f"split {counts}; chance = 1/3 "
              f"(validation classes are not balanced exactly).", "",
              "| epoch | train accuracy | validation accuracy |", "|---:|---:|---:|"]
     lines += [f"| {i + 1} | {a:.3f} | {v:.3f} |"
@@ -74,7 +77,7 @@ def main() -> int:
     lines += ["", f"`{result['command']}` at commit {commit}; {result['hardware']}; "
                   f"{round(seconds)} s of training. One seed, no confidence interval: a "
                   "sanity check of the data set's difficulty, not a result.", ""]
-    (out / "phantom_difficulty.md").write_text("\n".join(lines))
+    (out / f"phantom_difficulty_{tag}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
