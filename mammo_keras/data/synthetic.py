@@ -90,7 +90,7 @@ def power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generato
 
 
 def _breast_geometry(spec: PhantomSpec, rng, height: int, width: int):
-    """Normalised depth from the chest wall, the breast mask and its thickness profile."""
+    """Pixel rows / columns, depth from the chest wall, the breast mask and its thickness."""
     rows, cols = np.mgrid[:height, :width].astype(np.float32)
     depth = cols if spec.laterality == "L" else (width - 1 - cols)  # 0 at the chest wall
     centre_y = height * rng.uniform(0.45, 0.55) - (0.08 * height if spec.view == "MLO" else 0)
@@ -99,7 +99,7 @@ def _breast_geometry(spec: PhantomSpec, rng, height: int, width: int):
     radial = ((rows - centre_y) / semi_y) ** 2 + (depth / semi_x) ** 2
     breast = radial <= 1.0
     thickness = np.sqrt(np.clip(1.0 - radial, 0.0, 1.0))
-    return rows, depth, radial, breast, thickness, (centre_y, semi_x, semi_y)
+    return rows, cols, depth, radial, breast, thickness
 
 
 def _pectoral(spec: PhantomSpec, rng, rows, depth, height, width):
@@ -182,7 +182,7 @@ def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
     """
     rng = np.random.default_rng(spec.seed)
     height, width = spec.size, int(round(ASPECT * spec.size))
-    rows, depth, radial, breast, thickness, _ = _breast_geometry(spec, rng, height, width)
+    rows, cols, depth, radial, breast, thickness = _breast_geometry(spec, rng, height, width)
     pectoral = _pectoral(spec, rng, rows, depth, height, width) & breast
     texture = power_law_noise((height, width), 3.0, rng)
     central = texture + 1.2 * (1.0 - np.clip(radial, 0, 1))  # denser towards the centre
@@ -203,7 +203,6 @@ def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
             "dense_fraction": float((glandular[tissue] > 0.5).mean()),
             "lesion_centre": None, "lesion_radius": None}
     if spec.finding != "normal":
-        cols = np.where(np.ones_like(rows, bool), np.arange(width)[None, :], 0).astype(np.float32)
         centre = _lesion_centre(rng, breast, pectoral, radial)
         malignant = spec.label == "malignant"
         draw = _mass if spec.finding.endswith("mass") else _calcifications
