@@ -4,7 +4,8 @@ Writes experiments/results/phantom_difficulty_c<contrast>_s<lesion scale>.{json,
 accuracy of the baseline CNN (gagm_se) on normal / benign / malignant phantoms, split by
 patient, at a CPU-affordable size, with the command, commit and hardware.
 
-    python experiments/phantom_difficulty.py --count 300 --size 256 --image-size 128 --epochs 12
+    python experiments/phantom_difficulty.py --count 300 --size 256 --image-size 128 --epochs 12 \
+        --contrast 0.3 --lesion-scale 2.0
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from mammo_keras.data import load_dataset, load_records, split_records, write_synthetic
+from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 from mammo_keras.models import build_classifier
 
 
@@ -33,8 +35,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256, help="phantom height in px")
     parser.add_argument("--image-size", type=int, default=128, help="model input in px")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--contrast", type=float, default=0.08)
-    parser.add_argument("--lesion-scale", type=float, default=1.0)
+    parser.add_argument("--contrast", type=float, default=DEFAULT_CONTRAST)
+    parser.add_argument("--lesion-scale", type=float, default=DEFAULT_LESION_SCALE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="experiments/results")
     args = parser.parse_args()

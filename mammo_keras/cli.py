@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Sequence
 
 from mammo_keras import __version__
+from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 PLANNED = {
@@ -178,8 +179,10 @@ def _add_data_commands(commands) -> None:
                             "folders, the Kaggle layout), cbis (CBIS-DDSM CSVs + DICOM tree) or "
                             "inbreast (INbreast.csv + AllDICOMs + AllXML); default dicom")
     synth.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    synth.add_argument("--contrast", type=float, default=0.08, help="lesion contrast (0.08)")
-    synth.add_argument("--lesion-scale", type=float, default=1.0, help="lesion size factor (1.0)")
+    synth.add_argument("--contrast", type=float, default=DEFAULT_CONTRAST,
+                       help=f"lesion contrast ({DEFAULT_CONTRAST}); lower is harder")
+    synth.add_argument("--lesion-scale", type=float, default=DEFAULT_LESION_SCALE,
+                       help=f"lesion size factor ({DEFAULT_LESION_SCALE})")
     synth.set_defaults(handler=_cmd_data_synth)
     dataset_help = ("a dataset path (folder or archive) or name (mias, cbis_ddsm, inbreast, "
                     "kaggle_merged, synthetic)")

@@ -33,7 +33,8 @@ from PIL import Image
 
 from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
 from mammo_keras.data.dicom_writer import write_dicom
-from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
+from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, PhantomSpec,
+                                        generate_phantom, synthetic_specs)
 
 FORMATS = ("dicom", "mias", "folder", "cbis", "inbreast")
 INBREAST_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date",
@@ -81,7 +82,8 @@ def _square(image: np.ndarray, mask: np.ndarray, side: int, chest_wall_left: boo
 
 
 def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "dicom",
-                    seed: int = 0, contrast: float = 0.08, lesion_scale: float = 1.0,
+                    seed: int = 0, contrast: float = DEFAULT_CONTRAST,
+                    lesion_scale: float = DEFAULT_LESION_SCALE,
                     progress: Callable[[int, int], None] | None = None) -> Path:
     """Write `count` phantoms into `out` in layout `fmt`; returns `out`.
 
