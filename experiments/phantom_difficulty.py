@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mammo_keras.data import load_dataset, load_records, split_records, write_synthetic

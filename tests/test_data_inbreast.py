@@ -1,6 +1,5 @@
 """INbreast adapter: INbreast.csv + AllDICOMs + AllXML (OsiriX plist), written synthetically."""
 
-import numpy as np
 import pytest
 from scipy import ndimage
 

@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mammo_keras.data import load_records, preprocess, read_image, write_synthetic
 from mammo_keras.data.pipeline import DataReport, load_dataset
