@@ -133,7 +133,7 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
 
 def _cmd_data_audit(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records, read_split_manifest
-    from mammo_keras.data.audit import cross_split_duplicates
+    from mammo_keras.data.audit import cross_split_duplicates, write_pairs
 
     records = load_records(args.dataset, root=args.root)
     assignment = read_split_manifest(args.split, records)
@@ -147,19 +147,10 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     if len(pairs) > args.show:
         print(f"  ... {len(pairs) - args.show} more" + (f" in {args.out}" if args.out else ""))
     if args.out:
-        _write_pairs(args.out, pairs)
+        write_pairs(args.out, pairs)
     for error in result["skipped"]:
         print(f"skipped {error}")
     return 1 if pairs else 0
-
-
-def _write_pairs(path: str, pairs: list) -> None:
-    import csv
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path_a", "split_a", "path_b", "split_b", "distance_bits"])
-        writer.writerows(pairs)
 
 
 def _add_data_commands(commands) -> None:

@@ -118,6 +118,7 @@ def test_data_audit_finds_a_rotated_copy_across_splits(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == (1 if leaked else 0)
     assert text.startswith(f"{1 if leaked else 0} near-duplicate pairs across splits")
+    assert len(pairs_csv.read_text().splitlines()) == (2 if leaked else 1)  # header + pairs
     assert main(["data", "split", str(tmp_path), "--out", str(manifest), "--folds", "2",
                  "--seed", "1", "--group-duplicates"]) == 0
     capsys.readouterr()

@@ -17,6 +17,9 @@ the search is exact, and not quadratic even for the Kaggle set's 27,000 images.
 from __future__ import annotations
 
 import collections
+import csv
+import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -139,3 +142,15 @@ def cross_split_duplicates(assignment: dict[str, Sequence[Record]],
         else:
             leaks.append((record_a.path, split_a, record_b.path, split_b, distance))
     return {"pairs": leaks, "within_split": within, "skipped": skipped}
+
+
+def write_pairs(path: str | Path, pairs: Sequence[tuple]) -> Path:
+    """Write `cross_split_duplicates(...)["pairs"]` as CSV, atomically."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path_a", "split_a", "path_b", "split_b", "distance_bits"])
+        writer.writerows(pairs)
+    os.replace(partial, path)
+    return path
