@@ -1,0 +1,234 @@
+"""Classification metrics of mammo-keras, from labels and class probabilities (NumPy / scikit-learn).
+
+`classification_metrics` computes what the Dahes 2025 comparison and the density
+study report: accuracy, balanced accuracy, macro / weighted F1, per-class
+precision / recall / specificity / F1 / ROC-AUC / PR-AUC, the variance of the
+per-class recalls, one-vs-rest macro ROC-AUC and PR-AUC, the sensitivity of one
+class at fixed specificities, the confusion matrix, the expected calibration
+error and quadratic-weighted Cohen's kappa (for ordinal classes such as density).
+`bootstrap_intervals` adds 95 % confidence intervals, resampling patients when
+they are known; `embedding_metrics` measures how compact and separable the
+embedding is (what GAGM, SEVector and FSL are meant to improve).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from sklearn import metrics as sk
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
+
+
+def _validated(y_true, probabilities, class_names) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true).astype(int).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != y_true.shape[0]:
+        raise ValueError(f"probabilities must be (N, K) for N = {len(y_true)} labels; got "
+                         f"{probabilities.shape}.")
+    if probabilities.shape[1] != len(class_names):
+        raise ValueError(f"{probabilities.shape[1]} probability columns for "
+                         f"{len(class_names)} class names.")
+    if y_true.size and (y_true.min() < 0 or y_true.max() >= len(class_names)):
+        raise ValueError(f"labels must be class indices in 0..{len(class_names) - 1}.")
+    return y_true, probabilities
+
+
+def expected_calibration_error(y_true, probabilities, bins: int = 15) -> float:
+    """ECE of the top-1 confidence: sum over equal-width bins of |accuracy - confidence| x share."""
+    y_true = np.asarray(y_true).reshape(-1)
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
+def reliability_curve(y_true, probabilities, bins: int = 15) -> dict:
+    """Per confidence bin: mean confidence, accuracy and count (for the reliability diagram)."""
+    confidence = np.asarray(probabilities).max(axis=1)
+    correct = np.asarray(probabilities).argmax(axis=1) == np.asarray(y_true).reshape(-1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows = [(float(confidence[which == b].mean()), float(correct[which == b].mean()),
+             int((which == b).sum())) for b in range(bins) if (which == b).any()]
+    return {"confidence": [r[0] for r in rows], "accuracy": [r[1] for r in rows],
+            "count": [r[2] for r in rows]}
+
+
+def sensitivity_at_specificity(positive: np.ndarray, scores: np.ndarray,
+                               specificity: float) -> float:
+    """Highest sensitivity among thresholds whose specificity is at least `specificity`."""
+    fpr, tpr, _ = sk.roc_curve(positive, scores)
+    allowed = (1.0 - fpr) >= specificity - 1e-12
+    return float(tpr[allowed].max()) if allowed.any() else 0.0
+
+
+def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
+                           class_names: Sequence[str], positive_class: str | None = "malignant",
+                           specificities: Sequence[float] = (0.9, 0.95),
+                           calibration_bins: int = 15) -> dict:
+    """All classification metrics of one set of predictions.
+
+    Args:
+        y_true: (N,) class indices.
+        probabilities: (N, K) class probabilities (rows sum to 1).
+        class_names: the K names, in index order.
+        positive_class: the class whose sensitivity at fixed specificity is reported
+            (one-vs-rest); None or a name not in `class_names` to skip it.
+        specificities: the fixed specificities.
+        calibration_bins: bins of the expected calibration error.
+
+    Returns:
+        A JSON-ready dict with `accuracy`, `balanced_accuracy`, `macro_f1`, `weighted_f1`,
+        `roc_auc_macro`, `pr_auc_macro`, `recall_variance`, `ece`, `quadratic_kappa`,
+        `confusion_matrix` (rows = truth), `per_class` {name: precision, recall,
+        specificity, f1, support, roc_auc, pr_auc} and `sensitivity_at_specificity`.
+        AUCs of a class absent from `y_true` are None.
+    """
+    y_true, probabilities = _validated(y_true, probabilities, class_names)
+    labels = list(range(len(class_names)))
+    predicted = probabilities.argmax(axis=1)
+    confusion = sk.confusion_matrix(y_true, predicted, labels=labels)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        y_true, predicted, labels=labels, zero_division=0)
+    per_class, aucs, pr_aucs = {}, [], []
+    for k, name in enumerate(class_names):
+        positive = y_true == k
+        negatives = (~positive).sum()
+        true_negatives = ((predicted != k) & ~positive).sum()
+        has_both = positive.any() and (~positive).any()
+        roc = float(sk.roc_auc_score(positive, probabilities[:, k])) if has_both else None
+        pr = float(sk.average_precision_score(positive, probabilities[:, k])) if has_both \
+            else None
+        per_class[name] = {"precision": float(precision[k]), "recall": float(recall[k]),
+                           "specificity": float(true_negatives / negatives) if negatives else None,
+                           "f1": float(f1[k]), "support": int(support[k]), "roc_auc": roc,
+                           "pr_auc": pr}
+        if roc is not None:
+            aucs.append(roc)
+            pr_aucs.append(pr)
+    present = [k for k in labels if support[k] > 0]
+    result = {
+        "accuracy": float(sk.accuracy_score(y_true, predicted)),
+        "balanced_accuracy": float(np.mean(recall[present])) if present else 0.0,
+        "macro_f1": float(sk.f1_score(y_true, predicted, labels=labels, average="macro",
+                                      zero_division=0)),
+        "weighted_f1": float(sk.f1_score(y_true, predicted, labels=labels, average="weighted",
+                                         zero_division=0)),
+        "roc_auc_macro": float(np.mean(aucs)) if aucs else None,
+        "pr_auc_macro": float(np.mean(pr_aucs)) if pr_aucs else None,
+        "recall_variance": float(np.var(recall[present])) if present else 0.0,
+        "ece": expected_calibration_error(y_true, probabilities, calibration_bins),
+        "quadratic_kappa": float(sk.cohen_kappa_score(y_true, predicted, labels=labels,
+                                                      weights="quadratic")),
+        "confusion_matrix": confusion.tolist(),
+        "class_names": list(class_names),
+        "per_class": per_class,
+        "sensitivity_at_specificity": {},
+    }
+    if positive_class in class_names:
+        k = list(class_names).index(positive_class)
+        positive = y_true == k
+        if positive.any() and (~positive).any():
+            result["sensitivity_at_specificity"] = {
+                f"{positive_class}@{spec:g}": sensitivity_at_specificity(
+                    positive, probabilities[:, k], spec) for spec in specificities}
+    return result
+
+
+def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
+                        groups: Sequence | None = None, resamples: int = 1000, seed: int = 0,
+                        confidence: float = 0.95,
+                        keys: Sequence[str] = HEADLINE) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of the headline metrics.
+
+    Resamples whole groups (patients) with replacement when `groups` is given, so that
+    correlated images of one patient do not narrow the interval; images otherwise.
+    Resamples where a metric is undefined (e.g. an AUC with one class) are left out.
+
+    Returns:
+        {metric: (low, high)}.
+    """
+    y_true, probabilities = _validated(y_true, probabilities, class_names)
+    rng = np.random.default_rng(seed)
+    members = _group_members(len(y_true), groups)
+    values: dict[str, list[float]] = {key: [] for key in keys}
+    for _ in range(resamples):
+        chosen = rng.integers(len(members), size=len(members))
+        index = np.concatenate([members[g] for g in chosen])
+        sample = _headline(y_true[index], probabilities[index], keys)
+        for key in keys:
+            if sample[key] is not None:
+                values[key].append(sample[key])
+    tail = (1.0 - confidence) / 2
+    return {key: (float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail))) if v else
+            (float("nan"), float("nan")) for key, v in values.items()}
+
+
+def _group_members(count: int, groups: Sequence | None) -> list[np.ndarray]:
+    if groups is None:
+        return [np.array([i]) for i in range(count)]
+    if len(groups) != count:
+        raise ValueError(f"groups has {len(groups)} entries for {count} predictions.")
+    index: dict = {}
+    for i, group in enumerate(groups):
+        index.setdefault(group, []).append(i)
+    return [np.array(v) for v in index.values()]
+
+
+def _headline(y_true: np.ndarray, probabilities: np.ndarray, keys: Sequence[str]) -> dict:
+    """The cheap subset of metrics the bootstrap needs."""
+    predicted = probabilities.argmax(axis=1)
+    out: dict[str, float | None] = {}
+    computations: dict[str, Callable[[], float | None]] = {
+        "accuracy": lambda: float((predicted == y_true).mean()),
+        "balanced_accuracy": lambda: float(sk.balanced_accuracy_score(y_true, predicted)),
+        "macro_f1": lambda: float(sk.f1_score(y_true, predicted, average="macro",
+                                              labels=np.unique(y_true), zero_division=0)),
+        "roc_auc_macro": lambda: _macro_auc(y_true, probabilities),
+    }
+    for key in keys:
+        out[key] = computations[key]()
+    return out
+
+
+def _macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    aucs = [sk.roc_auc_score(y_true == k, probabilities[:, k])
+            for k in range(probabilities.shape[1])
+            if (y_true == k).any() and (y_true != k).any()]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def embedding_metrics(embedding: np.ndarray, labels: Sequence[int]) -> dict:
+    """Compactness and separability of an embedding (N, D) given class labels.
+
+    Returns:
+        `intra_class_variance`: mean over classes of the mean squared distance to the class
+        centre; `silhouette`: scikit-learn's silhouette (Euclidean); `fisher_ratio`:
+        trace of the between-class scatter over trace of the within-class scatter.
+    """
+    embedding = np.asarray(embedding, dtype=np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    classes = np.unique(labels)
+    centre = embedding.mean(axis=0)
+    within = between = 0.0
+    spreads = []
+    for k in classes:
+        members = embedding[labels == k]
+        class_centre = members.mean(axis=0)
+        squared = ((members - class_centre) ** 2).sum(axis=1)
+        spreads.append(squared.mean())
+        within += squared.sum()
+        between += len(members) * ((class_centre - centre) ** 2).sum()
+    silhouette = float(sk.silhouette_score(embedding, labels)) if 1 < len(classes) < len(labels) \
+        else None
+    return {"intra_class_variance": float(np.mean(spreads)), "silhouette": silhouette,
+            "fisher_ratio": float(between / within) if within > 0 else None}
