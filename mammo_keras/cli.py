@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from mammo_keras import __version__
@@ -17,7 +18,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 PLANNED = {
     "run": ("run an experiment grid from a YAML config", "experiments (training milestone)"),
     "train": ("train a model from a config", "the training milestone"),
-    "evaluate": ("multi-metric evaluation of a model", "the evaluation milestone"),
     "predict": ("class probabilities for image files", "the training milestone"),
     "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
     "export": ("SavedModel / TFLite export", "the deployment milestone"),
@@ -153,6 +153,53 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if pairs else 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import keras
+
+    from mammo_keras.data import load_records, read_split_manifest
+    from mammo_keras.evaluation import evaluate_model
+
+    if not Path(args.model).exists():
+        raise UserError(f"{args.model}: model file not found")
+    model = keras.saving.load_model(args.model)
+    records = load_records(args.data, root=args.root)
+    if args.split:
+        subsets = read_split_manifest(args.split, records)
+        if args.subset not in subsets:
+            raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
+                            f"{sorted(subsets)}")
+        records = subsets[args.subset]
+    result = evaluate_model(model, records, args.out, batch_size=args.batch_size,
+                            resamples=args.resamples)
+    intervals = result["confidence_intervals"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
+        value, interval = result[key], intervals.get(key)
+        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        print(f"{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
+    print(f"metrics.json, plots and report.md written to {args.out}")
+    for error in result["skipped"]:
+        print(f"skipped {error}")
+    return 0
+
+
+def _add_evaluate_command(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics, plots and a report for a model on a dataset",
+        description="Evaluate a saved .keras classifier: accuracy, balanced accuracy, F1, "
+                    "per-class metrics, ROC / PR AUC, calibration, 95 %% bootstrap intervals "
+                    "(by patient), embedding compactness; writes metrics.json, plots, report.md.")
+    evaluate.add_argument("model", help="a .keras model file")
+    evaluate.add_argument("--data", required=True, help="dataset path or name")
+    evaluate.add_argument("--root", help="where the dataset is, when --data is a name")
+    evaluate.add_argument("--split", help="split manifest; evaluate one of its subsets")
+    evaluate.add_argument("--subset", default="test", help="subset of --split (test)")
+    evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=16)
+    evaluate.add_argument("--resamples", type=int, default=1000,
+                          help="bootstrap resamples, 0 for none (1000)")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="synth | inspect | split | audit datasets",
                                description="Write synthetic data, inspect a dataset, split it.")
@@ -238,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=_cmd_models)
 
     _add_data_commands(commands)
+    _add_evaluate_command(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

@@ -6,11 +6,15 @@
   quadratic kappa.
 - `bootstrap_intervals(...)`: 95 % percentile bootstrap intervals, patient-grouped.
 - `embedding_metrics(embedding, labels)`: intra-class variance, silhouette, Fisher ratio.
+- `evaluate_predictions(...)` / `evaluate_model(model, records, out)`: metrics.json, ROC / PR /
+  confusion / reliability / embedding plots and report.md in an output folder.
 """
 
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             embedding_metrics, expected_calibration_error,
                                             reliability_curve, sensitivity_at_specificity)
 
-__all__ = ["bootstrap_intervals", "classification_metrics", "embedding_metrics",
+from mammo_keras.evaluation.report import evaluate_model, evaluate_predictions
+
+__all__ = ["evaluate_model", "evaluate_predictions", "bootstrap_intervals", "classification_metrics", "embedding_metrics",
            "expected_calibration_error", "reliability_curve", "sensitivity_at_specificity"]

@@ -13,6 +13,7 @@ embedding is (what GAGM, SEVector and FSL are meant to improve).
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -164,7 +165,9 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
     for _ in range(resamples):
         chosen = rng.integers(len(members), size=len(members))
         index = np.concatenate([members[g] for g in chosen])
-        sample = _headline(y_true[index], probabilities[index], keys)
+        with warnings.catch_warnings():  # a resample may lack a class: expected here
+            warnings.simplefilter("ignore", UserWarning)
+            sample = _headline(y_true[index], probabilities[index], keys)
         for key in keys:
             if sample[key] is not None:
                 values[key].append(sample[key])

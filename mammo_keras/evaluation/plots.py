@@ -1,0 +1,104 @@
+"""Evaluation plots as PNG files: ROC, precision-recall, confusion matrix, reliability, embedding.
+
+Each function draws one figure with matplotlib's Agg backend (no display needed) and
+writes it atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import metrics as sk  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial.png")
+    figure.tight_layout()
+    figure.savefig(partial, dpi=120)
+    plt.close(figure)
+    os.replace(partial, path)
+    return path
+
+
+def plot_roc(y_true, probabilities, class_names: Sequence[str], path: str | Path) -> Path:
+    """One-vs-rest ROC curve of every class present, AUC in the legend."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for k, name in enumerate(class_names):
+        positive = np.asarray(y_true) == k
+        if positive.any() and (~positive).any():
+            fpr, tpr, _ = sk.roc_curve(positive, probabilities[:, k])
+            axis.plot(fpr, tpr, label=f"{name} (AUC {sk.auc(fpr, tpr):.3f})")
+    axis.plot([0, 1], [0, 1], "k:", linewidth=1)
+    axis.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (one vs rest)",
+             xlim=(0, 1), ylim=(0, 1.01))
+    axis.legend(loc="lower right")
+    return _save(figure, path)
+
+
+def plot_precision_recall(y_true, probabilities, class_names: Sequence[str],
+                          path: str | Path) -> Path:
+    """One-vs-rest precision-recall curve of every class present, average precision in the legend."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for k, name in enumerate(class_names):
+        positive = np.asarray(y_true) == k
+        if positive.any() and (~positive).any():
+            precision, recall, _ = sk.precision_recall_curve(positive, probabilities[:, k])
+            average = sk.average_precision_score(positive, probabilities[:, k])
+            axis.plot(recall, precision, label=f"{name} (AP {average:.3f})")
+    axis.set(xlabel="recall", ylabel="precision", title="Precision-recall (one vs rest)",
+             xlim=(0, 1), ylim=(0, 1.01))
+    axis.legend(loc="lower left")
+    return _save(figure, path)
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str],
+                   path: str | Path) -> Path:
+    """Confusion matrix, rows = truth, colour = share of the row, counts and row % written in."""
+    counts = np.asarray(confusion)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(1.4 * len(class_names) + 2, 1.4 * len(class_names) + 1.5))
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            axis.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center",
+                      color="white" if shares[i, j] > 0.5 else "black")
+    axis.set(xticks=range(len(class_names)), yticks=range(len(class_names)),
+             xticklabels=class_names, yticklabels=class_names, xlabel="predicted",
+             ylabel="true", title="Confusion matrix")
+    return _save(figure, path)
+
+
+def plot_reliability(curve: dict, ece: float, path: str | Path) -> Path:
+    """Reliability diagram: accuracy against mean confidence per bin, bar width ~ bin count."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], "k:", linewidth=1, label="perfect calibration")
+    sizes = 20 + 200 * np.asarray(curve["count"]) / max(1, max(curve["count"], default=1))
+    axis.scatter(curve["confidence"], curve["accuracy"], s=sizes, label="bins (size = images)")
+    axis.plot(curve["confidence"], curve["accuracy"])
+    axis.set(xlabel="confidence (top-1 probability)", ylabel="accuracy",
+             title=f"Reliability (ECE {ece:.3f})", xlim=(0, 1), ylim=(0, 1.01))
+    axis.legend(loc="upper left")
+    return _save(figure, path)
+
+
+def plot_embedding(embedding: np.ndarray, y_true, class_names: Sequence[str],
+                   path: str | Path) -> Path:
+    """The embedding projected on its first two principal components, coloured by true class."""
+    points = PCA(n_components=2).fit_transform(np.asarray(embedding, dtype=np.float64))
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for k, name in enumerate(class_names):
+        members = np.asarray(y_true) == k
+        if members.any():
+            axis.scatter(points[members, 0], points[members, 1], s=12, alpha=0.7, label=name)
+    axis.set(xlabel="PC 1", ylabel="PC 2", title="Embedding (PCA)")
+    axis.legend()
+    return _save(figure, path)

@@ -1,0 +1,50 @@
+"""Evaluation runs: files written, contents consistent, the CLI on a saved model."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mammo_keras.cli import main
+from mammo_keras.data import load_records, write_synthetic
+from mammo_keras.evaluation import evaluate_model, evaluate_predictions
+from mammo_keras.models import build_classifier
+
+NAMES = ("normal", "benign", "malignant")
+PLOTS = ("roc.png", "pr.png", "confusion.png", "reliability.png")
+
+
+def test_evaluate_predictions_writes_metrics_plots_and_report(tmp_path, rng):
+    y = rng.integers(0, 3, 90)
+    logits = rng.normal(size=(90, 3)) + 2 * np.eye(3)[y]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    result = evaluate_predictions(y, p, NAMES, tmp_path, embedding=rng.normal(size=(90, 6)),
+                                  groups=np.arange(90) // 2, resamples=200)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "roc_auc_macro", "per_class", "confidence_intervals",
+                "embedding"):
+        assert key in saved
+    assert saved["accuracy"] == pytest.approx(result["accuracy"])
+    for name in PLOTS + ("embedding.png",):
+        with Image.open(tmp_path / name) as picture:
+            assert picture.size[0] > 300
+    report = (tmp_path / "report.md").read_text()
+    assert "resampling patients" in report and f"{result['accuracy']:.3f}" in report
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_evaluate_model_and_the_cli(tmp_path):
+    data = write_synthetic(tmp_path / "data", 12, size=256, fmt="dicom", seed=3)
+    model = build_classifier("baseline_cnn", "gagm_se", 3, (64, 64, 1))
+    result = evaluate_model(model, load_records(data), tmp_path / "direct", resamples=50)
+    assert result["images"] == 12 and result["skipped"] == []
+    assert result["embedding"]["intra_class_variance"] >= 0
+    model.save(tmp_path / "model.keras")
+    assert main(["evaluate", str(tmp_path / "model.keras"), "--data", str(data), "--out",
+                 str(tmp_path / "cli"), "--resamples", "50"]) == 0
+    saved = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert saved["images"] == 12
+    assert saved["confusion_matrix"] == result["confusion_matrix"]  # same model, same data
+    assert main(["evaluate", str(tmp_path / "missing.keras"), "--data", str(data), "--out",
+                 str(tmp_path / "x")]) == 2
