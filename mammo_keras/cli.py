@@ -18,7 +18,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 PLANNED = {
     "run": ("run an experiment grid from a YAML config", "experiments (training milestone)"),
     "train": ("train a model from a config", "the training milestone"),
-    "predict": ("class probabilities for image files", "the training milestone"),
     "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
     "export": ("SavedModel / TFLite export", "the deployment milestone"),
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
@@ -182,6 +181,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import keras
+
+    from mammo_keras.predict import predict_files, write_predictions
+
+    if not Path(args.model).exists():
+        raise UserError(f"{args.model}: model file not found")
+    if Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise UserError(f"{args.out}: --out must end in .csv or .json")
+    model = keras.saving.load_model(args.model)
+    classes = args.classes.split(",") if args.classes else None
+    rows, skipped = predict_files(model, args.inputs, class_names=classes,
+                                  batch_size=args.batch_size)
+    write_predictions(args.out, rows)
+    print(f"{len(rows)} images predicted, written to {args.out}")
+    for error in skipped:
+        print(f"skipped {error}")
+    return 0 if rows else 1
+
+
 def _add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="metrics, plots and a report for a model on a dataset",
@@ -198,6 +217,17 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--resamples", type=int, default=1000,
                           help="bootstrap resamples, 0 for none (1000)")
     evaluate.set_defaults(handler=_cmd_evaluate)
+    predict = commands.add_parser(
+        "predict", help="class probabilities for image files and folders",
+        description="Predict with a saved .keras classifier; files go through the training "
+                    "preprocessing. Unreadable files are listed, not fatal.")
+    predict.add_argument("model", help="a .keras model file")
+    predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("--out", required=True, help="FILE.csv or FILE.json")
+    predict.add_argument("--classes", help="class names, comma-separated "
+                                           "(default normal,benign,malignant for 3 outputs)")
+    predict.add_argument("--batch-size", type=_positive_int, default=16)
+    predict.set_defaults(handler=_cmd_predict)
 
 
 def _add_data_commands(commands) -> None:

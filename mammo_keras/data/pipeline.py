@@ -24,7 +24,7 @@ from mammo_keras.data.preprocessing import apply_geometry, preprocess
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.records import LABELS, Record
 
-TASKS = ("malignancy", "density", "segmentation")
+TASKS = ("malignancy", "density", "segmentation", None)
 BIRADS_DENSITIES = ("A", "B", "C", "D")
 
 
@@ -84,8 +84,9 @@ def load_dataset(
 
     Args:
         records: from `load_records` (or a split of them).
-        task: "malignancy" (target: class index), "density" (class index) or
-            "segmentation" (target: mask (S, S, 1) float32 in {0, 1}).
+        task: "malignancy" (target: class index), "density" (class index),
+            "segmentation" (target: mask (S, S, 1) float32 in {0, 1}), or None for
+            prediction (every record is used; the target is 0).
         image_size: side S of the square model input.
         batch_size: images per batch.
         training: shuffles and augments by default, and makes `balanced` possible.
@@ -115,7 +116,7 @@ def load_dataset(
     usable, targets = [], []
     for record in records:
         value = record.density if task == "density" else record.label
-        if task == "segmentation":
+        if task in ("segmentation", None):
             usable.append(record)
             targets.append(0)
         elif value in names:

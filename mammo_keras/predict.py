@@ -1,0 +1,95 @@
+"""`predict_files`: class probabilities for image files with a saved classifier.
+
+Files go through the same reader and preprocessing as training (`load_dataset`),
+batched; files that cannot be read are listed, never fatal. Folders are searched
+recursively for image files (by name: DICOM, PGM, PNG, JPEG, TIFF, BMP, or no
+extension, as DICOM files often have).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+
+from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
+from mammo_keras.data.errors import DataError
+from mammo_keras.data.pipeline import DataReport, load_dataset
+from mammo_keras.data.records import LABELS, Record
+
+
+def collect_files(inputs: Sequence[str | Path]) -> tuple[list[str], list[DataError]]:
+    """The image files named or contained (recursively) in `inputs`, and the inputs not found."""
+    files, missing = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file()
+                         and not p.name.startswith(".")
+                         and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ""))
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            missing.append(DataError(path, "file or folder not found"))
+    return files, missing
+
+
+def predict_files(model: keras.Model, inputs: Sequence[str | Path],
+                  class_names: Sequence[str] | None = None, batch_size: int = 16,
+                  progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[list[dict], list[DataError]]:
+    """Probabilities for every readable image in `inputs`.
+
+    Returns:
+        (rows, skipped): one row per image {"path", "prediction", "p_<class>", ...} in
+        input order, and a DataError per file or input that could not be used.
+    """
+    classes = int(model.output_shape[-1])
+    names = tuple(class_names) if class_names else (LABELS if classes == 3 else
+                                                   tuple(f"class{k}" for k in range(classes)))
+    if len(names) != classes:
+        raise ValueError(f"{len(names)} class names for a model with {classes} outputs.")
+    files, skipped = collect_files(inputs)
+    if not files:
+        return [], skipped
+    records = [Record(path=p, label=None, density=None, patient_id=None, laterality=None,
+                      view=None, source="predict") for p in files]
+    report = DataReport()
+    dataset = load_dataset(records, task=None, image_size=int(model.input_shape[1]),
+                           batch_size=batch_size, report=report)
+    probabilities = []
+    for images, _ in dataset:
+        probabilities.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        if progress is not None:
+            progress(min(sum(len(p) for p in probabilities), len(files)), len(files))
+    unreadable = {error.path for error in report.skipped}
+    kept = [p for p in files if p not in unreadable]
+    values = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
+    rows = [{"path": path, "prediction": names[int(np.argmax(row))],
+             **{f"p_{name}": float(value) for name, value in zip(names, row)}}
+            for path, row in zip(kept, values)]
+    return rows, skipped + list(report.skipped)
+
+
+def write_predictions(path: str | Path, rows: list[dict]) -> Path:
+    """Write rows as CSV (path, prediction, p_<class>...) or JSON (by suffix), atomically."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{path}: the output must end in .csv or .json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    if path.suffix.lower() == ".json":
+        partial.write_text(json.dumps(rows, indent=2) + "\n")
+    else:
+        fields = list(rows[0]) if rows else ["path", "prediction"]
+        with open(partial, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(partial, path)
+    return path

@@ -1,0 +1,55 @@
+"""mammo-keras predict: DICOM / PNG / PGM files and folders, unreadable files listed, CSV and JSON."""
+
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from mammo_keras.cli import main
+from mammo_keras.data import generate_phantom, PhantomSpec, preprocess, read_image
+from mammo_keras.data.dicom_writer import write_dicom
+from mammo_keras.models import build_classifier
+from mammo_keras.predict import predict_files
+
+
+def test_predict_matches_the_model_on_each_format(tmp_path):
+    image = generate_phantom(PhantomSpec(seed=1, size=256, finding="malignant_mass"))[0]
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_dicom(folder / "a.dcm", image)
+    Image.fromarray((image * 255).astype(np.uint8)).save(folder / "b.png")
+    pixels = (image * 255).astype(np.uint8)
+    (tmp_path / "c.pgm").write_bytes(f"P5\n{pixels.shape[1]} {pixels.shape[0]}\n255\n".encode()
+                                     + pixels.tobytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    model = build_classifier("baseline_cnn", "gagm_se", 3, (64, 64, 1))
+    rows, skipped = predict_files(model, [folder, tmp_path / "c.pgm", tmp_path / "nope.dcm"])
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["a.dcm", "b.png", "c.pgm"]
+    assert sorted(str(e).rsplit("/", 1)[-1].split(":")[0] for e in skipped) == [
+        "broken.png", "nope.dcm"]
+    for row in rows:
+        expected = model.predict(preprocess(read_image(row["path"])[0], 64)[0][None],
+                                 verbose=0)[0]
+        got = [row["p_normal"], row["p_benign"], row["p_malignant"]]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert row["prediction"] == ("normal", "benign", "malignant")[int(np.argmax(expected))]
+
+
+def test_cli_writes_csv_and_json(tmp_path):
+    image = generate_phantom(PhantomSpec(seed=2, size=256))[0]
+    write_dicom(tmp_path / "x.dcm", image)
+    model = build_classifier("baseline_cnn", "gap", 3, (64, 64, 1))
+    model.save(tmp_path / "m.keras")
+    assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
+                 str(tmp_path / "out.csv")]) == 0
+    with open(tmp_path / "out.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["path", "prediction", "p_normal", "p_benign", "p_malignant"]
+    assert abs(sum(float(rows[0][f"p_{c}"]) for c in ("normal", "benign", "malignant")) - 1) < 1e-5
+    assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
+                 str(tmp_path / "out.json"), "--classes", "a,b,c"]) == 0
+    assert set(json.loads((tmp_path / "out.json").read_text())[0]) == {
+        "path", "prediction", "p_a", "p_b", "p_c"}
+    assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
+                 str(tmp_path / "out.txt")]) == 2
