@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mammo_keras import __version__
+from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
@@ -152,15 +153,20 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if pairs else 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def _load_model(path: str):
+    """A saved .keras model, or a one-line UserError when the file is missing."""
     import keras
 
+    if not Path(path).is_file():
+        raise UserError(f"{path}: model file not found")
+    return keras.saving.load_model(path)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
 
-    if not Path(args.model).exists():
-        raise UserError(f"{args.model}: model file not found")
-    model = keras.saving.load_model(args.model)
+    model = _load_model(args.model)
     records = load_records(args.data, root=args.root)
     if args.split:
         subsets = read_split_manifest(args.split, records)
@@ -182,15 +188,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import keras
-
     from mammo_keras.predict import predict_files, write_predictions
 
-    if not Path(args.model).exists():
-        raise UserError(f"{args.model}: model file not found")
     if Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"{args.out}: --out must end in .csv or .json")
-    model = keras.saving.load_model(args.model)
+    model = _load_model(args.model)
     classes = args.classes.split(",") if args.classes else None
     rows, skipped = predict_files(model, args.inputs, class_names=classes,
                                   batch_size=args.batch_size)
@@ -230,6 +232,18 @@ def _add_evaluate_command(commands) -> None:
     predict.set_defaults(handler=_cmd_predict)
 
 
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="a dataset path (folder or archive) or name (mias, "
+                                        "cbis_ddsm, inbreast, kaggle_merged, synthetic)")
+    parser.add_argument("--root", help="where the dataset is, when DATASET is a name")
+
+
+def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
+                        help=f"near-duplicate distance in bits of 256, at most {MAX_THRESHOLD} "
+                             f"({DEFAULT_THRESHOLD})")
+
+
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="synth | inspect | split | audit datasets",
                                description="Write synthetic data, inspect a dataset, split it.")
@@ -252,18 +266,14 @@ def _add_data_commands(commands) -> None:
     synth.add_argument("--lesion-scale", type=float, default=DEFAULT_LESION_SCALE,
                        help=f"lesion size factor ({DEFAULT_LESION_SCALE})")
     synth.set_defaults(handler=_cmd_data_synth)
-    dataset_help = ("a dataset path (folder or archive) or name (mias, cbis_ddsm, inbreast, "
-                    "kaggle_merged, synthetic)")
     inspect = actions.add_parser("inspect", help="counts per class, density, source, view",
                                  description="Summarise a dataset and list what was skipped.")
-    inspect.add_argument("dataset", help=dataset_help)
-    inspect.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    _add_dataset_arguments(inspect)
     inspect.set_defaults(handler=_cmd_data_inspect)
     split = actions.add_parser("split", help="patient-grouped stratified split or k folds",
                                description="Split a dataset by patient, stratified, and write "
                                            "the manifest (path, patient_id, label, split).")
-    split.add_argument("dataset", help=dataset_help)
-    split.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    _add_dataset_arguments(split)
     split.add_argument("--out", required=True, help="manifest CSV to write")
     split.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15),
                        metavar=("TRAIN", "VAL", "TEST"), help="shares (0.7 0.15 0.15)")
@@ -273,19 +283,16 @@ def _add_data_commands(commands) -> None:
                        help="stratify by the patient's worst label (default), density, or not")
     split.add_argument("--group-duplicates", action="store_true",
                        help="also keep near-duplicate images together (pre-augmented sets)")
-    split.add_argument("--threshold", type=int, default=12,
-                       help="near-duplicate threshold in bits of 256, at most 15 (12)")
+    _add_threshold_argument(split)
     split.set_defaults(handler=_cmd_data_split)
     audit = actions.add_parser(
         "audit", help="near-duplicate images across the splits of a manifest",
         description="Find near-duplicate images (perceptual hash that survives flips and "
                     "90-degree rotations) that sit in different splits. Exit status 1 when "
                     "any are found.")
-    audit.add_argument("dataset", help=dataset_help)
-    audit.add_argument("--root", help="where the dataset is, when DATASET is a name")
+    _add_dataset_arguments(audit)
     audit.add_argument("--split", required=True, help="split manifest (from `data split`)")
-    audit.add_argument("--threshold", type=int, default=12,
-                       help="Hamming distance in bits of 256, at most 15 (12)")
+    _add_threshold_argument(audit)
     audit.add_argument("--out", help="write every pair to this CSV")
     audit.add_argument("--show", type=int, default=10, help="pairs to print (10)")
     audit.set_defaults(handler=_cmd_data_audit)

@@ -67,8 +67,7 @@ def predict_files(model: keras.Model, inputs: Sequence[str | Path],
         probabilities.append(keras.ops.convert_to_numpy(model(images, training=False)))
         if progress is not None:
             progress(min(sum(len(p) for p in probabilities), len(files)), len(files))
-    unreadable = {error.path for error in report.skipped}
-    kept = [p for p in files if p not in unreadable]
+    kept = [record.path for record in report.kept(records)]
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
     rows = [{"path": path, "prediction": names[int(np.argmax(row))],
              **{f"p_{name}": float(value) for name, value in zip(names, row)}}

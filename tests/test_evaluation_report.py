@@ -48,3 +48,18 @@ def test_evaluate_model_and_the_cli(tmp_path):
     assert saved["confusion_matrix"] == result["confusion_matrix"]  # same model, same data
     assert main(["evaluate", str(tmp_path / "missing.keras"), "--data", str(data), "--out",
                  str(tmp_path / "x")]) == 2
+
+
+def test_evaluate_model_keeps_patients_aligned_when_records_are_skipped(tmp_path):
+    import dataclasses
+
+    data = write_synthetic(tmp_path / "data", 10, size=256, fmt="dicom", seed=4)
+    records = list(load_records(data))
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM")
+    records[1] = dataclasses.replace(records[1], label=None)
+    records.append(dataclasses.replace(records[0], path=str(broken)))
+    model = build_classifier("baseline_cnn", "gap", 3, (64, 64, 1))
+    result = evaluate_model(model, records, tmp_path / "out", resamples=50)
+    assert result["images"] == 9 and len(result["skipped"]) == 2
+    assert set(result["confidence_intervals"]) >= {"accuracy", "macro_f1"}

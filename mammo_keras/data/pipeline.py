@@ -35,6 +35,11 @@ class DataReport:
     skipped: list = dataclasses.field(default_factory=list)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
+    def kept(self, records: Sequence[Record]) -> list[Record]:
+        """The records the pipeline yielded, in order (call after iterating the dataset)."""
+        skipped = {error.path for error in self.skipped}
+        return [record for record in records if record.path not in skipped]
+
     def add(self, error: DataError) -> None:
         with self._lock:
             if all(str(error) != str(seen) for seen in self.skipped):

@@ -142,14 +142,12 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
             batch_probabilities = model(images, training=False)
         probabilities.append(keras.ops.convert_to_numpy(batch_probabilities))
         labels.append(targets.numpy())
-    skipped = {error.path for error in report.skipped}
-    groups = [r.patient_id or r.path for r in records if r.path not in skipped
-              and r.label in names]
+    groups = [record.patient_id or record.path for record in report.kept(records)]
     y_true = np.concatenate(labels)
     result = evaluate_predictions(
         y_true, np.concatenate(probabilities), names, out,
         embedding=np.concatenate(embeddings) if embeddings else None,
-        groups=groups if len(groups) == len(y_true) else None, resamples=resamples,
+        groups=groups, resamples=resamples,
         title=f"Evaluation of {model.name}")
     result["skipped"] = [str(error) for error in report.skipped]
     _write_text(Path(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
