@@ -17,8 +17,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 PLANNED = {
-    "run": ("run an experiment grid from a YAML config", "experiments (training milestone)"),
-    "train": ("train a model from a config", "the training milestone"),
     "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
     "export": ("SavedModel / TFLite export", "the deployment milestone"),
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
@@ -76,6 +74,7 @@ def _progress(description: str, total: int):
     bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr, disable=None)
 
     def update(done: int, _total: int) -> None:
+        bar.total = _total
         bar.update(done - bar.n)
         if done >= _total:
             bar.close()
@@ -203,6 +202,73 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def _print_done(summary: dict, out: str) -> None:
+    metrics, intervals = summary["metrics"], summary["confidence_intervals"]
+    print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} "
+          f"({summary['train_seconds']:.0f} s of training); on the {summary['evaluated_on']} "
+          f"subset ({summary['images'][summary['evaluated_on']]} images):")
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
+        value, interval = metrics.get(key), intervals.get(key)
+        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        print(f"  {key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
+    print(f"model.keras, metrics.json, report.md and plots in {out}")
+    for error in summary["skipped"]:
+        print(f"skipped {error}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mammo_keras.training import load_config, train
+
+    config = load_config(args.config, args.set or ())
+    if config["grid"]:
+        raise UserError(f"{args.config} has a grid; run it with 'mammo-keras run'")
+    summary = train(config, args.out, resume=args.resume, progress=_progress("phantoms", 0))
+    _print_done(summary, args.out)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mammo_keras.training import load_config
+    from mammo_keras.training.experiment import run_experiment
+
+    config = load_config(args.config, args.set or ())
+    result = run_experiment(config, args.out)
+    if not config["grid"] and result["rows"]:
+        from mammo_keras.training import read_done
+
+        _print_done(read_done(args.out), args.out)
+    elif result["rows"]:
+        print((Path(args.out) / "summary.md").read_text())
+    for name, error in result["failed"].items():
+        print(f"failed {name}: {error}")
+    return 1 if result["failed"] else 0
+
+
+def _add_training_commands(commands) -> None:
+    overrides = {"action": "append", "metavar": "KEY=VALUE",
+                 "help": "override a config value, e.g. --set training.epochs=3 (repeatable)"}
+    train = commands.add_parser(
+        "train", help="train one model from a YAML config",
+        description="Train the classifier a config describes (AdamW, warm-up + cosine decay, "
+                    "label smoothing, class weights or balanced sampling, optional FSL, "
+                    "early stopping, atomic checkpoints), then evaluate it.")
+    train.add_argument("--config", required=True, help="experiment YAML")
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out from its last checkpoint")
+    train.add_argument("--set", **overrides)
+    train.set_defaults(handler=_cmd_train)
+    run = commands.add_parser(
+        "run", help="run an experiment: every cell of a config's grid, then the tables",
+        description="Train and evaluate every cell of the config's grid (finished cells are "
+                    "skipped, interrupted ones resume) and write results.csv, summary.csv, "
+                    "summary.md and summary.png (mean ± std over folds / seeds).")
+    run.add_argument("config", help="experiment YAML, e.g. experiments/quickstart.yaml")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--set", **overrides)
+    run.set_defaults(handler=_cmd_run)
+
+
 def _add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="metrics, plots and a report for a model on a dataset",
@@ -323,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(commands)
     _add_evaluate_command(commands)
+    _add_training_commands(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

@@ -185,7 +185,9 @@ def load_dataset(
                                                        stop_on_empty_dataset=False)
     dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        dataset = dataset.map(_augmenter(seed, segmentation), num_parallel_calls=tf.data.AUTOTUNE)
+        # Random layers keep state: in deterministic mode they draw in one order, sequentially.
+        dataset = dataset.map(_augmenter(seed, segmentation),
+                              num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic or not training
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

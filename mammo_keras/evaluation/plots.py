@@ -102,3 +102,43 @@ def plot_embedding(embedding: np.ndarray, y_true, class_names: Sequence[str],
     axis.set(xlabel="PC 1", ylabel="PC 2", title="Embedding (PCA)")
     axis.legend()
     return _save(figure, path)
+
+
+def plot_training_history(history: Sequence[dict], path: str | Path) -> Path:
+    """Loss and accuracy per epoch, training and validation (rows as in history.csv)."""
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [row.get(prefix + metric) for row in history]
+            if any(value is not None for value in values):
+                axis.plot(epochs, values, style, marker="o", markersize=3,
+                          label="validation" if prefix else "training")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return _save(figure, path)
+
+
+def plot_metric_bars(names: Sequence[str], series: dict, path: str | Path) -> Path:
+    """Grouped bars: one group per name, one bar per metric, error bars = std.
+
+    Args:
+        names: the G group labels.
+        series: {metric: (G means, G stds)}; None values are drawn as 0 without error bar.
+    """
+    count = len(series)
+    width = 0.8 / max(count, 1)
+    positions = np.arange(len(names))
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 4))
+    for index, (metric, (means, stds)) in enumerate(series.items()):
+        heights = [0.0 if mean is None else mean for mean in means]
+        errors = [0.0 if std is None else std for std in stds]
+        axis.bar(positions + (index - (count - 1) / 2) * width, heights, width, yerr=errors,
+                 capsize=3, label=metric)
+    axis.set_xticks(positions, names, rotation=30, ha="right")
+    axis.set_ylim(0, 1.05)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
+    return _save(figure, path)

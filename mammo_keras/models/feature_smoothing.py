@@ -112,8 +112,12 @@ class FeatureSmoothingModel(keras.Model):
                 self.centre_seen.assign(seen)
         cross_entropy = self.smoothing_loss.cross_entropy(onehot, probabilities, sample_weight)
         smoothing = self.smoothing_loss.smoothing_term(onehot, embedding, centres)
-        self.cross_entropy_tracker.update_state(cross_entropy)
-        self.smoothing_tracker.update_state(smoothing)
+        # Weighted by batch size like Keras' loss; Keras may end an epoch of a dataset of
+        # unknown length with an empty batch, which must not count.
+        size = ops.cast(ops.shape(onehot)[0], "float32")
+        for tracker, value in ((self.cross_entropy_tracker, cross_entropy),
+                               (self.smoothing_tracker, smoothing)):
+            tracker.update_state(ops.where(size > 0, value, 0.0), sample_weight=size)
         total = cross_entropy + self.smoothing_loss.lam * smoothing
         for extra in self.losses:  # weight regularisers of the classifier
             total = total + ops.cast(extra, "float32")

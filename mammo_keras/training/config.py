@@ -1,0 +1,186 @@
+"""Experiment configs: one YAML file describes data, model, training, evaluation (and a grid).
+
+A config is a nested dict; every key has a default in `DEFAULTS`, so a file names
+only what it changes. Unknown keys and values of the wrong type are errors that
+name the key. `--set section.key=value` overrides come on top (values parsed as
+YAML, so `--set training.epochs=3` gives an int).
+
+Example:
+
+>>> config = resolve_config({"model": {"backbone": "convnext_tiny"}},
+...                         overrides=["training.epochs=3"])
+>>> config["model"]["backbone"], config["training"]["epochs"], config["model"]["head"]
+('convnext_tiny', 3, 'gagm_se')
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "name": "experiment",
+    "data": {
+        "dataset": "synthetic",   # a load_records name, or "folder"; see `root`
+        "root": None,             # folder or archive; None: generated phantoms (synthetic)
+        "synthetic": {"count": 240, "size": 256, "seed": 0, "contrast": 0.3,
+                      "lesion_scale": 2.0},
+        "task": "malignancy",     # malignancy | density
+        "classes": None,          # None: normal/benign/malignant or the dataset's densities
+        "image_size": 128,
+        "split": [0.7, 0.15, 0.15],   # train / val / test shares, patient-grouped
+        "folds": 0,               # > 1: k-fold; `fold` is the test fold, the next one val
+        "fold": 0,
+        "split_seed": 0,
+        "crop": True, "flip": True, "window": False, "equalize": False,
+    },
+    "model": {
+        "backbone": "baseline_cnn",
+        "head": "gagm_se",
+        "weights": None,          # None | "imagenet" | a local weights file
+        "dropout": 0.3,
+        "se_reduction": 16,
+        "gagm_fusion": "concat",
+    },
+    "training": {
+        "epochs": 12,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "warmup_epochs": 1.0,
+        "min_learning_rate_ratio": 0.01,
+        "label_smoothing": 0.1,
+        "class_balance": "weights",   # none | weights | sampling
+        "fsl_lambda": 0.0,            # > 0 turns the Feature Smoothing Loss on
+        "fsl_centres": "ema",         # ema | batch
+        "fsl_momentum": 0.9,
+        "augment": True,
+        "monitor": "val_cross_entropy",  # comparable across FSL lambdas
+        "patience": 0,                # early stopping after this many epochs without gain; 0: off
+        "precision": "auto",          # auto (mixed_float16 on GPU) | float32 | mixed_float16
+        "jit_compile": "auto",        # auto | true | false
+        "deterministic": False,
+        "seed": 0,
+        "tensorboard": True,
+    },
+    "evaluation": {
+        "subset": "test",         # test | val
+        "resamples": 1000,        # bootstrap resamples for the 95 % intervals; 0: none
+    },
+    "grid": {},                   # only for `run`: axes to expand, see experiment.expand_grid
+}
+
+# Keys whose value may be of several types (anything else must match its default's type).
+_FREE_KEYS = {"data.root", "data.classes", "model.weights", "training.jit_compile", "grid",
+              "data.split", "training.warmup_epochs", "training.learning_rate",
+              "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
+              "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
+              "data.synthetic.contrast", "data.synthetic.lesion_scale"}
+_CHOICES = {
+    "data.task": ("malignancy", "density"),
+    "training.class_balance": ("none", "weights", "sampling"),
+    "training.fsl_centres": ("ema", "batch"),
+    "training.precision": ("auto", "float32", "mixed_float16"),
+    "evaluation.subset": ("test", "val"),
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key (and the file)."""
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """"a.b=value" -> ("a.b", value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip(), yaml.safe_load(value)
+
+
+def set_dotted(config: dict, key: str, value: Any) -> None:
+    """Set config["a"]["b"] for key "a.b" (creating nothing: unknown keys fail in resolve)."""
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+    node[leaf] = value
+
+
+def _merge(defaults: dict, user: dict, prefix: str, where: str) -> dict:
+    merged = copy.deepcopy(defaults)
+    for key, value in user.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            raise ConfigError(f"{where}unknown key {dotted!r}; valid keys here: "
+                              f"{sorted(defaults)}")
+        default = defaults[key]
+        if isinstance(default, dict) and dotted != "grid":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{dotted} must be a mapping, got {value!r}")
+            merged[key] = _merge(default, value, f"{dotted}.", where)
+            continue
+        if dotted not in _FREE_KEYS and default is not None and value is not None:
+            expected = (int, float) if isinstance(default, float) else type(default)
+            if isinstance(value, bool) != isinstance(default, bool) or \
+                    not isinstance(value, expected):
+                raise ConfigError(f"{where}{dotted} must be {type(default).__name__}, "
+                                  f"got {value!r}")
+        if dotted in _CHOICES and value not in _CHOICES[dotted]:
+            raise ConfigError(f"{where}{dotted} must be one of {list(_CHOICES[dotted])}, "
+                              f"got {value!r}")
+        merged[key] = value
+    return merged
+
+
+def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
+                   source: str | None = None) -> dict:
+    """Defaults + `user` + "key=value" `overrides`, checked; `source` names the file in errors."""
+    user = copy.deepcopy(user or {})
+    if not isinstance(user, dict):
+        raise ConfigError(f"{source or 'config'}: must be a YAML mapping")
+    for text in overrides:
+        set_dotted(user, *parse_override(text))
+    config = _merge(DEFAULTS, user, "", f"{source}: " if source else "")
+    split = config["data"]["split"]
+    if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
+        raise ConfigError(f"data.split must be three shares summing to 1, got {split!r}")
+    data = config["data"]
+    if data["folds"] and not 0 <= data["fold"] < data["folds"]:
+        raise ConfigError(f"data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
+    if config["training"]["epochs"] < 1 or config["training"]["batch_size"] < 1:
+        raise ConfigError("training.epochs and training.batch_size must be >= 1")
+    return config
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML config and resolve it (see `resolve_config`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return resolve_config(user, overrides, source=str(path))
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a resolved config (without the grid), naming what was trained."""
+    trained = {key: value for key, value in config.items() if key != "grid"}
+    text = json.dumps(trained, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_config(path: str | Path, config: dict) -> None:
+    """Write a resolved config as YAML, atomically."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.replace(path)

@@ -1,0 +1,64 @@
+"""The records and the patient-grouped train / val / test subsets a config asks for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+from mammo_keras.data import Records, kfold_records, load_records, split_records, write_synthetic
+from mammo_keras.training.config import ConfigError
+
+SUBSETS = ("train", "val", "test")
+
+
+def synthetic_root(data: dict, data_dir: str | Path) -> Path:
+    """Where the phantoms of `data["synthetic"]` live: one folder per parameter set."""
+    key = hashlib.sha256(json.dumps(data["synthetic"], sort_keys=True).encode()).hexdigest()[:8]
+    return Path(data_dir) / f"synthetic-{data['synthetic']['count']}-{key}"
+
+
+def dataset_records(data: dict, data_dir: str | Path,
+                    progress: Callable[[int, int], None] | None = None) -> Records:
+    """The records of `data` (the config's data section).
+
+    With dataset "synthetic" and no root, phantoms (DICOM) are written under
+    `data_dir` first; an interrupted write resumes, a finished one is reused.
+    """
+    root = data["root"]
+    if data["dataset"] == "synthetic" and root is None:
+        root = synthetic_root(data, data_dir)
+        if not (root / "synthetic.csv").is_file():
+            options = data["synthetic"]
+            write_synthetic(root, options["count"], size=options["size"], fmt="dicom",
+                            seed=options["seed"], contrast=options["contrast"],
+                            lesion_scale=options["lesion_scale"], progress=progress)
+    elif root is None:
+        raise ConfigError(f"data.root is needed for dataset {data['dataset']!r}")
+    return load_records(data["dataset"], root=root)
+
+
+def split_subsets(records: Records, data: dict) -> dict[str, Records]:
+    """{"train", "val", "test"}: patient-grouped and stratified by the task's target.
+
+    With `data["folds"]` = k > 1, fold `data["fold"]` is the test set, the next
+    fold (mod k) the validation set and the others the training set; otherwise
+    `data["split"]` gives the shares.
+    """
+    stratify = "density" if data["task"] == "density" else "label"
+    if data["folds"] and data["folds"] > 1:
+        folds = kfold_records(records, data["folds"], seed=data["split_seed"], stratify=stratify)
+        test, val = data["fold"], (data["fold"] + 1) % data["folds"]
+        roles = {test: "test", val: "val"}
+        subsets = {name: Records() for name in SUBSETS}
+        for record, fold in zip(records, folds):
+            subsets[roles.get(fold, "train")].append(record)
+    else:
+        subsets = split_records(records, data["split"], seed=data["split_seed"],
+                                stratify=stratify)
+    for name in ("train", "val"):
+        if not subsets[name]:
+            raise ConfigError(f"the {name} subset is empty ({len(records)} records); "
+                              "change data.split or data.folds")
+    return subsets

@@ -1,0 +1,233 @@
+"""`run_experiment`: one YAML config with a grid -> one training run per cell -> results tables.
+
+The `grid` section names axes; the cells are their Cartesian product. An axis is
+either a dotted config key with a list of values, or `variants`-style: a name
+with a mapping of named override sets. For example:
+
+    grid:
+      model.backbone: [baseline_cnn, convnext_tiny]
+      variant:                       # named sets of overrides
+        gap: {model.head: gap}
+        gagm_se_fsl: {model.head: gagm_se, training.fsl_lambda: 0.05}
+      data.fold: [0, 1, 2, 3, 4]     # a repeat axis: averaged over in the summary
+
+gives 2 x 2 x 5 cells named like `convnext_tiny-gagm_se_fsl-fold3`. Each cell
+trains into `out/cells/<cell>/` (a config without a grid trains into `out`
+itself); finished cells are skipped on a re-run and unfinished ones resume. After
+every cell, `results.csv` (one row per cell), `summary.csv` / `summary.md` (mean
++- std over the repeat axes `data.fold` and `training.seed`) and `summary.png`
+are rewritten. A cell that fails is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import os
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
+                                         write_config)
+from mammo_keras.training.provenance import provenance
+from mammo_keras.training.trainer import read_done, train
+
+REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
+                   "recall_variance", "recall_malignant", "ece", "fisher_ratio", "silhouette")
+
+
+def _label(key: str, value) -> str:
+    text = str(value)
+    return text if isinstance(value, str) else f"{key.split('.')[-1]}{text}"
+
+
+def expand_grid(config: dict) -> list[tuple[str, dict, dict]]:
+    """The cells of `config["grid"]`: [(cell name, {axis: label}, resolved cell config)].
+
+    A config without a grid is one cell named "" (trained in the output folder itself).
+    """
+    grid = config.get("grid") or {}
+    base = {key: value for key, value in config.items() if key != "grid"}
+    axes = []
+    for axis, values in grid.items():
+        if isinstance(values, dict):
+            options = [(name, dict(overrides or {})) for name, overrides in values.items()]
+        elif isinstance(values, list) and values:
+            options = [(_label(axis, value), {axis: value}) for value in values]
+        else:
+            raise ConfigError(f"grid.{axis} must be a non-empty list or a mapping of named "
+                              f"overrides, got {values!r}")
+        axes.append((axis, options))
+    cells = []
+    for combination in itertools.product(*(options for _, options in axes)):
+        cell = copy.deepcopy(base)
+        labels = {}
+        for (axis, _), (label, overrides) in zip(axes, combination):
+            labels[axis] = label
+            for key, value in overrides.items():
+                set_dotted(cell, key, value)
+        name = "-".join(labels.values())
+        try:
+            cells.append((name, labels, resolve_config(cell)))
+        except ConfigError as error:
+            raise ConfigError(f"grid cell {name!r}: {error}") from None
+    names = [name for name, _, _ in cells]
+    if len(set(names)) != len(names):
+        raise ConfigError("grid cells must have distinct names; give variants distinct names")
+    return cells
+
+
+def _cell_row(name: str, labels: dict, done: dict) -> dict:
+    metrics = done["metrics"]
+    row = {"cell": name, **labels}
+    row.update({key: metrics.get(key) for key in SUMMARY_METRICS if key in metrics})
+    row["recall_malignant"] = done.get("recall", {}).get("malignant")
+    for key in ("fisher_ratio", "silhouette", "intra_class_variance"):
+        row[key] = (done.get("embedding") or {}).get(key)
+    row.update({"epochs_run": done["epochs_run"], "best_epoch": done["best_epoch"],
+                "train_seconds": done["train_seconds"],
+                "test_images": done["images"].get(done["evaluated_on"]),
+                "commit": done["commit"]})
+    return row
+
+
+def summarise(rows: list[dict], axes: list[str]) -> list[dict]:
+    """Group rows by the non-repeat axes: mean and std (ddof=1) of each metric, and n."""
+    keys = [axis for axis in axes if axis not in REPEAT_AXES]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    summary = []
+    for values, members in groups.items():
+        entry = dict(zip(keys, values))
+        entry["n"] = len(members)
+        for metric in SUMMARY_METRICS + ("train_seconds",):
+            numbers = [m[metric] for m in members if m.get(metric) is not None]
+            entry[f"{metric}_mean"] = float(np.mean(numbers)) if numbers else None
+            entry[f"{metric}_std"] = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
+        summary.append(entry)
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(buffer.getvalue())
+    os.replace(partial, path)
+
+
+def _cell_text(entry: dict, metric: str) -> str:
+    mean, std = entry.get(f"{metric}_mean"), entry.get(f"{metric}_std")
+    if mean is None:
+        return "n/a"
+    return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+
+
+def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed: dict,
+                     origin: dict) -> str:
+    """The summary table with what produced it."""
+    keys = [axis for axis in axes if axis not in REPEAT_AXES]
+    data, training = config["data"], config["training"]
+    repeats = [axis for axis in axes if axis in REPEAT_AXES]
+    lines = [f"# {config['name']}: results", "",
+             f"Data: {data['dataset']} ({data['root'] or 'generated phantoms'}), task "
+             f"{data['task']}, {data['image_size']} px input, "
+             + (f"patient-grouped {data['folds']}-fold cross-validation" if data["folds"] else
+                f"patient-grouped split {data['split']}")
+             + f"; {training['epochs']} epochs at most, batch {training['batch_size']}, "
+             f"weights {config['model']['weights']}.",
+             f"Mean ± std over {', '.join(repeats) or 'one run'} (n runs per row); metrics on "
+             f"the held-out {config['evaluation']['subset']} subset of each run.", "",
+             "| " + " | ".join(keys + ["n", "accuracy", "balanced acc.", "macro F1",
+                                       "ROC-AUC (macro)", "recall variance",
+                                       "malignant recall", "Fisher ratio",
+                                       "train s"]) + " |",
+             "|" + "---|" * len(keys) + "---:|" * 9]
+    for entry in summary:
+        cells = [str(entry[key]) for key in keys] + [str(entry["n"])]
+        cells += [_cell_text(entry, metric) for metric in
+                  ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
+                   "recall_variance", "recall_malignant", "fisher_ratio")]
+        seconds = entry.get("train_seconds_mean")
+        cells.append("n/a" if seconds is None else f"{seconds:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Command: `{origin['command']}`; commit {origin['commit']}; "
+                  f"{origin['hardware']}."]
+    if failed:
+        lines += ["", "Failed cells:"] + [f"- {name}: {error}" for name, error in failed.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_summary(summary: list[dict], axes: list[str], path: Path) -> None:
+    """Bars of macro F1 and macro ROC-AUC per row of the summary, +- std."""
+    from mammo_keras.evaluation.plots import plot_metric_bars
+
+    keys = [axis for axis in axes if axis not in REPEAT_AXES]
+    names = ["-".join(str(entry[key]) for key in keys) or "run" for entry in summary]
+    series = {metric: ([entry.get(f"{metric}_mean") for entry in summary],
+                       [entry.get(f"{metric}_std") for entry in summary])
+              for metric in ("macro_f1", "roc_auc_macro", "balanced_accuracy")}
+    plot_metric_bars(names, series, path)
+
+
+def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto",
+                   log: Callable[[str], None] = print) -> dict:
+    """Run every cell of `config` (see the module docstring); returns {"rows", "summary", "failed"}."""
+    config = resolve_config(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out / "config.yaml", config)
+    cells = expand_grid(config)
+    axes = list((config.get("grid") or {}).keys())
+    rows, failed = [], {}
+    origin = provenance()
+    for index, (name, labels, cell_config) in enumerate(cells, start=1):
+        folder = out / "cells" / name if name else out
+        done = read_done(folder)
+        prefix = f"[{index}/{len(cells)}] {name or config['name']}"
+        if done is not None and done["config_hash"] == config_hash(cell_config):
+            log(f"{prefix}: finished earlier, skipped")
+        else:
+            log(f"{prefix}: training")
+            done = _train_cell(cell_config, folder, out / "data", verbose, failed, name, prefix,
+                               log)
+        if done is not None:
+            rows.append(_cell_row(name, labels, done))
+        if rows:
+            _write_tables(out, config, rows, axes, failed, origin)
+    return {"rows": rows, "summary": summarise(rows, axes), "failed": failed}
+
+
+def _train_cell(config: dict, folder: Path, data_dir: Path, verbose, failed: dict, name: str,
+                prefix: str, log: Callable[[str], None]) -> dict | None:
+    """Train one cell (resuming it if interrupted); a failure is logged and kept in `failed`."""
+    try:
+        return train(config, folder, resume=True, data_dir=data_dir, verbose=verbose)
+    except Exception as error:  # noqa: BLE001 - one failed cell must not stop the grid
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        failed[name] = message
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text(traceback.format_exc())
+        log(f"{prefix}: failed: {message} (traceback in {folder / 'error.txt'})")
+        return None
+
+
+def _write_tables(out: Path, config: dict, rows: list[dict], axes: list[str], failed: dict,
+                  origin: dict) -> None:
+    summary = summarise(rows, axes)
+    _write_csv(out / "results.csv", rows)
+    _write_csv(out / "summary.csv", summary)
+    partial = out / ".summary.md.partial"
+    partial.write_text(summary_markdown(config, summary, axes, failed, origin))
+    os.replace(partial, out / "summary.md")
+    plot_summary(summary, axes, out / "summary.png")

@@ -1,0 +1,44 @@
+"""What produced a number: the command, the commit and the hardware."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+
+from mammo_keras import __version__
+
+
+def git_commit() -> str:
+    """The commit of the mammo-keras checkout in use (with "+dirty" for local changes)."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=source, text=True,
+                                capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=source, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return f"release {__version__}"
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def hardware() -> str:
+    """e.g. "2 CPU cores x86_64, no GPU, TensorFlow 2.21.0, Keras 3.15.1 (tensorflow backend)"."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{os.cpu_count()} CPU cores {platform.machine()}, "
+            f"{f'{len(gpus)} GPU' if gpus else 'no GPU'}, TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__} ({keras.backend.backend()} backend)")
+
+
+def provenance() -> dict:
+    """{"command", "commit", "hardware", "mammo_keras"} of this process."""
+    command = " ".join(["mammo-keras" if Path(sys.argv[0]).name == "mammo-keras" else
+                        Path(sys.argv[0]).name] + sys.argv[1:])
+    return {"command": command, "commit": git_commit(), "hardware": hardware(),
+            "mammo_keras": __version__}

@@ -1,0 +1,328 @@
+"""`train`: one resolved config -> a trained classifier, checkpoints, logs and an evaluation report.
+
+The run folder, once finished:
+
+    config.yaml      the resolved config          splits.csv    patient-grouped subsets
+    model.keras      the classifier of the best epoch (the best checkpoint, written
+                     atomically whenever the monitored value improves)
+    history.csv      one row per epoch            training.png  loss / accuracy curves
+    tensorboard/     TensorBoard logs              metrics.json, report.md, *.png: evaluation
+    done.json        summary with command, commit and hardware (written last)
+
+While it runs, `checkpoints/` holds the last epoch's trainer (weights, optimizer,
+FSL centres) and `state.json`; `train(..., resume=True)` continues from there and,
+with `training.deterministic`, gives the same weights as an uninterrupted run:
+each epoch's shuffling, augmentation and dropout are seeded by (seed, epoch), not
+by how many epochs this process has run. The checkpoints and the image cache are
+deleted when the run finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mammo_keras.data import DataReport, load_dataset, write_split_manifest
+from mammo_keras.data.pipeline import class_names_for
+from mammo_keras.evaluation import evaluate_model
+from mammo_keras.evaluation.plots import plot_training_history
+from mammo_keras.losses import FeatureSmoothingLoss
+from mammo_keras.models import FeatureSmoothingModel, build_classifier
+from mammo_keras.training.checkpoints import (TrainingState, save_model_atomically,
+                                              write_json_atomically)
+from mammo_keras.training.config import ConfigError, config_hash, resolve_config, write_config
+from mammo_keras.training.data_setup import dataset_records, split_subsets
+from mammo_keras.training.provenance import provenance
+
+EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_macro",
+            "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa")
+DONE = "done.json"
+
+
+class EpochProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs of the whole run ("Epoch 7/12")."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+def read_done(out: str | Path) -> dict | None:
+    """The summary of a finished run in `out`, or None."""
+    path = Path(out) / DONE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
+    """Set every layer's random state (dropout) to a function of (seed, epoch, layer position)."""
+    position = 0
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", ()):
+            state = np.array([seed * 1009 + position, epoch << 20])
+            generator.state.assign(state.astype(keras.backend.standardize_dtype(
+                generator.state.dtype)))
+            position += 1
+
+
+def monitor_mode(monitor: str) -> str:
+    """"max" for accuracy / AUC / F1 style metrics, "min" for losses."""
+    return "max" if any(word in monitor for word in ("acc", "auc", "f1")) else "min"
+
+
+def class_weights(targets: np.ndarray, class_names: Sequence[str]) -> list[float]:
+    """n / (K n_k) per class k: every class contributes equally to the loss."""
+    counts = np.bincount(targets, minlength=len(class_names))
+    missing = [name for name, count in zip(class_names, counts) if count == 0]
+    if missing:
+        raise ConfigError(f"no training images of class {missing}; drop it with data.classes")
+    return [float(len(targets) / (len(class_names) * count)) for count in counts]
+
+
+@contextlib.contextmanager
+def _precision(choice: str):
+    """Set the global dtype policy for the run: mixed_float16 on a GPU when "auto"."""
+    previous = keras.config.dtype_policy()
+    if choice == "auto":
+        choice = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    keras.config.set_dtype_policy(choice)
+    try:
+        yield choice
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool):
+    """TensorFlow's deterministic op mode for the run (it is process-wide, so undone after)."""
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism
+
+    switch = enabled and not tf_config.is_op_determinism_enabled()
+    if switch:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if switch:
+            tf_config.disable_op_determinism()
+
+
+def learning_rate_schedule(training: dict, steps_per_epoch: int
+                           ) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from min_learning_rate_ratio x the peak to the peak over warmup_epochs,
+    then cosine decay back to min_learning_rate_ratio x the peak at the last step."""
+    total = training["epochs"] * steps_per_epoch
+    warmup = min(int(round(training["warmup_epochs"] * steps_per_epoch)), total - 1)
+    peak = float(training["learning_rate"])
+    floor = float(training["min_learning_rate_ratio"])
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * floor if warmup else peak, decay_steps=max(total - warmup, 1),
+        alpha=floor, warmup_target=peak if warmup else None, warmup_steps=warmup)
+
+
+def _new_trainer(config: dict, class_names: Sequence[str], weights: list[float] | None,
+                 steps_per_epoch: int) -> FeatureSmoothingModel:
+    model, data, training = config["model"], config["data"], config["training"]
+    size = data["image_size"]
+    classifier = build_classifier(
+        model["backbone"], model["head"], num_classes=len(class_names),
+        input_shape=(size, size, 1), weights=model["weights"], dropout=model["dropout"],
+        se_reduction=model["se_reduction"], gagm_fusion=model["gagm_fusion"])
+    loss = FeatureSmoothingLoss(lam=float(training["fsl_lambda"]),
+                                momentum=float(training["fsl_momentum"]),
+                                centres=training["fsl_centres"],
+                                label_smoothing=float(training["label_smoothing"]),
+                                class_weights=weights)
+    trainer = FeatureSmoothingModel(classifier, loss)
+    jit = training["jit_compile"]
+    optimizer = keras.optimizers.AdamW(learning_rate_schedule(training, steps_per_epoch),
+                                       weight_decay=float(training["weight_decay"]))
+    trainer.compile(optimizer=optimizer, metrics=["accuracy"],
+                    jit_compile=jit if jit in (True, False) else "auto")
+    return trainer
+
+
+def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataReport,
+                options: dict) -> np.ndarray:
+    """Decode and preprocess `records` once into a file cache at `path`; their targets."""
+    complete = path.with_name(path.name + ".complete")
+    if not complete.exists():
+        for stale in path.parent.glob(path.name + ".*"):
+            stale.unlink()
+    dataset = load_dataset(records, image_size=size, batch_size=batch_size, cache=str(path),
+                           report=report, **options)
+    targets = np.concatenate([batch_targets.numpy() for _, batch_targets in dataset])
+    complete.touch()
+    return targets
+
+
+def train(config: dict, out: str | Path, *, resume: bool = False,
+          data_dir: str | Path | None = None, verbose: int | str = "auto",
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          progress: Callable[[int, int], None] | None = None) -> dict:
+    """Train the classifier `config` describes and evaluate it; returns the done.json summary.
+
+    Args:
+        config: a config dict (resolved against the defaults here).
+        out: the run folder (see the module docstring for what it holds).
+        resume: continue an interrupted run in `out`. Without it, an unfinished
+            run in `out` is an error; a finished run of the same config is
+            returned as it is.
+        data_dir: where generated phantoms go (default `out/data`).
+        verbose: Keras' fit verbosity; "auto": a progress bar on a terminal,
+            one line per epoch otherwise.
+        callbacks: extra Keras callbacks for `fit`.
+        progress: called as progress(done, total) while phantoms are written.
+    """
+    config = resolve_config(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    digest = config_hash(config)
+    done = read_done(out)
+    if done is not None:
+        if done["config_hash"] != digest:
+            raise ConfigError(f"{out} holds a finished run of another config; choose another "
+                              "output folder")
+        return done
+    checkpoints = out / "checkpoints"
+    state = TrainingState.read(checkpoints)
+    if state is not None and not resume:
+        raise ConfigError(f"{out} holds an unfinished run (epoch {state.epoch} of "
+                          f"{config['training']['epochs']}); pass --resume to continue it or "
+                          "choose another output folder")
+    if state is not None and state.config_hash != digest:
+        raise ConfigError(f"{out}: the config differs from the one of its checkpoint; resume "
+                          "with the same config or choose another output folder")
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    training = config["training"]
+    keras.utils.set_random_seed(training["seed"])
+    with _precision(training["precision"]), _determinism(training["deterministic"]):
+        return _run(config, out, state or TrainingState(config_hash=digest), data_dir, verbose,
+                    list(callbacks), progress)
+
+
+def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
+         progress) -> dict:
+    data, training = config["data"], config["training"]
+    records = dataset_records(data, data_dir or out / "data", progress)
+    subsets = split_subsets(records, data)
+    write_split_manifest(out / "splits.csv", subsets)
+    write_config(out / "config.yaml", config)
+    names = tuple(data["classes"]) if data["classes"] else \
+        class_names_for(subsets["train"], data["task"])
+    options = {"task": data["task"], "class_names": names, "crop": data["crop"],
+               "flip": data["flip"], "window": data["window"], "equalize": data["equalize"]}
+    size, batch, seed = data["image_size"], training["batch_size"], training["seed"]
+    report = DataReport()
+    cache = out / "cache"
+    cache.mkdir(exist_ok=True)
+    targets = _fill_cache(subsets["train"], cache / "train", size, batch, report, options)
+    val_targets = _fill_cache(subsets["val"], cache / "val", size, batch, report, options)
+    steps_per_epoch = math.ceil(len(targets) / batch)
+    val_steps = math.ceil(len(val_targets) / batch)
+    sampling = training["class_balance"] == "sampling"
+    weights = class_weights(targets, names) if training["class_balance"] == "weights" else None
+    checkpoints = out / "checkpoints"
+    if state.checkpoint:
+        trainer = keras.saving.load_model(checkpoints / state.checkpoint)
+    else:
+        trainer = _new_trainer(config, names, weights, steps_per_epoch)
+    val = load_dataset(subsets["val"], image_size=size, batch_size=batch,
+                       cache=str(cache / "val"), **options)
+    callbacks = [EpochProgressBar(training["epochs"])] + callbacks
+    if training["tensorboard"]:
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
+    monitor, mode = training["monitor"], monitor_mode(training["monitor"])
+    for epoch in range(state.epoch, training["epochs"]):
+        if state.stopped_early:
+            break
+        reseed_layers(trainer, seed, epoch)
+        train_data = load_dataset(
+            subsets["train"], image_size=size, batch_size=batch, training=True,
+            balanced=sampling, augment=training["augment"], cache=str(cache / "train"),
+            seed=seed + EPOCH_SEED_STRIDE * epoch, deterministic=training["deterministic"],
+            **options)
+        started = time.monotonic()
+        history = trainer.fit(train_data.repeat(), validation_data=val.repeat(),
+                              initial_epoch=epoch, epochs=epoch + 1,
+                              steps_per_epoch=steps_per_epoch, validation_steps=val_steps,
+                              shuffle=False, callbacks=callbacks, verbose=verbose).history
+        seconds = time.monotonic() - started
+        logs = {key: float(values[-1]) for key, values in history.items()}
+        if monitor not in logs:
+            raise ConfigError(f"training.monitor {monitor!r} is not logged; choose one of "
+                              f"{sorted(logs)}")
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate))
+        state.history.append({"epoch": epoch + 1, **logs, "seconds": round(seconds, 2)})
+        state.train_seconds += seconds
+        state.epoch = epoch + 1
+        value = logs[monitor]
+        if state.best_value is None or (value < state.best_value if mode == "min"
+                                        else value > state.best_value):
+            state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
+            save_model_atomically(trainer.classifier, out / "model.keras")
+        else:
+            state.epochs_without_gain += 1
+        if training["patience"] and state.epochs_without_gain >= training["patience"]:
+            state.stopped_early = True
+        state.commit(checkpoints, trainer)
+        _write_history(out / "history.csv", state.history)
+    return _finish(config, out, state, subsets, names, options, report)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(buffer.getvalue())
+    partial.replace(path)
+
+
+def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
+            options: dict, report: DataReport) -> dict:
+    """Evaluate the best model, plot the curves, write done.json, drop checkpoints and cache."""
+    plot_training_history(state.history, out / "training.png")
+    subset = config["evaluation"]["subset"]
+    if not subsets.get(subset):
+        subset = "val"
+    classifier = keras.saving.load_model(out / "model.keras")
+    metrics = evaluate_model(classifier, subsets[subset], out,
+                             batch_size=config["training"]["batch_size"],
+                             resamples=config["evaluation"]["resamples"], **options)
+    summary = {
+        "name": config["name"], "config_hash": state.config_hash, **provenance(),
+        "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early, "monitor": config["training"]["monitor"],
+        "best_value": state.best_value, "train_seconds": round(state.train_seconds, 1),
+        "images": {name: len(members) for name, members in subsets.items()},
+        "evaluated_on": subset, "class_names": list(names),
+        "metrics": {key: metrics.get(key) for key in HEADLINE},
+        "recall": {name: values["recall"] for name, values in metrics["per_class"].items()},
+        "confidence_intervals": metrics.get("confidence_intervals", {}),
+        "embedding": metrics.get("embedding"),
+        "skipped": sorted({str(error) for error in report.skipped} | set(metrics["skipped"])),
+    }
+    write_json_atomically(out / DONE, summary)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / "cache", ignore_errors=True)
+    return read_done(out)

@@ -1,0 +1,269 @@
+"""Training: configs, the optimizer schedule, train (loss falls, resume = uninterrupted), grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from mammo_keras import cli
+from mammo_keras.training import ConfigError, load_config, resolve_config, train
+from mammo_keras.training import experiment
+from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
+from mammo_keras.training.trainer import class_weights, learning_rate_schedule, monitor_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**training) -> dict:
+    """24 phantoms at 64 px: seconds per epoch on a 2-core CPU."""
+    return {"name": "tiny",
+            "data": {"synthetic": {"count": 24, "size": 256}, "image_size": 64,
+                     "split": [0.5, 0.25, 0.25]},
+            "training": {"epochs": 3, "batch_size": 4, "tensorboard": False, **training},
+            "evaluation": {"resamples": 20}}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("phantoms")
+
+
+# --- configs -------------------------------------------------------------------------------
+
+def test_resolve_config_fills_defaults_and_applies_overrides():
+    config = resolve_config({"model": {"head": "gap"}}, ["training.epochs=3", "data.root=/x"])
+    assert config["model"] == {**config["model"], "head": "gap", "backbone": "baseline_cnn"}
+    assert config["training"]["epochs"] == 3 and config["data"]["root"] == "/x"
+
+
+@pytest.mark.parametrize("user, message", [
+    ({"training": {"epoch": 3}}, "unknown key 'training.epoch'"),
+    ({"training": {"epochs": "ten"}}, "training.epochs must be int"),
+    ({"training": {"class_balance": "oversample"}}, "training.class_balance must be one of"),
+    ({"data": {"split": [0.5, 0.5]}}, "data.split must be three shares"),
+    ({"data": {"folds": 5, "fold": 5}}, "data.fold must be in 0..4"),
+    ({"model": "convnext"}, "model must be a mapping"),
+])
+def test_resolve_config_names_the_bad_key(user, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        resolve_config(user)
+
+
+def test_load_config_reports_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("trainig:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"wrong.yaml: unknown key 'trainig'"):
+        load_config(wrong)
+
+
+def test_repository_configs_resolve():
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        config = load_config(path)
+        assert expand_grid(config), path
+
+
+# --- grid ----------------------------------------------------------------------------------
+
+def test_expand_grid_products_axes_and_variants():
+    config = resolve_config({"grid": {
+        "model.backbone": ["baseline_cnn", "convnext_tiny"],
+        "variant": {"gap": {"model.head": "gap"},
+                    "fsl": {"model.head": "gagm_se", "training.fsl_lambda": 0.05}},
+        "data.fold": [0, 1, 2]}, "data": {"folds": 3}})
+    cells = expand_grid(config)
+    assert len(cells) == 12
+    names = [name for name, _, _ in cells]
+    assert names[0] == "baseline_cnn-gap-fold0" and "convnext_tiny-fsl-fold2" in names
+    by_name = {name: cell for name, _, cell in cells}
+    assert by_name["convnext_tiny-fsl-fold2"]["training"]["fsl_lambda"] == 0.05
+    assert by_name["convnext_tiny-fsl-fold2"]["data"]["fold"] == 2
+    assert by_name["baseline_cnn-gap-fold1"]["model"]["head"] == "gap"
+    assert "grid" not in by_name["baseline_cnn-gap-fold1"] or \
+        not by_name["baseline_cnn-gap-fold1"]["grid"]
+
+
+def test_expand_grid_rejects_bad_cells():
+    with pytest.raises(ConfigError, match="grid cell 'gap': unknown key 'model.hed'"):
+        expand_grid(resolve_config({"grid": {"variant": {"gap": {"model.hed": "gap"}}}}))
+    with pytest.raises(ConfigError, match="grid.model.head must be a non-empty list"):
+        expand_grid(resolve_config({"grid": {"model.head": []}}))
+
+
+def test_summarise_gives_mean_and_sample_std_over_folds():
+    rows = [{"model.backbone": b, "data.fold": f, "macro_f1": v, "accuracy": v / 2}
+            for b, values in (("a", [0.5, 0.7, 0.9]), ("b", [0.2, 0.4])) for f, v in
+            enumerate(values)]
+    summary = {entry["model.backbone"]: entry
+               for entry in summarise(rows, ["model.backbone", "data.fold"])}
+    assert summary["a"]["n"] == 3 and summary["b"]["n"] == 2
+    assert summary["a"]["macro_f1_mean"] == pytest.approx(0.7)
+    assert summary["a"]["macro_f1_std"] == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
+    assert summary["b"]["accuracy_mean"] == pytest.approx(0.15)
+    assert summary["a"]["roc_auc_macro_mean"] is None
+
+
+# --- pieces of the trainer -----------------------------------------------------------------
+
+def test_class_weights_balance_the_classes():
+    targets = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    weights = class_weights(targets, ("normal", "benign", "malignant"))
+    assert weights == pytest.approx([10 / 18, 10 / 9, 10 / 3])
+    counts = np.bincount(targets)
+    assert np.allclose(counts * np.array(weights), counts.sum() / 3)
+    with pytest.raises(ConfigError, match=r"no training images of class \['malignant'\]"):
+        class_weights(np.array([0, 1]), ("normal", "benign", "malignant"))
+
+
+def test_monitor_mode():
+    assert monitor_mode("val_loss") == "min" and monitor_mode("val_cross_entropy") == "min"
+    assert monitor_mode("val_accuracy") == "max"
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine():
+    training = resolve_config({"training": {"epochs": 10, "learning_rate": 1e-3,
+                                            "warmup_epochs": 2,
+                                            "min_learning_rate_ratio": 0.01}})["training"]
+    schedule = learning_rate_schedule(training, steps_per_epoch=5)
+    peak, floor, warmup, total = 1e-3, 0.01, 10, 50
+
+    def expected(step):
+        if step < warmup:
+            return peak * floor + (peak - peak * floor) * step / warmup
+        progress = (step - warmup) / (total - warmup)
+        return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    for step in (0, 5, 10, 20, 30, 50):
+        value = float(keras.ops.convert_to_numpy(schedule(step)))
+        assert value == pytest.approx(expected(step), rel=1e-5), step
+
+
+# --- training runs -------------------------------------------------------------------------
+
+def test_training_lowers_the_loss_and_leaves_a_report(tmp_path, data_dir):
+    config = tiny_config(epochs=5, augment=False, learning_rate=3e-3, label_smoothing=0.0)
+    config["model"] = {"dropout": 0.0}
+    summary = train(config, tmp_path / "run", data_dir=data_dir, verbose=0)
+    history = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert len(history) == 5
+    assert float(history[-1]["loss"]) < 0.8 * float(history[0]["loss"])
+    for name in ("model.keras", "metrics.json", "report.md", "roc.png", "confusion.png",
+                 "training.png", "splits.csv", "config.yaml", "done.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "cache").exists()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["metrics"]["macro_f1"] == metrics["macro_f1"]
+    assert summary["images"] == {"train": 12, "val": 6, "test": 6}
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.output_shape == (None, 3) and model.input_shape == (None, 64, 64, 1)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the process-like run in the middle of an epoch."""
+
+    def __init__(self, at_step: int):
+        super().__init__()
+        self.at_step = at_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, data_dir):
+    config = tiny_config(deterministic=True, fsl_lambda=0.05, monitor="val_accuracy")
+    whole = train(config, tmp_path / "whole", data_dir=data_dir, verbose=0)
+    with pytest.raises(KeyboardInterrupt):  # 3 steps per epoch: stop inside epoch 2
+        train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0,
+              callbacks=[Interrupt(at_step=5)])
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1
+    with pytest.raises(ConfigError, match="unfinished run .*pass --resume"):
+        train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0)
+    changed = tiny_config(deterministic=True, fsl_lambda=0.1, monitor="val_accuracy")
+    with pytest.raises(ConfigError, match="config differs"):
+        train(changed, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
+    resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
+
+    def rows(run):
+        return list(csv.DictReader(open(tmp_path / run / "history.csv")))
+
+    for a, b in zip(rows("whole"), rows("resumed")):
+        for key in ("loss", "cross_entropy", "feature_smoothing", "val_loss", "val_accuracy"):
+            assert float(a[key]) == float(b[key]), (a["epoch"], key)
+    assert len(rows("resumed")) == 3
+    weights = [keras.saving.load_model(tmp_path / run / "model.keras").get_weights()
+               for run in ("whole", "resumed")]
+    assert all(np.array_equal(x, y) for x, y in zip(*weights))
+    assert whole["metrics"] == resumed["metrics"]
+    # a finished run is returned as it is, without training again
+    assert train(config, tmp_path / "whole", data_dir=data_dir, verbose=0) == whole
+
+
+def test_grid_rerun_skips_finished_cells_and_reports_failures(tmp_path, data_dir, monkeypatch):
+    config = tiny_config(epochs=1)
+    config["evaluation"]["resamples"] = 0
+    config["grid"] = {"model.head": ["gap", "gagm"],
+                      "variant": {"ok": {}, "broken": {"data.image_size": 16}}}
+    logs: list[str] = []
+    result = run_experiment(config, tmp_path, verbose=0, log=logs.append)
+    assert [row["cell"] for row in result["rows"]] == ["gap-ok", "gagm-ok"]
+    assert set(result["failed"]) == {"gap-broken", "gagm-broken"}
+    assert "too small" in result["failed"]["gap-broken"]
+    assert (tmp_path / "cells" / "gap-broken" / "error.txt").is_file()
+    table = (tmp_path / "summary.md").read_text()
+    assert "| gap | ok | 1 |" in table and "Failed cells:" in table and "commit" in table
+    assert (tmp_path / "summary.png").is_file()
+    assert len(list(csv.DictReader(open(tmp_path / "results.csv")))) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(experiment, "train", no_training)
+    config["grid"]["variant"] = {"ok": {}}
+    logs.clear()
+    again = run_experiment(config, tmp_path, verbose=0, log=logs.append)
+    assert [row["cell"] for row in again["rows"]] == ["gap-ok", "gagm-ok"]
+    assert all(line.endswith("finished earlier, skipped") for line in logs)
+
+
+def test_quickstart_config_in_reduced_form_through_the_command_line(tmp_path, capsys):
+    out = tmp_path / "quickstart"
+    status = cli.main(["run", str(ROOT / "experiments" / "quickstart.yaml"), "--out", str(out),
+                       "--set", "data.synthetic.count=24", "--set", "data.image_size=64",
+                       "--set", "training.epochs=2", "--set", "evaluation.resamples=20"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "macro_f1" in printed and "model.keras" in printed
+    for name in ("model.keras", "metrics.json", "report.md", "roc.png", "pr.png",
+                 "confusion.png", "reliability.png", "embedding.png", "training.png",
+                 "summary.md", "results.csv"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "roc_auc_macro", "per_class"} <= set(metrics)
+
+
+def test_train_command_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["train", "--config", str(tmp_path / "none.yaml"), "--out",
+                     str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("none.yaml: config file not found") and "\n" not in error
+    config = tmp_path / "grid.yaml"
+    config.write_text("grid:\n  model.head: [gap, gagm]\n")
+    assert cli.main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "has a grid; run it with 'mammo-keras run'" in capsys.readouterr().err
+    assert cli.main(["run", str(config), "--out", str(tmp_path / "o"),
+                     "--set", "training.epochs=zero"]) == 2
+    assert "training.epochs must be int" in capsys.readouterr().err
