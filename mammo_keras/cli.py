@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,6 +24,9 @@ PLANNED = {
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
     "bench": ("performance benchmarks", "the performance milestone"),
 }
+
+
+BACKENDS = ("tensorflow", "torch", "jax")
 
 
 class UserError(Exception):
@@ -247,6 +252,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_training_commands(commands) -> None:
     overrides = {"action": "append", "metavar": "KEY=VALUE",
                  "help": "override a config value, e.g. --set training.epochs=3 (repeatable)"}
+    backend = {"choices": BACKENDS,
+               "help": "Keras backend to train on (default: KERAS_BACKEND, else tensorflow); "
+                       "the saved .keras model loads on every backend"}
     train = commands.add_parser(
         "train", help="train one model from a YAML config",
         description="Train the classifier a config describes (AdamW, warm-up + cosine decay, "
@@ -257,6 +265,7 @@ def _add_training_commands(commands) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out from its last checkpoint")
     train.add_argument("--set", **overrides)
+    train.add_argument("--backend", **backend)
     train.set_defaults(handler=_cmd_train)
     run = commands.add_parser(
         "run", help="run an experiment: every cell of a config's grid, then the tables",
@@ -266,6 +275,7 @@ def _add_training_commands(commands) -> None:
     run.add_argument("config", help="experiment YAML, e.g. experiments/quickstart.yaml")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--set", **overrides)
+    run.add_argument("--backend", **backend)
     run.set_defaults(handler=_cmd_run)
 
 
@@ -371,6 +381,17 @@ def _planned(name: str, milestone: str) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+def _on_backend(backend: str, argv: list[str]) -> int:
+    """Run this command on another Keras backend: in a child process, since Keras fixes its
+    backend at import."""
+    import keras
+
+    if keras.backend.backend() == backend:
+        return _dispatch(build_parser().parse_args(argv))
+    environment = {**os.environ, "KERAS_BACKEND": backend}
+    return subprocess.call([sys.executable, "-m", "mammo_keras.cli", *argv], env=environment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mammo-keras",
@@ -407,6 +428,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if getattr(args, "backend", None):
+        return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except (UserError, ValueError, FileNotFoundError) as error:  # DataError is a ValueError

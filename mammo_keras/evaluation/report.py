@@ -130,7 +130,7 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     names = tuple(class_names) if class_names else ("normal", "benign", "malignant")
     try:
         outputs = [model.output, model.get_layer("embedding").output]
-        probe = keras.Model(model.inputs, outputs)
+        probe = keras.Model(model.input, outputs)
     except ValueError:
         probe = None
     labels, probabilities, embeddings = [], [], []

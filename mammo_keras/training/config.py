@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "folds": 0,               # > 1: k-fold; `fold` is the test fold, the next one val
         "fold": 0,
         "split_seed": 0,
+        "group_duplicates": False,  # keep near-duplicate images together (pre-augmented sets)
         "crop": True, "flip": True, "window": False, "equalize": False,
     },
     "model": {
@@ -103,7 +104,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(config: dict, key: str, value: Any) -> None:
-    """Set config["a"]["b"] for key "a.b" (creating nothing: unknown keys fail in resolve)."""
+    """Set config["a"]["b"] for key "a.b" (creating nothing: unknown keys fail in resolve).
+
+    Grid axes are dotted names themselves: "grid.data.fold" sets the axis "data.fold".
+    """
+    if key.startswith("grid."):
+        config.setdefault("grid", {})[key[len("grid."):]] = value
+        return
     node = config
     *parents, leaf = key.split(".")
     for part in parents:
@@ -159,16 +166,39 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
     return config
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
-    """Read a YAML config and resolve it (see `resolve_config`)."""
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "grid":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_file(path: str | Path, _seen: tuple = ()) -> dict:
+    """The user mapping of a YAML file; a `base: other.yaml` key (relative to the file) is
+    read first and this file's keys are merged over it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: `base` files include each other")
     try:
         user = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    return resolve_config(user, overrides, source=str(path))
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: must be a YAML mapping")
+    base = user.pop("base", None)
+    if base is not None:
+        user = _deep_merge(read_config_file(path.parent / base, _seen + (path.resolve(),)), user)
+    return user
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML config (with its `base` chain) and resolve it (see `resolve_config`)."""
+    return resolve_config(read_config_file(path), overrides, source=str(path))
 
 
 def config_hash(config: dict) -> str:

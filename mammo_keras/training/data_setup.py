@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from mammo_keras.data import Records, kfold_records, load_records, split_records, write_synthetic
+from mammo_keras.data.audit import duplicate_groups
 from mammo_keras.training.config import ConfigError
 
 SUBSETS = ("train", "val", "test")
@@ -44,11 +45,15 @@ def split_subsets(records: Records, data: dict) -> dict[str, Records]:
 
     With `data["folds"]` = k > 1, fold `data["fold"]` is the test set, the next
     fold (mod k) the validation set and the others the training set; otherwise
-    `data["split"]` gives the shares.
+    `data["split"]` gives the shares. With `data["group_duplicates"]`, near-duplicate
+    images (the audit's perceptual hash) stay on one side too, for sets such as the
+    pre-augmented Kaggle collection that have no patient ids.
     """
     stratify = "density" if data["task"] == "density" else "label"
+    groups = duplicate_groups(records) if data["group_duplicates"] else None
     if data["folds"] and data["folds"] > 1:
-        folds = kfold_records(records, data["folds"], seed=data["split_seed"], stratify=stratify)
+        folds = kfold_records(records, data["folds"], seed=data["split_seed"], stratify=stratify,
+                              groups=groups)
         test, val = data["fold"], (data["fold"] + 1) % data["folds"]
         roles = {test: "test", val: "val"}
         subsets = {name: Records() for name in SUBSETS}
@@ -56,7 +61,7 @@ def split_subsets(records: Records, data: dict) -> dict[str, Records]:
             subsets[roles.get(fold, "train")].append(record)
     else:
         subsets = split_records(records, data["split"], seed=data["split_seed"],
-                                stratify=stratify)
+                                stratify=stratify, groups=groups)
     for name in ("train", "val"):
         if not subsets[name]:
             raise ConfigError(f"the {name} subset is empty ({len(records)} records); "

@@ -38,7 +38,8 @@ def hardware() -> str:
 
 def provenance() -> dict:
     """{"command", "commit", "hardware", "mammo_keras"} of this process."""
-    command = " ".join(["mammo-keras" if Path(sys.argv[0]).name == "mammo-keras" else
-                        Path(sys.argv[0]).name] + sys.argv[1:])
+    program = Path(sys.argv[0])
+    is_cli = program.name == "mammo-keras" or program.parts[-2:] == ("mammo_keras", "cli.py")
+    command = " ".join(["mammo-keras" if is_cli else program.name] + sys.argv[1:])
     return {"command": command, "commit": git_commit(), "hardware": hardware(),
             "mammo_keras": __version__}
