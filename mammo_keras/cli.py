@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -166,6 +167,25 @@ def _load_model(path: str):
     return keras.saving.load_model(path)
 
 
+def _run_context(model_path: str) -> dict:
+    """What the training run folder of a model says: {"class_names", "task"} where known."""
+    import yaml
+
+    folder, context = Path(model_path).parent, {}
+    if (folder / "done.json").is_file():
+        context["class_names"] = json.loads((folder / "done.json").read_text())["class_names"]
+    if (folder / "config.yaml").is_file():
+        context["task"] = yaml.safe_load((folder / "config.yaml").read_text())["data"]["task"]
+    return context
+
+
+def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
+        value, interval = metrics.get(key), intervals.get(key)
+        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        print(f"{indent}{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
@@ -178,13 +198,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
         records = subsets[args.subset]
-    result = evaluate_model(model, records, args.out, batch_size=args.batch_size,
-                            resamples=args.resamples)
-    intervals = result["confidence_intervals"]
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
-        value, interval = result[key], intervals.get(key)
-        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-        print(f"{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
+    context = _run_context(args.model)
+    classes = args.classes.split(",") if args.classes else context.get("class_names")
+    result = evaluate_model(model, records, args.out, class_names=classes,
+                            batch_size=args.batch_size, resamples=args.resamples,
+                            task=context.get("task", "malignancy"))
+    _print_headline(result, result["confidence_intervals"])
     print(f"metrics.json, plots and report.md written to {args.out}")
     for error in result["skipped"]:
         print(f"skipped {error}")
@@ -197,7 +216,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"{args.out}: --out must end in .csv or .json")
     model = _load_model(args.model)
-    classes = args.classes.split(",") if args.classes else None
+    classes = args.classes.split(",") if args.classes else \
+        _run_context(args.model).get("class_names")
     rows, skipped = predict_files(model, args.inputs, class_names=classes,
                                   batch_size=args.batch_size)
     write_predictions(args.out, rows)
@@ -208,14 +228,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _print_done(summary: dict, out: str) -> None:
-    metrics, intervals = summary["metrics"], summary["confidence_intervals"]
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} "
           f"({summary['train_seconds']:.0f} s of training); on the {summary['evaluated_on']} "
           f"subset ({summary['images'][summary['evaluated_on']]} images):")
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
-        value, interval = metrics.get(key), intervals.get(key)
-        span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-        print(f"  {key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
+    _print_headline(summary["metrics"], summary["confidence_intervals"], indent="  ")
     print(f"model.keras, metrics.json, report.md and plots in {out}")
     for error in summary["skipped"]:
         print(f"skipped {error}")
@@ -264,8 +280,6 @@ def _add_training_commands(commands) -> None:
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out from its last checkpoint")
-    train.add_argument("--set", **overrides)
-    train.add_argument("--backend", **backend)
     train.set_defaults(handler=_cmd_train)
     run = commands.add_parser(
         "run", help="run an experiment: every cell of a config's grid, then the tables",
@@ -274,9 +288,10 @@ def _add_training_commands(commands) -> None:
                     "summary.md and summary.png (mean ± std over folds / seeds).")
     run.add_argument("config", help="experiment YAML, e.g. experiments/quickstart.yaml")
     run.add_argument("--out", required=True, help="output folder")
-    run.add_argument("--set", **overrides)
-    run.add_argument("--backend", **backend)
     run.set_defaults(handler=_cmd_run)
+    for parser in (train, run):
+        parser.add_argument("--set", **overrides)
+        parser.add_argument("--backend", **backend)
 
 
 def _add_evaluate_command(commands) -> None:
@@ -291,6 +306,8 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--split", help="split manifest; evaluate one of its subsets")
     evaluate.add_argument("--subset", default="test", help="subset of --split (test)")
     evaluate.add_argument("--out", required=True, help="output folder")
+    evaluate.add_argument("--classes", help="class names, comma-separated (default: from the "
+                                            "run folder of MODEL, else normal,benign,malignant)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=16)
     evaluate.add_argument("--resamples", type=int, default=1000,
                           help="bootstrap resamples, 0 for none (1000)")
@@ -302,8 +319,8 @@ def _add_evaluate_command(commands) -> None:
     predict.add_argument("model", help="a .keras model file")
     predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     predict.add_argument("--out", required=True, help="FILE.csv or FILE.json")
-    predict.add_argument("--classes", help="class names, comma-separated "
-                                           "(default normal,benign,malignant for 3 outputs)")
+    predict.add_argument("--classes", help="class names, comma-separated (default: from the "
+                                           "run folder of MODEL, else normal,benign,malignant)")
     predict.add_argument("--batch-size", type=_positive_int, default=16)
     predict.set_defaults(handler=_cmd_predict)
 

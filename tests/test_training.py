@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from mammo_keras import cli
+from mammo_keras.data import LABELS, Record, Records, kfold_records
 from mammo_keras.training import ConfigError, load_config, resolve_config, train
 from mammo_keras.training import experiment
 from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
+from mammo_keras.training.data_setup import split_subsets
 from mammo_keras.training.trainer import class_weights, learning_rate_schedule, monitor_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,18 @@ def test_load_config_reports_file_problems(tmp_path):
         load_config(wrong)
 
 
+def test_base_files_are_merged_under_the_file(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\ndata: {image_size: 96, folds: 5}\ngrid:\n  data.fold: [0, 1]\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nname: child\ndata: {folds: 3}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert config["name"] == "child" and config["data"]["image_size"] == 96
+    assert config["data"]["folds"] == 3 and config["grid"] == {"data.fold": [0, 1]}
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="include each other"):
+        load_config(tmp_path / "loop.yaml")
+
+
 def test_repository_configs_resolve():
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         config = load_config(path)
@@ -112,6 +126,32 @@ def test_summarise_gives_mean_and_sample_std_over_folds():
     assert summary["a"]["macro_f1_std"] == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
     assert summary["b"]["accuracy_mean"] == pytest.approx(0.15)
     assert summary["a"]["roc_auc_macro_mean"] is None
+
+
+# --- data subsets --------------------------------------------------------------------------
+
+def _records(count: int) -> Records:
+    return Records(Record(path=f"img{i}.png", label=LABELS[(i // 2) % 3], density=None,
+                          patient_id=f"P{i // 2}", laterality=None, view=None, source="test")
+                   for i in range(count))
+
+
+def test_kfold_subsets_rotate_the_test_and_validation_folds():
+    records = _records(60)
+    folds = kfold_records(records, 5, seed=0, stratify="label")
+    for fold in range(5):
+        data = resolve_config({"data": {"folds": 5, "fold": fold}})["data"]
+        subsets = split_subsets(records, data)
+        expected = {name: {r.path for r, f in zip(records, folds) if role(f)}
+                    for name, role in (("test", lambda f: f == fold),
+                                       ("val", lambda f: f == (fold + 1) % 5),
+                                       ("train", lambda f: f not in (fold, (fold + 1) % 5)))}
+        assert {name: {r.path for r in subsets[name]} for name in expected} == expected
+        patients = [{r.patient_id for r in subsets[name]} for name in ("train", "val", "test")]
+        assert not (patients[0] & patients[1] or patients[0] & patients[2] or
+                    patients[1] & patients[2])
+    with pytest.raises(ConfigError, match="the val subset is empty"):
+        split_subsets(records, resolve_config({"data": {"split": [1.0, 0.0, 0.0]}})["data"])
 
 
 # --- pieces of the trainer -----------------------------------------------------------------
@@ -253,6 +293,12 @@ def test_quickstart_config_in_reduced_form_through_the_command_line(tmp_path, ca
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "roc_auc_macro", "per_class"} <= set(metrics)
+    # predict finds the class names in the run folder of the model
+    image = next((out / "data").rglob("*.dcm"))
+    assert cli.main(["predict", str(out / "model.keras"), str(image), "--out",
+                     str(tmp_path / "p.csv")]) == 0
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "path,prediction,p_normal,p_benign,p_malignant"
 
 
 def test_train_command_errors_are_one_line(tmp_path, capsys):
@@ -264,6 +310,6 @@ def test_train_command_errors_are_one_line(tmp_path, capsys):
     config.write_text("grid:\n  model.head: [gap, gagm]\n")
     assert cli.main(["train", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert "has a grid; run it with 'mammo-keras run'" in capsys.readouterr().err
-    assert cli.main(["run", str(config), "--out", str(tmp_path / "o"),
-                     "--set", "training.epochs=zero"]) == 2
+    assert cli.main(["run", str(config), "--out", str(tmp_path / "o"), "--backend",
+                     "tensorflow", "--set", "training.epochs=zero"]) == 2
     assert "training.epochs must be int" in capsys.readouterr().err

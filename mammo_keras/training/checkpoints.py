@@ -11,27 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import keras
 
-
-def save_model_atomically(model: keras.Model, path: str | Path) -> Path:
-    """`model.save(path)` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
-    return path
-
-
-def write_json_atomically(path: str | Path, value) -> None:
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(value, indent=2, default=float) + "\n")
-    os.replace(partial, path)
+from mammo_keras.training.atomic import save_model_atomically, write_json_atomically
 
 
 @dataclasses.dataclass

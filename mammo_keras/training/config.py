@@ -210,7 +210,6 @@ def config_hash(config: dict) -> str:
 
 def write_config(path: str | Path, config: dict) -> None:
     """Write a resolved config as YAML, atomically."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(yaml.safe_dump(config, sort_keys=False))
-    partial.replace(path)
+    from mammo_keras.training.atomic import write_text_atomically
+
+    write_text_atomically(path, yaml.safe_dump(config, sort_keys=False))

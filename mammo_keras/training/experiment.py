@@ -22,16 +22,14 @@ are rewritten. A cell that fails is reported and the others still run.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import itertools
-import os
 import traceback
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from mammo_keras.training.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
 from mammo_keras.training.provenance import provenance
@@ -113,17 +111,6 @@ def summarise(rows: list[dict], axes: list[str]) -> list[dict]:
             entry[f"{metric}_std"] = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
         summary.append(entry)
     return summary
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(buffer.getvalue())
-    os.replace(partial, path)
 
 
 def _cell_text(entry: dict, metric: str) -> str:
@@ -225,9 +212,8 @@ def _train_cell(config: dict, folder: Path, data_dir: Path, verbose, failed: dic
 def _write_tables(out: Path, config: dict, rows: list[dict], axes: list[str], failed: dict,
                   origin: dict) -> None:
     summary = summarise(rows, axes)
-    _write_csv(out / "results.csv", rows)
-    _write_csv(out / "summary.csv", summary)
-    partial = out / ".summary.md.partial"
-    partial.write_text(summary_markdown(config, summary, axes, failed, origin))
-    os.replace(partial, out / "summary.md")
+    write_csv_atomically(out / "results.csv", rows)
+    write_csv_atomically(out / "summary.csv", summary)
+    write_text_atomically(out / "summary.md", summary_markdown(config, summary, axes, failed,
+                                                                origin))
     plot_summary(summary, axes, out / "summary.png")

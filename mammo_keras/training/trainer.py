@@ -20,8 +20,6 @@ deleted when the run finishes.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import shutil
@@ -40,8 +38,9 @@ from mammo_keras.evaluation import evaluate_model
 from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.models import FeatureSmoothingModel, build_classifier
-from mammo_keras.training.checkpoints import (TrainingState, save_model_atomically,
-                                              write_json_atomically)
+from mammo_keras.training.atomic import (save_model_atomically, write_csv_atomically,
+                                         write_json_atomically)
+from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import ConfigError, config_hash, resolve_config, write_config
 from mammo_keras.training.data_setup import dataset_records, split_subsets
 from mammo_keras.training.provenance import provenance
@@ -283,19 +282,8 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         if training["patience"] and state.epochs_without_gain >= training["patience"]:
             state.stopped_early = True
         state.commit(checkpoints, trainer)
-        _write_history(out / "history.csv", state.history)
+        write_csv_atomically(out / "history.csv", state.history)
     return _finish(config, out, state, subsets, names, options, report)
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(history)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(buffer.getvalue())
-    partial.replace(path)
 
 
 def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
