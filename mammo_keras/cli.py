@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 PLANNED = {
     "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
-    "export": ("SavedModel / TFLite export", "the deployment milestone"),
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
     "bench": ("performance benchmarks", "the performance milestone"),
 }
@@ -167,18 +165,6 @@ def _load_model(path: str):
     return keras.saving.load_model(path)
 
 
-def _run_context(model_path: str) -> dict:
-    """What the training run folder of a model says: {"class_names", "task"} where known."""
-    import yaml
-
-    folder, context = Path(model_path).parent, {}
-    if (folder / "done.json").is_file():
-        context["class_names"] = json.loads((folder / "done.json").read_text())["class_names"]
-    if (folder / "config.yaml").is_file():
-        context["task"] = yaml.safe_load((folder / "config.yaml").read_text())["data"]["task"]
-    return context
-
-
 def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
         value, interval = metrics.get(key), intervals.get(key)
@@ -189,6 +175,7 @@ def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
+    from mammo_keras.export.metadata import run_folder_facts
 
     model = _load_model(args.model)
     records = load_records(args.data, root=args.root)
@@ -198,7 +185,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
         records = subsets[args.subset]
-    context = _run_context(args.model)
+    context = run_folder_facts(args.model)
     classes = args.classes.split(",") if args.classes else context.get("class_names")
     result = evaluate_model(model, records, args.out, class_names=classes,
                             batch_size=args.batch_size, resamples=args.resamples,
@@ -215,10 +202,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"{args.out}: --out must end in .csv or .json")
-    model = _load_model(args.model)
-    classes = args.classes.split(",") if args.classes else \
-        _run_context(args.model).get("class_names")
-    rows, skipped = predict_files(model, args.inputs, class_names=classes,
+    from mammo_keras.export import load_predictor
+
+    if not Path(args.model).exists():
+        raise UserError(f"{args.model}: model not found")
+    classes = args.classes.split(",") if args.classes else None
+    rows, skipped = predict_files(load_predictor(args.model), args.inputs, class_names=classes,
                                   batch_size=args.batch_size)
     write_predictions(args.out, rows)
     print(f"{len(rows)} images predicted, written to {args.out}")
@@ -263,6 +252,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name, error in result["failed"].items():
         print(f"failed {name}: {error}")
     return 1 if result["failed"] else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mammo_keras.export import export_model
+
+    result = export_model(args.model, args.out, args.format, args.quantize,
+                          calibration_data=args.calibration_data, samples=args.samples,
+                          version=args.version)
+    for artefact, meta in result.items():
+        parity = meta["parity"]
+        auc = parity.get("roc_auc_macro_change")
+        print(f"{artefact}: {meta['format']} ({meta['quantization']}), parity on "
+              f"{parity['images']} images ({parity['sample']}): max |dp| "
+              f"{parity['max_abs_difference']:.1e}, top-1 agreement "
+              f"{parity['top1_agreement']:.3f}"
+              + (f", macro AUC change {auc:+.4f}" if auc is not None else ""))
+    return 0
+
+
+def _add_export_command(commands) -> None:
+    from mammo_keras.export.exporter import FORMATS
+    from mammo_keras.export.tflite import QUANTIZATIONS
+
+    export = commands.add_parser(
+        "export", help="SavedModel (TF Serving) and TFLite export, checked for parity",
+        description="Export a .keras classifier as a SavedModel in TF Serving's layout "
+                    "(signatures for raw images, PNG bytes and preprocessed images) and / or "
+                    "TFLite, with a metadata JSON beside each. The exported model is run "
+                    "against the Keras model on a sample; a parity failure is an error.")
+    export.add_argument("model", help="a .keras model file")
+    export.add_argument("--format", choices=FORMATS, default="all")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
+                        help="TFLite quantization (none)")
+    export.add_argument("--calibration-data", help="images (a dataset folder or archive) for "
+                        "int8 calibration and the parity sample; default: the training split "
+                        "recorded beside the model, else synthetic phantoms")
+    export.add_argument("--samples", type=_positive_int, default=32,
+                        help="images in the parity / calibration sample (32)")
+    export.add_argument("--version", type=_positive_int, default=1,
+                        help="SavedModel version folder (1)")
+    export.set_defaults(handler=_cmd_export)
 
 
 def _add_training_commands(commands) -> None:
@@ -316,7 +347,7 @@ def _add_evaluate_command(commands) -> None:
         "predict", help="class probabilities for image files and folders",
         description="Predict with a saved .keras classifier; files go through the training "
                     "preprocessing. Unreadable files are listed, not fatal.")
-    predict.add_argument("model", help="a .keras model file")
+    predict.add_argument("model", help="a .keras file, a SavedModel folder or a .tflite file")
     predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     predict.add_argument("--out", required=True, help="FILE.csv or FILE.json")
     predict.add_argument("--classes", help="class names, comma-separated (default: from the "
@@ -428,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_evaluate_command(commands)
     _add_training_commands(commands)
+    _add_export_command(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

@@ -1,4 +1,4 @@
-"""`predict_files`: class probabilities for image files with a saved classifier.
+"""`predict_files`: class probabilities for image files with a classifier in any exported format.
 
 Files go through the same reader and preprocessing as training (`load_dataset`),
 batched; files that cannot be read are listed, never fatal. Folders are searched
@@ -20,7 +20,9 @@ import numpy as np
 from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.pipeline import DataReport, load_dataset
-from mammo_keras.data.records import LABELS, Record
+from mammo_keras.data.records import Record
+from mammo_keras.export.metadata import PREPROCESSING_KEYS, default_class_names
+from mammo_keras.export.runtime import Predictor, keras_predictor
 
 
 def collect_files(inputs: Sequence[str | Path]) -> tuple[list[str], list[DataError]]:
@@ -39,19 +41,25 @@ def collect_files(inputs: Sequence[str | Path]) -> tuple[list[str], list[DataErr
     return files, missing
 
 
-def predict_files(model: keras.Model, inputs: Sequence[str | Path],
+def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path],
                   class_names: Sequence[str] | None = None, batch_size: int = 16,
                   progress: Callable[[int, int], None] | None = None
                   ) -> tuple[list[dict], list[DataError]]:
     """Probabilities for every readable image in `inputs`.
 
+    Args:
+        model: a Keras classifier, or a `Predictor` from `load_predictor` (a `.keras`
+            file, a SavedModel or a `.tflite` file); a predictor brings its class
+            names and preprocessing options.
+        class_names: override the class names.
+
     Returns:
         (rows, skipped): one row per image {"path", "prediction", "p_<class>", ...} in
         input order, and a DataError per file or input that could not be used.
     """
-    classes = int(model.output_shape[-1])
-    names = tuple(class_names) if class_names else (LABELS if classes == 3 else
-                                                   tuple(f"class{k}" for k in range(classes)))
+    predictor = model if isinstance(model, Predictor) else keras_predictor(model)
+    classes = predictor.num_classes
+    names = tuple(class_names or predictor.class_names or default_class_names(classes))
     if len(names) != classes:
         raise ValueError(f"{len(names)} class names for a model with {classes} outputs.")
     files, skipped = collect_files(inputs)
@@ -60,11 +68,12 @@ def predict_files(model: keras.Model, inputs: Sequence[str | Path],
     records = [Record(path=p, label=None, density=None, patient_id=None, laterality=None,
                       view=None, source="predict") for p in files]
     report = DataReport()
-    dataset = load_dataset(records, task=None, image_size=int(model.input_shape[1]),
-                           batch_size=batch_size, report=report)
+    options = {key: predictor.preprocessing[key] for key in PREPROCESSING_KEYS}
+    dataset = load_dataset(records, task=None, image_size=predictor.image_size,
+                           batch_size=batch_size, report=report, **options)
     probabilities = []
     for images, _ in dataset:
-        probabilities.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        probabilities.append(predictor(images.numpy()))
         if progress is not None:
             progress(min(sum(len(p) for p in probabilities), len(files)), len(files))
     kept = [record.path for record in report.kept(records)]

@@ -1,0 +1,198 @@
+"""`export_model`: a trained `.keras` classifier -> SavedModel and / or TFLite, checked for parity.
+
+Parity is checked at export time on a sample of real images (the training split
+recorded in the model's run folder, `calibration_data`, or else synthetic
+phantoms): the exported artefact and the Keras model see the same preprocessed
+batch. Float32 exports must agree within `FLOAT_TOLERANCE` in every probability;
+quantised TFLite models (dynamic, float16, int8) must keep top-1 agreement of at
+least `MIN_AGREEMENT`, and the change in macro ROC-AUC on the sample is reported
+when it has labels. A failure raises `ExportParityError` with the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from mammo_keras.data import LABELS, Record, load_dataset, load_records
+from mammo_keras.data.preprocessing import preprocess
+from mammo_keras.data.synthetic import generate_phantom, synthetic_specs
+from mammo_keras.export.metadata import PREPROCESSING_KEYS, build_metadata, run_folder_facts
+from mammo_keras.export.runtime import load_predictor
+from mammo_keras.export.savedmodel import export_savedmodel
+from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite
+from mammo_keras.training.atomic import write_json_atomically
+
+FORMATS = ("savedmodel", "tflite", "all")
+FLOAT_TOLERANCE = 1e-4
+MIN_AGREEMENT = 0.98
+
+
+class ExportParityError(ValueError):
+    """The exported model does not reproduce the Keras model within the tolerance."""
+
+
+def check_export_compatible(model: keras.Model) -> None:
+    """A classifier mammo-keras can export: one (N, S, S, 1) input, one (N, K) output."""
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] != 1 or \
+            shape[1] is None or shape[1] != shape[2]:
+        raise ValueError(f"model {model.name!r} takes {shape}; export needs one square "
+                         "grayscale input (N, S, S, 1)")
+    if len(model.outputs) != 1 or len(model.output_shape) != 2:
+        raise ValueError(f"model {model.name!r} must have one (N, num_classes) output to "
+                         f"export, it has {model.output_shape}")
+
+
+def _records_from_manifest(path: str, subset: str = "train") -> list[Record]:
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == subset]
+    return [Record(path=row["path"], label=row["label"] or None, density=None,
+                   patient_id=row["patient_id"] or None, laterality=None, view=None,
+                   source="manifest") for row in rows]
+
+
+def _spread(items: Sequence, count: int) -> list:
+    """`count` items evenly spread over the sequence (all when there are fewer)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count)]
+
+
+def sample_images(facts: dict, size: int, count: int, calibration_data: str | None,
+                  preprocessing: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(images (M, S, S, 1), labels (M,) or None, where they came from)."""
+    options = {key: preprocessing[key] for key in PREPROCESSING_KEYS}
+    records, source = None, ""
+    if calibration_data:
+        records, source = list(load_records(calibration_data)), f"calibration data " \
+                                                                f"{calibration_data}"
+    elif facts.get("splits"):
+        records = [r for r in _records_from_manifest(facts["splits"]) if Path(
+            r.path.split("::")[0]).exists()]
+        source = f"training split of {facts['splits']}"
+    if records:
+        records = _spread(records, count)
+        labelled = all(record.label in LABELS for record in records)
+        dataset = load_dataset(records, task="malignancy" if labelled else None,
+                               image_size=size, batch_size=16, **options)
+        batches = [(images.numpy(), targets.numpy()) for images, targets in dataset]
+        images = np.concatenate([b[0] for b in batches])
+        labels = np.concatenate([b[1] for b in batches]) if labelled else None
+        return images, labels, source
+    specs = synthetic_specs(count, seed=0, size=256)
+    images, labels = [], []
+    for spec in specs:
+        phantom = generate_phantom(spec)[0]
+        images.append(preprocess(phantom, size, **options)[0].numpy())
+        labels.append(LABELS.index(spec.label))
+    return np.stack(images), np.array(labels), f"{count} synthetic phantoms"
+
+
+def _macro_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    present = np.unique(labels)
+    if len(present) < 2:
+        return None
+    scores = [roc_auc_score(labels == k, probabilities[:, k]) for k in present]
+    return float(np.mean(scores))
+
+
+def check_parity(reference: np.ndarray, exported: np.ndarray, quantize: str,
+                 labels: np.ndarray | None, artefact: str) -> dict:
+    """Compare probabilities (M, K); raise ExportParityError when outside the tolerance."""
+    if not np.all(np.isfinite(exported)):
+        raise ExportParityError(f"{artefact}: the exported model returns non-finite "
+                                f"probabilities on the sample")
+    difference = float(np.max(np.abs(reference - exported)))
+    agreement = float(np.mean(reference.argmax(1) == exported.argmax(1)))
+    report = {"images": int(len(reference)), "max_abs_difference": difference,
+              "top1_agreement": agreement}
+    if labels is not None:
+        before, after = _macro_auc(labels, reference), _macro_auc(labels, exported)
+        if before is not None:
+            report.update(roc_auc_macro_keras=before, roc_auc_macro_exported=after,
+                          roc_auc_macro_change=after - before)
+    if quantize == "none":
+        report["criterion"] = f"max |difference| <= {FLOAT_TOLERANCE}"
+        if difference > FLOAT_TOLERANCE:
+            raise ExportParityError(
+                f"{artefact}: probabilities differ from the Keras model by up to "
+                f"{difference:.2e} (> {FLOAT_TOLERANCE}) on {len(reference)} images")
+    else:
+        report["criterion"] = f"top-1 agreement >= {MIN_AGREEMENT}"
+        if agreement < MIN_AGREEMENT:
+            change = report.get("roc_auc_macro_change")
+            raise ExportParityError(
+                f"{artefact}: {quantize} quantization keeps top-1 agreement {agreement:.3f} "
+                f"(< {MIN_AGREEMENT}) on {len(reference)} images"
+                + (f", macro AUC change {change:+.3f}" if change is not None else ""))
+    return report
+
+
+def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
+                 quantize: str = "none", calibration_data: str | None = None,
+                 samples: int = 32, version: int = 1) -> dict:
+    """Export a `.keras` classifier; returns {artefact path: metadata} (also written as JSON).
+
+    Args:
+        model_path: a `.keras` file (its run folder, when it has one, supplies class
+            names, preprocessing, training data and metrics).
+        out: output folder: OUT/savedmodel/<version>/ and OUT/model[_<quantize>].tflite,
+            each with a metadata JSON beside it.
+        fmt: "savedmodel", "tflite" or "all". `quantize` applies to TFLite only.
+        calibration_data: images (a dataset path) for int8 calibration and the parity
+            sample, instead of the run's training split.
+        samples: images in the parity / calibration sample.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: model file not found")
+    try:
+        model = keras.saving.load_model(model_path)
+    except (TypeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{model_path}: cannot be loaded for export ({first})") from None
+    check_export_compatible(model)
+    facts = run_folder_facts(model_path)
+    metadata = build_metadata(model, facts, "", "")
+    size = int(model.input_shape[1])
+    images, labels, source = sample_images(facts, size, samples, calibration_data,
+                                           metadata["preprocessing"])
+    reference = keras.ops.convert_to_numpy(model(images, training=False))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    if fmt in ("savedmodel", "all"):
+        target = export_savedmodel(model, out, metadata["class_names"],
+                                   metadata["preprocessing"], version)
+        written[target] = ("savedmodel", "none")
+    if fmt in ("tflite", "all"):
+        name = "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+        target = export_tflite(model, out / name, quantize, images)
+        written[target] = ("tflite", quantize)
+    result = {}
+    for target, (kind, quantization) in written.items():
+        exported = load_predictor(target)(images)
+        try:
+            parity = {"sample": source, **check_parity(reference, exported, quantization,
+                                                       labels, str(target))}
+        except ExportParityError:  # leave no artefact that could pass for a checked one
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+            raise
+        meta = build_metadata(model, facts, str(target), kind, quantization, parity)
+        beside = target.with_suffix(".json") if kind == "tflite" else \
+            target.with_name(target.name + ".json")
+        write_json_atomically(beside, meta)
+        result[str(target)] = meta
+    return json.loads(json.dumps(result))

@@ -1,0 +1,79 @@
+"""SavedModel export in TF Serving's layout, with the training preprocessing inside the graph.
+
+    OUT/savedmodel/<version>/          saved_model.pb, variables/   (TF Serving: model_base_path
+                                       = OUT/savedmodel)
+    OUT/savedmodel/<version>.json      the metadata
+
+Signatures (all return "probabilities" (N, K) float32, "prediction" (N,) string and
+"class_names" (K,) string):
+
+- `serving_default`: "images" (N, H, W) float32 in [0, 1], raw full mammograms of one
+  size per batch (as `read_image` returns them); cropped, flipped, resized
+  (and windowed / equalised when the model was trained so) in the graph.
+- `serve_png`: "png" (N,) string, encoded 8- or 16-bit grayscale PNG files of any size.
+- `serve_preprocessed`: "images" (N, S, S, 1) float32, already preprocessed.
+
+It loads with `tf.saved_model.load` alone: no mammo_keras or Keras needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from mammo_keras.data.preprocessing import preprocess
+
+
+def _outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict:
+    names = tf.constant(class_names)
+    return {"probabilities": tf.cast(probabilities, tf.float32),
+            "prediction": tf.gather(names, tf.argmax(probabilities, axis=-1)),
+            "class_names": names}
+
+
+def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
+    """Encoded PNG bytes -> (H, W) float32 in [0, 1]; 8-bit and 16-bit files alike."""
+    image = tf.io.decode_png(data, channels=1, dtype=tf.uint16)  # 8-bit values are scaled x257
+    return tf.cast(image[..., 0], tf.float32) / 65535.0
+
+
+def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str],
+                      preprocessing: dict, version: int = 1) -> Path:
+    """Write `model` as OUT/savedmodel/<version>/ (replacing an older export of that version)."""
+    size = int(model.input_shape[1])
+    options = {key: bool(preprocessing[key]) for key in ("crop", "flip", "window", "equalize")}
+
+    def prepare(image: tf.Tensor) -> tf.Tensor:
+        return preprocess(image, size, **options)[0]
+
+    def classify(images: tf.Tensor) -> dict:
+        return _outputs(model(images, training=False), class_names)
+
+    def serve_raw(images: tf.Tensor) -> dict:
+        batch = tf.map_fn(prepare, images, fn_output_signature=tf.TensorSpec(
+            (size, size, 1), tf.float32))
+        return classify(batch)
+
+    def serve_png(png: tf.Tensor) -> dict:
+        batch = tf.map_fn(lambda data: prepare(decode_png_unit(data)), png,
+                          fn_output_signature=tf.TensorSpec((size, size, 1), tf.float32))
+        return classify(batch)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve_raw, input_signature=[
+        tf.TensorSpec((None, None, None), tf.float32, name="images")])
+    archive.add_endpoint("serve_png", serve_png, input_signature=[
+        tf.TensorSpec((None,), tf.string, name="png")])
+    archive.add_endpoint("serve_preprocessed", classify, input_signature=[
+        tf.TensorSpec((None, size, size, 1), tf.float32, name="images")])
+    target = Path(out) / "savedmodel" / str(version)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    archive.write_out(str(partial), verbose=False)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target

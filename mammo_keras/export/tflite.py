@@ -1,0 +1,99 @@
+"""TFLite / LiteRT export: float32, dynamic-range, float16 or full-integer int8.
+
+The .tflite model takes preprocessed images (N, S, S, 1) float32 in [0, 1] and returns
+probabilities (N, K) float32 (int8 models quantise and dequantise at their edges, so
+callers pass and receive floats either way). Preprocessing stays outside: its
+breast detection uses ops TFLite lacks; `mammo_keras.data.preprocess` or the
+SavedModel's signatures do it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+
+
+def tflite_bytes(model: keras.Model, quantize: str = "none",
+                 representative: np.ndarray | None = None) -> bytes:
+    """Convert `model`; int8 needs `representative` images (M, S, S, 1) float32."""
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
+    if quantize == "int8" and (representative is None or len(representative) == 0):
+        raise ValueError("int8 quantization needs representative images (the training split "
+                         "of the run, or --calibration-data).")
+    size = int(model.input_shape[1])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda images: tf.cast(model(images, training=False),
+                                                         tf.float32),
+                         input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32,
+                                                        name="images")])
+    with tempfile.TemporaryDirectory() as folder:
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"])
+        _configure(converter, quantize, representative)
+        return converter.convert()
+
+
+def _configure(converter, quantize: str, representative: np.ndarray | None) -> None:
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+
+        def samples() -> Iterable[list[np.ndarray]]:
+            for image in representative:
+                yield [image[None].astype(np.float32)]
+
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+
+def export_tflite(model: keras.Model, path: str | Path, quantize: str = "none",
+                  representative: np.ndarray | None = None) -> Path:
+    """Write the converted model to `path` (.tflite) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = tflite_bytes(model, quantize, representative)
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(content)
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
+    return path
+
+
+class TFLiteRunner:
+    """Runs a .tflite classifier on batches: (N, S, S, 1) float32 -> (N, K) float32."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.interpreter = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+        except ValueError as error:
+            raise ValueError(f"{self.path}: not a readable TFLite model ({error})") from None
+        detail = self.interpreter.get_input_details()[0]
+        self.input_index = detail["index"]
+        self.image_size = int(detail["shape"][1])
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
+        self._batch = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if self._batch != len(images):
+            self.interpreter.resize_tensor_input(self.input_index, list(images.shape))
+            self.interpreter.allocate_tensors()
+            self._batch = len(images)
+        self.interpreter.set_tensor(self.input_index, images)
+        self.interpreter.invoke()
+        return np.array(self.interpreter.get_tensor(self.output_index))
