@@ -1,0 +1,192 @@
+"""Export: SavedModel and TFLite for every backbone x head, parity, signatures, predict, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mammo_keras import cli
+from mammo_keras.data import generate_phantom, preprocess, synthetic_specs
+from mammo_keras.export import (ExportParityError, check_parity, export_model, load_predictor)
+from mammo_keras.models import build_classifier
+from mammo_keras.models.backbones import BACKBONES
+from mammo_keras.models.classifier import HEADS
+from mammo_keras.predict import predict_files
+
+MIN_SIZE = {"inception_v3": 75}
+
+
+def saved_classifier(folder: Path, backbone: str = "baseline_cnn", head: str = "gagm_se",
+                     size: int = 32) -> Path:
+    keras.utils.set_random_seed(1)
+    model = build_classifier(backbone, head, num_classes=3, input_shape=(size, size, 1))
+    path = folder / f"{backbone}_{head}.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A baseline CNN fitted for a few epochs on 32 px phantoms: confident, not uniform, outputs."""
+    folder = tmp_path_factory.mktemp("trained")
+    specs = synthetic_specs(48, seed=3, size=256)
+    images = np.stack([preprocess(generate_phantom(spec)[0], 32)[0].numpy() for spec in specs])
+    labels = np.array([("normal", "benign", "malignant").index(spec.label) for spec in specs])
+    keras.utils.set_random_seed(0)
+    model = build_classifier("baseline_cnn", "gap", num_classes=3, input_shape=(32, 32, 1),
+                             dropout=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=15, batch_size=16, verbose=0)
+    model.save(folder / "model.keras")
+    return folder / "model.keras"
+
+
+def _matrix():
+    """Every backbone x head; the large backbones' gap / gagm heads (a minute each on 2 cores,
+    the same export path as their gagm_se) are left to `pytest -m slow`."""
+    for backbone in sorted(BACKBONES):
+        for head in HEADS:
+            slow = backbone != "baseline_cnn" and head != "gagm_se"
+            yield pytest.param(backbone, head, marks=[pytest.mark.slow] if slow else [],
+                               id=f"{backbone}-{head}")
+
+
+@pytest.mark.parametrize("backbone, head", list(_matrix()))
+def test_every_backbone_and_head_exports_with_parity(tmp_path, backbone, head):
+    path = saved_classifier(tmp_path, backbone, head, MIN_SIZE.get(backbone, 32))
+    result = export_model(path, tmp_path / "export", "all", samples=4)
+    assert sorted(Path(p).name for p in result) == ["1", "model.tflite"]
+    for artefact, meta in result.items():
+        assert meta["parity"]["max_abs_difference"] <= 1e-4, artefact
+        assert meta["parity"]["sample"] == "4 synthetic phantoms"
+        assert meta["class_names"] == ["normal", "benign", "malignant"]
+        assert meta["input"]["size"][0] == MIN_SIZE.get(backbone, 32)
+        written = json.loads(Path(meta["artefact"] + ".json" if meta["format"] == "savedmodel"
+                                  else Path(meta["artefact"]).with_suffix(".json")).read_text())
+        assert written == meta
+
+
+def test_savedmodel_serves_raw_and_png_alike_without_mammo_keras(tmp_path, trained):
+    export_model(trained, tmp_path, "savedmodel", samples=8)
+    phantom = generate_phantom(synthetic_specs(1, seed=9, size=256)[0])[0]
+    pixels = np.round(phantom * 65535).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    (tmp_path / "case.png").write_bytes(buffer.getvalue())
+    np.save(tmp_path / "case.npy", pixels.astype(np.float32) / 65535)
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        import tensorflow as tf
+        model = tf.saved_model.load({str(tmp_path / "savedmodel")!r} + "/1")
+        raw = model.signatures["serving_default"](
+            images=tf.constant(np.load({str(tmp_path / "case.npy")!r})[None]))
+        png = model.signatures["serve_png"](
+            png=tf.constant([open({str(tmp_path / "case.png")!r}, "rb").read()]))
+        print(json.dumps({{"raw": raw["probabilities"].numpy().tolist(),
+                          "png": png["probabilities"].numpy().tolist(),
+                          "prediction": png["prediction"].numpy()[0].decode(),
+                          "class_names": [c.decode() for c in raw["class_names"].numpy()],
+                          "mammo_keras_loaded": "mammo_keras" in sys.modules}}))
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               cwd=tmp_path, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert not served["mammo_keras_loaded"]
+    assert served["class_names"] == ["normal", "benign", "malignant"]
+    np.testing.assert_allclose(served["raw"], served["png"], atol=1e-6)
+    model = keras.saving.load_model(trained)
+    expected = keras.ops.convert_to_numpy(model(preprocess(pixels / 65535.0, 32)[0][None]))
+    np.testing.assert_allclose(served["raw"], expected, atol=1e-5)
+    assert served["prediction"] == ["normal", "benign", "malignant"][int(expected.argmax())]
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
+def test_quantised_tflite_keeps_top1_agreement(tmp_path, trained, quantize):
+    result = export_model(trained, tmp_path, "tflite", quantize, samples=24)
+    (meta,) = result.values()
+    assert meta["quantization"] == quantize and meta["artefact"].endswith(f"_{quantize}.tflite")
+    parity = meta["parity"]
+    assert parity["top1_agreement"] >= 0.98 and parity["criterion"].startswith("top-1")
+    assert parity["roc_auc_macro_change"] == pytest.approx(
+        parity["roc_auc_macro_exported"] - parity["roc_auc_macro_keras"])
+    assert parity["roc_auc_macro_keras"] > 0.5  # the sample has labels; the model learnt
+    size = Path(meta["artefact"]).stat().st_size
+    float_size = Path(export_model(trained, tmp_path / "f32", "tflite").popitem()[0]).stat().st_size
+    assert size < 0.6 * float_size  # weights stored in 8 or 16 bits
+
+
+def test_predict_gives_the_same_classes_in_every_format(tmp_path, trained):
+    export_model(trained, tmp_path / "export", "all", samples=8)
+    export_model(trained, tmp_path / "export", "tflite", "int8", samples=24)
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, spec in enumerate(synthetic_specs(6, seed=5, size=256)):
+        phantom = generate_phantom(spec)[0]
+        Image.fromarray(np.round(phantom * 65535).astype(np.uint16)).save(images / f"{index}.png")
+    results = {}
+    for name in ("model.keras", "export/savedmodel", "export/model.tflite",
+                 "export/model_int8.tflite"):
+        source = trained if name == "model.keras" else tmp_path / name
+        rows, skipped = predict_files(load_predictor(source), [images])
+        assert not skipped and len(rows) == 6
+        results[name] = rows
+    reference = results["model.keras"]
+    for name, rows in results.items():
+        assert [row["prediction"] for row in rows] == [row["prediction"] for row in reference]
+        if "int8" not in name:
+            np.testing.assert_allclose([row["p_malignant"] for row in rows],
+                                       [row["p_malignant"] for row in reference], atol=1e-4)
+    assert cli.main(["predict", str(tmp_path / "export" / "savedmodel"), str(images), "--out",
+                     str(tmp_path / "p.csv")]) == 0
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == \
+        "path,prediction,p_normal,p_benign,p_malignant"
+
+
+def test_check_parity_enforces_the_tolerances():
+    reference = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
+    labels = np.array([0, 1, 2, 0])
+    assert check_parity(reference, reference + 5e-5, "none", labels, "a")["top1_agreement"] == 1
+    with pytest.raises(ExportParityError, match=r"a: probabilities differ .* by up to 2\.00e-04"):
+        check_parity(reference, reference + 2e-4, "none", labels, "a")
+    flipped = reference.copy()
+    flipped[3] = [0.2, 0.5, 0.3]
+    with pytest.raises(ExportParityError, match=r"int8 quantization keeps top-1 agreement "
+                                                r"0\.750 \(< 0\.98\) on 4 images, macro AUC"):
+        check_parity(reference, flipped, "int8", labels, "b")
+    with pytest.raises(ExportParityError, match="non-finite"):
+        check_parity(reference, reference * np.nan, "dynamic", labels, "c")
+
+
+def test_export_errors_are_clear(tmp_path, capsys):
+    class Mystery(keras.layers.Layer):  # not registered: cannot be deserialised
+        def call(self, inputs):
+            return inputs
+
+    inputs = keras.Input((32, 32, 1))
+    outputs = keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(Mystery()(inputs)))
+    keras.Model(inputs, outputs).save(tmp_path / "mystery.keras")
+    with pytest.raises(ValueError, match=r"mystery\.keras: cannot be loaded for export"):
+        export_model(tmp_path / "mystery.keras", tmp_path / "out")
+    flat_in = keras.Input((16,))
+    keras.Model(flat_in, keras.layers.Dense(3, activation="softmax")(flat_in)).save(
+        tmp_path / "flat.keras")
+    with pytest.raises(ValueError, match=r"takes \(None, 16\); export needs one square "
+                                         r"grayscale input"):
+        export_model(tmp_path / "flat.keras", tmp_path / "out")
+    assert cli.main(["export", str(tmp_path / "flat.keras"), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "export needs one square grayscale input" in error and "\n" not in error
+    assert cli.main(["export", str(tmp_path / "none.keras"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.keras: model file not found" in capsys.readouterr().err
