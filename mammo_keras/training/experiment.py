@@ -32,7 +32,6 @@ import numpy as np
 from mammo_keras.training.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
-from mammo_keras.training.provenance import provenance
 from mammo_keras.training.trainer import read_done, train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
@@ -121,7 +120,7 @@ def _cell_text(entry: dict, metric: str) -> str:
 
 
 def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed: dict,
-                     origin: dict) -> str:
+                     origins: list[dict]) -> str:
     """The summary table with what produced it."""
     keys = [axis for axis in axes if axis not in REPEAT_AXES]
     data, training = config["data"], config["training"]
@@ -133,7 +132,7 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
                 f"patient-grouped split {data['split']}")
              + f"; {training['epochs']} epochs at most, batch {training['batch_size']}, "
              f"weights {config['model']['weights']}.",
-             f"Mean ± std over {', '.join(repeats) or 'one run'} (n runs per row); metrics on "
+             f"Mean ± std over {_repeat_text(config, repeats)} (n runs per row); metrics on "
              f"the held-out {config['evaluation']['subset']} subset of each run.", "",
              "| " + " | ".join(keys + ["n", "accuracy", "balanced acc.", "macro F1",
                                        "ROC-AUC (macro)", "recall variance",
@@ -148,11 +147,18 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
         seconds = entry.get("train_seconds_mean")
         cells.append("n/a" if seconds is None else f"{seconds:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Command: `{origin['command']}`; commit {origin['commit']}; "
-                  f"{origin['hardware']}."]
+    lines += [""] + [f"Trained by `{origin['command']}` at commit {origin['commit']}; "
+                     f"{origin['hardware']}." for origin in origins]
     if failed:
         lines += ["", "Failed cells:"] + [f"- {name}: {error}" for name, error in failed.items()]
     return "\n".join(lines) + "\n"
+
+
+def _repeat_text(config: dict, repeats: list[str]) -> str:
+    """e.g. "data.fold in [0, 1, 2]" for the repeat axes of the grid."""
+    if not repeats:
+        return "one run"
+    return ", ".join(f"{axis} in {config['grid'][axis]}" for axis in repeats)
 
 
 def plot_summary(summary: list[dict], axes: list[str], path: Path) -> None:
@@ -176,8 +182,7 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
     write_config(out / "config.yaml", config)
     cells = expand_grid(config)
     axes = list((config.get("grid") or {}).keys())
-    rows, failed = [], {}
-    origin = provenance()
+    rows, failed, origins = [], {}, []
     for index, (name, labels, cell_config) in enumerate(cells, start=1):
         folder = out / "cells" / name if name else out
         done = read_done(folder)
@@ -190,8 +195,11 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
                                log)
         if done is not None:
             rows.append(_cell_row(name, labels, done))
+            origin = {key: done[key] for key in ("command", "commit", "hardware")}
+            if origin not in origins:
+                origins.append(origin)
         if rows:
-            _write_tables(out, config, rows, axes, failed, origin)
+            _write_tables(out, config, rows, axes, failed, origins)
     return {"rows": rows, "summary": summarise(rows, axes), "failed": failed}
 
 
@@ -210,10 +218,10 @@ def _train_cell(config: dict, folder: Path, data_dir: Path, verbose, failed: dic
 
 
 def _write_tables(out: Path, config: dict, rows: list[dict], axes: list[str], failed: dict,
-                  origin: dict) -> None:
+                  origins: list[dict]) -> None:
     summary = summarise(rows, axes)
     write_csv_atomically(out / "results.csv", rows)
     write_csv_atomically(out / "summary.csv", summary)
     write_text_atomically(out / "summary.md", summary_markdown(config, summary, axes, failed,
-                                                                origin))
+                                                                origins))
     plot_summary(summary, axes, out / "summary.png")
