@@ -19,7 +19,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 PLANNED = {
-    "explain": ("Grad-CAM heat-maps", "the interpretability milestone"),
     "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
     "bench": ("performance benchmarks", "the performance milestone"),
 }
@@ -271,6 +270,43 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from mammo_keras.explain import explain_files
+    from mammo_keras.export.metadata import default_class_names, run_folder_facts
+
+    model = _load_model(args.model)
+    facts = run_folder_facts(args.model)
+    names = args.classes.split(",") if args.classes else \
+        facts.get("class_names") or default_class_names(int(model.output_shape[-1]))
+    rows, skipped = explain_files(model, args.inputs, args.out, names, method=args.method,
+                                  layer=args.layer, target_class=getattr(args, "class"),
+                                  preprocessing=facts.get("preprocessing"),
+                                  progress=_progress("explaining", 0))
+    print(f"{len(rows)} heat-maps (overlays, raw maps, explanations.csv) written to {args.out}")
+    for error in skipped:
+        print(f"skipped {error}")
+    return 0 if rows else 1
+
+
+def _add_explain_command(commands) -> None:
+    from mammo_keras.explain import METHODS
+
+    explain = commands.add_parser(
+        "explain", help="Grad-CAM heat-maps on the original mammograms",
+        description="Grad-CAM / Grad-CAM++ of a .keras classifier for image files and "
+                    "folders, mapped back onto the uncropped mammogram: overlays, raw 16-bit "
+                    "maps and explanations.csv.")
+    explain.add_argument("model", help="a .keras model file")
+    explain.add_argument("inputs", nargs="+", help="image files or folders")
+    explain.add_argument("--out", required=True, help="output folder")
+    explain.add_argument("--method", choices=METHODS, default="gradcam")
+    explain.add_argument("--layer", help="feature-map layer (default: the backbone's last)")
+    explain.add_argument("--class", help="class to explain (default: the predicted one)")
+    explain.add_argument("--classes", help="class names, comma-separated (default: from the "
+                                           "run folder of MODEL)")
+    explain.set_defaults(handler=_cmd_explain)
+
+
 def _add_export_command(commands) -> None:
     from mammo_keras.export.exporter import FORMATS
     from mammo_keras.export.tflite import QUANTIZATIONS
@@ -460,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     _add_training_commands(commands)
     _add_export_command(commands)
+    _add_explain_command(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

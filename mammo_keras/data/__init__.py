@@ -15,14 +15,14 @@ from mammo_keras.data.adapters import load_records
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.pipeline import DataReport, load_dataset
-from mammo_keras.data.preprocessing import apply_geometry, preprocess
+from mammo_keras.data.preprocessing import apply_geometry, invert_geometry, preprocess
 from mammo_keras.data.records import LABELS, ROI, Record, Records
 from mammo_keras.data.splits import (kfold_records, read_split_manifest, split_records,
                                      write_split_manifest)
 from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
 from mammo_keras.data.synthetic_writer import write_synthetic
 
-__all__ = ["DataError", "DataReport", "LABELS", "load_dataset", "PhantomSpec", "ROI", "Record", "Records", "apply_geometry",
+__all__ = ["DataError", "DataReport", "LABELS", "load_dataset", "PhantomSpec", "ROI", "Record", "Records", "apply_geometry", "invert_geometry",
            "generate_phantom", "kfold_records", "load_records", "preprocess", "read_image",
            "read_split_manifest", "split_records", "synthetic_specs", "write_split_manifest",
            "write_synthetic"]

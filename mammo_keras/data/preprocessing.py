@@ -141,6 +141,25 @@ def apply_geometry(image: tf.Tensor, geometry: tf.Tensor, size: int,
     return tf.ensure_shape(padded, [size, size, image.shape[-1]])
 
 
+def invert_geometry(image: tf.Tensor, geometry: tf.Tensor, shape) -> tf.Tensor:
+    """The inverse of `apply_geometry`: a (size, size[, C]) map back onto the original (H, W[, C]).
+
+    Drops the padding, resizes (bilinear) to the crop box, places it in a zero image of
+    `shape` = (H, W) and undoes the flip. Used to draw heat-maps on the uncropped mammogram.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    image = image if image.shape.rank == 3 else image[..., None]
+    size = tf.shape(image)[0]
+    top, left, height, width = (tf.cast(geometry[i], tf.int32) for i in range(1, 5))
+    scale = tf.cast(size, tf.float32) / tf.cast(tf.maximum(height, width), tf.float32)
+    new_height = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+    new_width = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+    content = image[:new_height, :new_width]
+    restored = tf.image.resize(content, tf.stack([height, width]), method="bilinear")
+    full = tf.image.pad_to_bounding_box(restored, top, left, int(shape[0]), int(shape[1]))
+    return tf.cond(geometry[0] > 0.5, lambda: tf.reverse(full, [1]), lambda: full)
+
+
 def intensity_window(image: tf.Tensor, low: float = 0.005, high: float = 0.995) -> tf.Tensor:
     """Stretch the [low, high] quantiles of the non-zero (breast) pixels onto [0, 1]."""
     values = tf.sort(tf.boolean_mask(image, image > 0.0))
