@@ -7,7 +7,9 @@
 
 from mammo_keras.explain.explain import explain_files, explain_image, overlay
 from mammo_keras.explain.gradcam import METHODS, find_target_layer, grad_cam, upsample
-from mammo_keras.explain.localization import heatmap_iou, pointing_hit
+from mammo_keras.explain.localization import (heatmap_iou, localization_metrics, pointing_hit,
+                                              wilson_interval)
 
 __all__ = ["METHODS", "explain_files", "explain_image", "find_target_layer", "grad_cam",
-           "heatmap_iou", "overlay", "pointing_hit", "upsample"]
+           "heatmap_iou", "localization_metrics", "overlay", "pointing_hit", "upsample",
+           "wilson_interval"]

@@ -34,7 +34,8 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     """Grad-CAM of one full mammogram (H, W) in [0, 1], mapped back onto it.
 
     Returns {"heatmap": (H, W) float32 in [0, 1] (0 outside the breast crop),
-    "class_index": int, "probabilities": (K,), "input": (S, S) model input}.
+    "class_index": int, "probabilities": (K,), "input": (S, S) model input,
+    "geometry": [flipped, top, left, height, width] of the crop}.
     """
     options = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
     size = int(model.input_shape[1])
@@ -44,7 +45,7 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     heatmap = invert_geometry(square, geometry, image.shape[:2])[..., 0].numpy()
     return {"heatmap": np.clip(heatmap, 0.0, 1.0).astype(np.float32),
             "class_index": int(chosen[0]), "probabilities": probabilities[0],
-            "input": processed.numpy()[..., 0]}
+            "input": processed.numpy()[..., 0], "geometry": geometry.numpy()}
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
