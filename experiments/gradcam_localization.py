@@ -70,7 +70,9 @@ def main() -> int:
              f"| {result['pointing_game']:.3f} ({low:.3f}-{high:.3f}) | "
              f"{result['chance_pointing']:.3f} | {result['iou_mean']:.3f} | "
              f"{result['iou_median']:.3f} |", "",
-             f"IoU: heat-map >= {result['threshold']} against the lesion mask. "
+             f"A hit is a heat-map peak within {result['tolerance_px']:g} px of the lesion at "
+             f"the model's input scale. IoU: heat-map >= {result['threshold']} against the "
+             "lesion mask. "
              f"`{origin['command']}` at commit {origin['commit']}; {origin['hardware']}.", ""]
     (out / f"gradcam_localization_{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))

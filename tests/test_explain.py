@@ -136,6 +136,11 @@ def test_localization_metrics_by_hand():
     assert heatmap_iou(heatmap, mask, 0.5) == 1.0
     mask[1, 2] = False
     assert not pointing_hit(heatmap, mask) and heatmap_iou(heatmap, mask, 0.5) == 0.5
+    assert pointing_hit(heatmap, mask, tolerance=1.0)   # the peak is 1 px from the lesion
+    mask[1, 1] = False
+    mask[3, 0] = True
+    assert not pointing_hit(heatmap, mask, tolerance=2.0)  # 2.83 px away
+    assert pointing_hit(heatmap, mask, tolerance=3.0)
     with pytest.raises(ValueError, match="differ in shape"):
         pointing_hit(heatmap, mask[:2])
 
