@@ -26,8 +26,17 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in ["models", "data", *PLANNED]:
+    for name in ["models", "data", "evaluate", "predict", "train", "run", "export", "explain",
+                 *PLANNED]:
         assert name in text
+
+
+@pytest.mark.parametrize("name", ["train", "run", "evaluate", "predict", "export", "explain"])
+def test_every_subcommand_has_help(capsys, name):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: mammo-keras " + name in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(PLANNED))
