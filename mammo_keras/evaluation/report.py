@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 import keras
 import numpy as np
 
+from mammo_keras.atomic import write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             embedding_metrics, reliability_curve)
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
-
-
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out: str | Path,
@@ -61,8 +55,8 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     if embedding is not None:
         result["embedding"] = embedding_metrics(embedding, y_true)
         plot_embedding(embedding, y_true, class_names, out / "embedding.png")
-    _write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
-    _write_text(out / "report.md", render_report(result, title, embedding is not None,
+    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / "report.md", render_report(result, title, embedding is not None,
                                                  grouped=groups is not None))
     return result
 
@@ -150,5 +144,5 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
         groups=groups, resamples=resamples,
         title=f"Evaluation of {model.name}")
     result["skipped"] = [str(error) for error in report.skipped]
-    _write_text(Path(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(Path(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

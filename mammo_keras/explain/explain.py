@@ -23,7 +23,7 @@ from mammo_keras.data.preprocessing import invert_geometry, preprocess  # noqa: 
 from mammo_keras.data.readers import read_image  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
 from mammo_keras.export.metadata import DEFAULT_PREPROCESSING, PREPROCESSING_KEYS  # noqa: E402
-from mammo_keras.training.atomic import write_csv_atomically  # noqa: E402
+from mammo_keras.atomic import write_csv_atomically  # noqa: E402
 
 DISPLAY_HEIGHT = 1024
 

@@ -28,7 +28,7 @@ from mammo_keras.export.metadata import PREPROCESSING_KEYS, build_metadata, run_
 from mammo_keras.export.runtime import load_predictor
 from mammo_keras.export.savedmodel import export_savedmodel
 from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite
-from mammo_keras.training.atomic import write_json_atomically
+from mammo_keras.atomic import write_json_atomically
 
 FORMATS = ("savedmodel", "tflite", "all")
 FLOAT_TOLERANCE = 1e-4

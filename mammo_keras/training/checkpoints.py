@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from mammo_keras.training.atomic import save_model_atomically, write_json_atomically
+from mammo_keras.atomic import save_model_atomically, write_json_atomically
 
 
 @dataclasses.dataclass

@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from mammo_keras.atomic import write_text_atomically
+
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
     "data": {
@@ -210,6 +212,4 @@ def config_hash(config: dict) -> str:
 
 def write_config(path: str | Path, config: dict) -> None:
     """Write a resolved config as YAML, atomically."""
-    from mammo_keras.training.atomic import write_text_atomically
-
     write_text_atomically(path, yaml.safe_dump(config, sort_keys=False))

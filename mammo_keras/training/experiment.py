@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from mammo_keras.training.atomic import write_csv_atomically, write_text_atomically
+from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
 from mammo_keras.training.trainer import read_done, train

@@ -38,7 +38,7 @@ from mammo_keras.evaluation import evaluate_model
 from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.models import FeatureSmoothingModel, build_classifier
-from mammo_keras.training.atomic import (save_model_atomically, write_csv_atomically,
+from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
                                          write_json_atomically)
 from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import ConfigError, config_hash, resolve_config, write_config
