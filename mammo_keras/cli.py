@@ -19,7 +19,6 @@ from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 PLANNED = {
-    "dashboard": ("the interactive clinical dashboard", "the interpretability milestone"),
     "bench": ("performance benchmarks", "the performance milestone"),
 }
 
@@ -288,6 +287,39 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from mammo_keras.dashboard.launch import serve
+    from mammo_keras.dashboard.settings import DashboardSettings
+
+    settings = DashboardSettings(Path(args.model) if args.model else None,
+                                 Path(args.results) if args.results else None,
+                                 args.max_upload_mb)
+    return serve(settings, port=args.port, address=args.address)
+
+
+def _add_dashboard_command(commands) -> None:
+    from mammo_keras.dashboard.cases import DEFAULT_MAX_UPLOAD_MB
+
+    dashboard = commands.add_parser(
+        "dashboard", help="the interactive dashboard (single case, cohort, model card)",
+        description="Serve the Streamlit dashboard: upload a mammogram (DICOM, PNG, PGM, JPEG) "
+                    "for probabilities, a decision threshold and a Grad-CAM overlay; browse the "
+                    "false negatives / positives of an evaluated run; read the model card; "
+                    "download a case report. Without --model it uses ./runs/quickstart, else "
+                    "trains a demo model on synthetic phantoms on first use. Needs the "
+                    "'dashboard' extra.")
+    dashboard.add_argument("--model", help="a .keras file (heat-maps need it), SavedModel or "
+                                           ".tflite (default: the demo model)")
+    dashboard.add_argument("--results", help="an evaluated run folder for the cohort page "
+                                             "(default: the model's own run folder)")
+    dashboard.add_argument("--port", type=_positive_int, default=8501, help="port (8501)")
+    dashboard.add_argument("--address", default="localhost",
+                           help="address to listen on (localhost; 0.0.0.0 for the network)")
+    dashboard.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                           help=f"largest upload accepted, in MB ({DEFAULT_MAX_UPLOAD_MB})")
+    dashboard.set_defaults(handler=_cmd_dashboard)
+
+
 def _add_explain_command(commands) -> None:
     from mammo_keras.explain import METHODS
 
@@ -497,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(commands)
     _add_export_command(commands)
     _add_explain_command(commands)
+    _add_dashboard_command(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

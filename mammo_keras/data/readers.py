@@ -41,6 +41,8 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     try:
         picture = Image.open(io.BytesIO(data))
         picture.load()
+    except Image.DecompressionBombError as error:
+        raise DataError(path, f"image too large to decode safely ({error})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(path, f"unreadable {fmt.upper()} ({error})") from error
     mode = picture.mode

@@ -9,7 +9,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from mammo_keras.atomic import write_text_atomically
+from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             embedding_metrics, reliability_curve)
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
@@ -105,6 +105,26 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
     return "\n".join(lines) + "\n"
 
 
+def prediction_rows(records: Sequence, y_true: np.ndarray, probabilities: np.ndarray,
+                    class_names: Sequence[str]) -> list[dict]:
+    """The rows of predictions.csv: one per evaluated image, in evaluation order.
+
+    Columns: path, patient_id, label, prediction, p_<class> for each class, rois (JSON
+    list of [x, y, radius] in original pixels) and masks (JSON list of lesion mask files);
+    both [] when the dataset gives none.
+    """
+    rows = []
+    for record, truth, row in zip(records, y_true, probabilities):
+        rows.append({"path": record.path, "patient_id": record.patient_id or "",
+                     "label": class_names[int(truth)],
+                     "prediction": class_names[int(np.argmax(row))],
+                     **{f"p_{name}": float(p) for name, p in zip(class_names, row)},
+                     "rois": json.dumps([[round(roi.x, 1), round(roi.y, 1), round(roi.radius, 1)]
+                                         for roi in record.rois]),
+                     "masks": json.dumps(list(record.mask_paths))})
+    return rows
+
+
 def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
                    class_names: Sequence[str] | None = None, batch_size: int = 16,
                    resamples: int = 1000, **dataset_options) -> dict:
@@ -112,6 +132,8 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
 
     The image size comes from the model's input; the embedding (layer "embedding", when
     the model has one) is collected in the same pass; patients are the bootstrap groups.
+    Besides `evaluate_predictions`' files, writes `predictions.csv` (`prediction_rows`),
+    which the dashboard's cohort page reads.
     Records that cannot be read are skipped by the pipeline and reported; the metrics
     cover the images that were read.
     """
@@ -136,10 +158,14 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
             batch_probabilities = model(images, training=False)
         probabilities.append(keras.ops.convert_to_numpy(batch_probabilities))
         labels.append(targets.numpy())
-    groups = [record.patient_id or record.path for record in report.kept(records)]
+    kept = report.kept(records)
+    groups = [record.patient_id or record.path for record in kept]
     y_true = np.concatenate(labels)
+    probabilities = np.concatenate(probabilities)
+    write_csv_atomically(Path(out) / "predictions.csv",
+                         prediction_rows(kept, y_true, probabilities, names))
     result = evaluate_predictions(
-        y_true, np.concatenate(probabilities), names, out,
+        y_true, probabilities, names, out,
         embedding=np.concatenate(embeddings) if embeddings else None,
         groups=groups, resamples=resamples,
         title=f"Evaluation of {model.name}")

@@ -57,7 +57,9 @@ def _savedmodel_version(path: Path) -> Path:
     return versions[-1]
 
 
-def _metadata(path: Path) -> dict:
+def artefact_metadata(path: str | Path) -> dict:
+    """The metadata JSON `mammo-keras export` wrote beside an artefact ({} when there is none)."""
+    path = Path(path)
     beside = path.with_suffix(".json") if path.suffix else path.with_name(path.name + ".json")
     return json.loads(beside.read_text()) if beside.is_file() else {}
 
@@ -73,7 +75,7 @@ def load_predictor(path: str | Path) -> Predictor:
         version = _savedmodel_version(path)
         serve = tf.saved_model.load(str(version)).signatures["serve_preprocessed"]
         size = int(serve.structured_input_signature[1]["images"].shape[1])
-        meta = _metadata(version)
+        meta = artefact_metadata(version)
 
         def run(images: np.ndarray) -> np.ndarray:
             return serve(images=tf.constant(images))["probabilities"].numpy()
@@ -85,7 +87,7 @@ def load_predictor(path: str | Path) -> Predictor:
         from mammo_keras.export.tflite import TFLiteRunner
 
         runner = TFLiteRunner(path)
-        meta = _metadata(path)
+        meta = artefact_metadata(path)
         return Predictor(str(path), "tflite", runner.image_size, runner.num_classes, runner,
                          meta.get("class_names"),
                          {**DEFAULT_PREPROCESSING, **meta.get("preprocessing", {})})

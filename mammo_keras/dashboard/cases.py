@@ -1,0 +1,91 @@
+"""One uploaded case: bytes -> mammogram with the checks a web upload needs; display window;
+the decision at a threshold.
+
+>>> decide([0.2, 0.3, 0.5], ["normal", "benign", "malignant"], threshold=0.4)["flagged"]
+True
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+from PIL import Image
+
+from mammo_keras.data.errors import DataError
+from mammo_keras.data.readers import decode_image, sniff_format
+
+UPLOAD_TYPES = ("dcm", "dicom", "png", "pgm", "jpg", "jpeg", "tif", "tiff", "bmp")
+DEFAULT_MAX_UPLOAD_MB = 200
+MAX_PIXELS = 100_000_000  # 10 000 x 10 000; full-field mammograms are at most ~30 MP
+
+
+def read_upload(name: str, data: bytes, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+                ) -> tuple[np.ndarray, dict]:
+    """Decode an uploaded file into (image float32 (H, W) in [0, 1], metadata).
+
+    The size is checked before anything is decoded: first the byte count against
+    `max_upload_mb`, then the pixel count in the file's header against MAX_PIXELS,
+    so a huge or decompression-bomb file costs no memory.
+
+    Raises:
+        DataError: one line "<name>: <problem>" (too large, not an image, corrupt DICOM...).
+    """
+    limit = int(max_upload_mb * 1e6)
+    if len(data) > limit:
+        raise DataError(name, f"file of {len(data) / 1e6:.1f} MB is over the upload limit of "
+                              f"{max_upload_mb:g} MB")
+    pixels = _header_pixel_count(name, data)
+    if pixels is not None and pixels > MAX_PIXELS:
+        raise DataError(name, f"image of {pixels / 1e6:.0f} megapixels is over the limit of "
+                              f"{MAX_PIXELS / 1e6:.0f} megapixels")
+    return decode_image(data, name)
+
+
+def _header_pixel_count(name: str, data: bytes) -> int | None:
+    """Rows x columns x frames from the file header, or None when the header cannot tell
+    (decode_image then reports the file)."""
+    fmt = sniff_format(data, name)
+    try:
+        if fmt == "dicom":
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            rows, columns = header.get("Rows"), header.get("Columns")
+            if rows is None or columns is None:
+                return None
+            return int(rows) * int(columns) * int(header.get("NumberOfFrames", 1) or 1)
+        if fmt is not None:
+            width, height = Image.open(io.BytesIO(data)).size
+            return width * height
+    except Exception:  # a corrupt header: decode_image names the problem
+        return None
+    return None
+
+
+def window_level(image: np.ndarray, center: float = 0.5, width: float = 1.0) -> np.ndarray:
+    """Display window of an image in [0, 1]: values center -/+ width / 2 map onto 0..1.
+
+    Only the display changes; the model always sees the image as read.
+    """
+    width = max(float(width), 1e-6)
+    low = float(center) - width / 2
+    return np.clip((np.asarray(image, np.float32) - low) / width, 0.0, 1.0)
+
+
+def positive_class(class_names: list[str]) -> str:
+    """The class whose probability the decision threshold applies to: "malignant" when
+    there is one, else the last class (e.g. density D)."""
+    return "malignant" if "malignant" in class_names else class_names[-1]
+
+
+def decide(probabilities, class_names: list[str], threshold: float) -> dict:
+    """The decision on one case at `threshold` on P(positive class).
+
+    Returns {"positive": name, "p_positive": float, "flagged": bool,
+    "most_likely": name of the argmax class}.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    positive = positive_class(list(class_names))
+    p = float(probabilities[list(class_names).index(positive)])
+    return {"positive": positive, "p_positive": p, "flagged": p >= threshold,
+            "most_likely": class_names[int(np.argmax(probabilities))]}

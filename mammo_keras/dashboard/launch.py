@@ -1,0 +1,50 @@
+"""`mammo-keras dashboard`: check the options, then serve the app with `streamlit run`."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mammo_keras.dashboard.settings import DashboardSettings
+
+APP = Path(__file__).with_name("app.py")
+
+
+def check_settings(settings: DashboardSettings) -> None:
+    """Raise ValueError / FileNotFoundError (one line) for options the app could not use."""
+    if importlib.util.find_spec("streamlit") is None:
+        raise ValueError("the dashboard needs Streamlit: pip install 'mammo-keras[dashboard]'")
+    if settings.model is not None and not settings.model.exists():
+        raise FileNotFoundError(f"{settings.model}: model not found")
+    if settings.results is not None and not (settings.results / "predictions.csv").is_file():
+        raise FileNotFoundError(f"{settings.results}: not an evaluated run folder (no "
+                                "predictions.csv; 'mammo-keras evaluate MODEL --out DIR' writes one)")
+    if not settings.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {settings.max_upload_mb}")
+
+
+def streamlit_command(port: int, address: str, max_upload_mb: float) -> list[str]:
+    """The `streamlit run` command line of the app: headless, no usage statistics, Streamlit's
+    upload limit at least ours (ours gives the clearer message), error details hidden."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP),
+            f"--server.port={port}", f"--server.address={address}", "--server.headless=true",
+            f"--server.maxUploadSize={max(1, math.ceil(max_upload_mb))}",
+            "--browser.gatherUsageStats=false", "--client.showErrorDetails=false",
+            "--client.toolbarMode=minimal", "--theme.base=light"]
+
+
+def serve(settings: DashboardSettings, port: int = 8501, address: str = "localhost") -> int:
+    """Serve the dashboard until interrupted; returns Streamlit's exit status."""
+    check_settings(settings)
+    print(f"mammo-keras dashboard: serving on http://{address}:{port} (Ctrl-C stops it)",
+          flush=True)
+    environment = {**os.environ, **settings.environment()}
+    try:
+        return subprocess.call(streamlit_command(port, address, settings.max_upload_mb),
+                               env=environment)
+    except KeyboardInterrupt:
+        return 0
