@@ -1,5 +1,6 @@
 """Evaluation runs: files written, contents consistent, the CLI on a saved model."""
 
+import csv
 import json
 
 import numpy as np
@@ -62,4 +63,10 @@ def test_evaluate_model_keeps_patients_aligned_when_records_are_skipped(tmp_path
     model = build_classifier("baseline_cnn", "gap", 3, (64, 64, 1))
     result = evaluate_model(model, records, tmp_path / "out", resamples=50)
     assert result["images"] == 9 and len(result["skipped"]) == 2
+    with open(tmp_path / "out" / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [record for record in records if record.label is not None
+            and record.path != str(broken)]
+    assert [row["path"] for row in rows] == [record.path for record in kept]
+    assert [row["label"] for row in rows] == [record.label for record in kept]
     assert set(result["confidence_intervals"]) >= {"accuracy", "macro_f1"}

@@ -158,6 +158,7 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
             batch_probabilities = model(images, training=False)
         probabilities.append(keras.ops.convert_to_numpy(batch_probabilities))
         labels.append(targets.numpy())
+    Path(out).mkdir(parents=True, exist_ok=True)
     kept = report.kept(records)
     groups = [record.patient_id or record.path for record in kept]
     y_true = np.concatenate(labels)
