@@ -18,9 +18,7 @@ from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
-PLANNED = {
-    "bench": ("performance benchmarks", "the performance milestone"),
-}
+PLANNED: dict[str, tuple[str, str]] = {}
 
 
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -320,6 +318,61 @@ def _add_dashboard_command(commands) -> None:
     dashboard.set_defaults(handler=_cmd_dashboard)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from mammo_keras.atomic import write_json_atomically, write_text_atomically
+    from mammo_keras.bench import markdown_table, plan, run
+    from mammo_keras.models import BACKBONES
+
+    specs = plan(args.model or sorted(BACKBONES), args.head or ["gagm_se"], [args.mode],
+                 args.image_size, args.batch_size, args.backends or ["tensorflow"], args.steps,
+                 args.repeats, references=not args.no_references)
+
+    def report(number: int, total: int, row: dict) -> None:
+        figure = row.get("skipped") or row.get("error") or (
+            f"{row['gflops']:.1f} GFLOP/s" if row["mode"] == "matmul"
+            else f"{row['img_per_s']:.2f} img/s, peak {row['peak_memory_mb']:.0f} MB")
+        print(f"[{number}/{total}] {row['model']} {row.get('head') or ''} {row['mode']} "
+              f"{row['backend']}: {figure}", flush=True)
+
+    rows = run(specs, progress=report)
+    table = markdown_table(rows)
+    print(table)
+    if args.json:
+        write_json_atomically(args.json, rows)
+    if args.markdown:
+        write_text_atomically(args.markdown, table)
+    return 1 if any(row.get("error") for row in rows) else 0
+
+
+def _add_bench_command(commands) -> None:
+    from mammo_keras.bench.runner import MODES
+    from mammo_keras.models import BACKBONES, HEADS
+
+    bench = commands.add_parser(
+        "bench", help="throughput and memory against keras.applications, PyTorch and matmul",
+        description="Measure training-step or inference throughput (images/s) and peak memory "
+                    "of the classifiers, each row in its own process, with references from the "
+                    "same run: the naive keras.applications route, the same architecture in "
+                    "plain PyTorch (when torch is installed) and the dense matmul ceiling. "
+                    "Prints a Markdown table of ratios; medians of --repeats runs.")
+    bench.add_argument("--model", action="append", choices=sorted(BACKBONES),
+                       help="backbone (repeatable; default: all)")
+    bench.add_argument("--head", action="append", choices=HEADS,
+                       help="head (repeatable; default: gagm_se)")
+    bench.add_argument("--mode", choices=MODES, default="train", help="what to time (train)")
+    bench.add_argument("--image-size", type=_positive_int, default=224, help="input px (224)")
+    bench.add_argument("--batch-size", type=_positive_int, default=16, help="batch (16)")
+    bench.add_argument("--backends", action="append", choices=BACKENDS,
+                       help="Keras backend of mammo-keras' rows (repeatable; tensorflow)")
+    bench.add_argument("--steps", type=_positive_int, default=3, help="steps per run (3)")
+    bench.add_argument("--repeats", type=_positive_int, default=3, help="runs; median (3)")
+    bench.add_argument("--no-references", action="store_true",
+                       help="skip the keras.applications, PyTorch and matmul rows")
+    bench.add_argument("--json", help="write the rows as a JSON list to this file")
+    bench.add_argument("--markdown", help="write the table to this Markdown file")
+    bench.set_defaults(handler=_cmd_bench, model=None, head=None, backends=None)
+
+
 def _add_explain_command(commands) -> None:
     from mammo_keras.explain import METHODS
 
@@ -530,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_command(commands)
     _add_explain_command(commands)
     _add_dashboard_command(commands)
+    _add_bench_command(commands)
     for name, (summary, milestone) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{summary} (not available yet)",
                                       description=f"{summary}. Not available yet: it comes with "

@@ -3,10 +3,13 @@
 - `GAGM`: global average + global max pooling, fused (Dahes 2025).
 - `SEVector`: squeeze-excitation on a pooled feature vector (Dahes 2025).
 - `GrayscaleAdapter`: single-channel [0, 1] input -> a backbone's channels and scaling.
+- `ChannelwiseConv2D`: ConvNeXt's grouped 7x7 convolutions on the fast depthwise op.
 """
 
+from mammo_keras.layers.channelwise_conv import ChannelwiseConv2D, use_channelwise_convolutions
 from mammo_keras.layers.gagm import GAGM
 from mammo_keras.layers.grayscale_adapter import GrayscaleAdapter
 from mammo_keras.layers.se_vector import SEVector
 
-__all__ = ["GAGM", "GrayscaleAdapter", "SEVector"]
+__all__ = ["ChannelwiseConv2D", "GAGM", "GrayscaleAdapter", "SEVector",
+           "use_channelwise_convolutions"]

@@ -1,0 +1,69 @@
+"""ChannelwiseConv2D: a grouped convolution with one input channel per group, computed by the
+depthwise-convolution op.
+
+`keras.applications` builds ConvNeXt's 7x7 "depthwise" convolutions as `Conv2D(groups=C)`.
+TensorFlow has no CPU kernel for the gradient of a grouped convolution, so Keras' TF backend
+compiles every such layer with XLA, whose CPU grouped convolution is slow: forward + backward
+of one 7x7 layer at 56 x 56 x 96, batch 16, takes 1.34 s against 0.074 s for TensorFlow's
+native depthwise kernels (2-core AVX2 CPU; benchmarks/results/convnext_routes.md). The same
+kernel, reshaped from (kh, kw, 1, C) to (kh, kw, C, 1), is exactly a depthwise kernel, so
+this layer keeps Conv2D's weights, names and config and only changes the op.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mammo_keras")
+class ChannelwiseConv2D(keras.layers.Conv2D):
+    """`Conv2D` whose grouped, one-channel-per-group case runs as a depthwise convolution.
+
+    Weights, config and output are those of `keras.layers.Conv2D` (the output within float32
+    round-off); other configurations fall back to `Conv2D`.
+
+    Input shape: (N, H, W, C) (channels_last) or (N, C, H, W). Output: as `Conv2D`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = ChannelwiseConv2D(8, 7, padding="same", groups=8)
+    >>> x = np.random.rand(2, 16, 16, 8).astype("float32")
+    >>> reference = keras.layers.Conv2D(8, 7, padding="same", groups=8)
+    >>> _ = reference(x)
+    >>> layer.build(x.shape)
+    >>> layer.set_weights(reference.get_weights())
+    >>> bool(np.allclose(layer(x), reference(x), atol=1e-5))
+    True
+    """
+
+    @property
+    def is_channelwise(self) -> bool:
+        """One input channel per group and one filter per group: a depthwise convolution."""
+        return self.groups > 1 and self.groups == self.filters and self.kernel.shape[-2] == 1
+
+    def convolution_op(self, inputs, kernel):
+        if not self.is_channelwise:
+            return super().convolution_op(inputs, kernel)
+        depthwise_kernel = ops.reshape(kernel, (*kernel.shape[:2], self.filters, 1))
+        return ops.depthwise_conv(inputs, depthwise_kernel, strides=self.strides,
+                                  padding=self.padding, data_format=self.data_format,
+                                  dilation_rate=self.dilation_rate)
+
+
+def use_channelwise_convolutions(model: keras.Model) -> int:
+    """Make every depthwise-shaped grouped `Conv2D` of `model` a `ChannelwiseConv2D`, in place.
+
+    `keras.applications` has no hook for choosing the convolution class, so the built layers
+    change class: they keep their identity, weights, names and place in the graph, and a
+    saved model records the new class (reloading keeps the fast op). Returns the number of
+    layers changed.
+    """
+    changed = 0
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer) is keras.layers.Conv2D and layer.groups > 1 \
+                and layer.groups == layer.filters and layer.kernel.shape[-2] == 1:
+            layer.__class__ = ChannelwiseConv2D
+            changed += 1
+    return changed
