@@ -184,3 +184,11 @@ def test_bench_command_rejects_an_unknown_model(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--model", "resnet"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_data_mode_times_the_pipeline_on_phantoms():
+    from mammo_keras.bench.runner import run_row
+
+    row = run_row({"model": "mammo_keras:data", "head": None, "mode": "data", "image_size": 64,
+                   "batch_size": 2, "steps": 2, "repeats": 1, "source_size": 256})
+    assert row["img_per_s"] > 0 and row["source_size"] == 256 and row["peak_memory_mb"] > 0
