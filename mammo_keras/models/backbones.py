@@ -109,7 +109,7 @@ def build_backbone(name: str, input_tensor, weights: str | Path | None = None) -
         backbone = spec.build(input_tensor, None)
         load_weights_file(backbone, path)
     # After the weights: a .weights.h5 file addresses layers by class. Same layers and
-    # weights on the fast depthwise op (ConvNeXt trains 4.6x faster on a CPU).
+    # weights on the fast depthwise op (ConvNeXt trains 3-4.5x faster on a CPU).
     use_channelwise_convolutions(backbone)
     return backbone
 
