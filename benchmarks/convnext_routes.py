@@ -18,9 +18,8 @@ import json
 from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
-from mammo_keras.bench import add_ratios, markdown_table
-from mammo_keras.bench.suite import CEILING, skip_reason
-from mammo_keras.bench.runner import run_isolated
+from mammo_keras.bench import markdown_table, run
+from mammo_keras.bench.suite import CEILING
 from mammo_keras.training.provenance import provenance
 
 ONEDNN_OFF = {"TF_ENABLE_ONEDNN_OPTS": "0"}
@@ -59,17 +58,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    rows = []
-    for route, spec in routes():
-        spec = {"image_size": args.image_size, "batch_size": args.batch_size, **spec,
-                "steps": args.steps, "repeats": args.repeats, "route": route}
-        reason = skip_reason(spec)
-        row = {**spec, "img_per_s": None, "peak_memory_mb": None, "skipped": reason} \
-            if reason else run_isolated(spec)
-        print(f"{route}: {row.get('img_per_s') or row.get('gflops') or row.get('skipped') or row.get('error')}",
-              flush=True)
-        rows.append(row)
-    rows = add_ratios(rows)
+    specs = [{"image_size": args.image_size, "batch_size": args.batch_size, **spec,
+              "steps": args.steps, "repeats": args.repeats, "route": route}
+             for route, spec in routes()]
+
+    def report(number: int, total: int, row: dict) -> None:
+        figure = row.get("img_per_s") or row.get("gflops") or row.get("skipped") or row.get(
+            "error")
+        print(f"[{number}/{total}] {row['route']}: {figure}", flush=True)
+
+    rows = run(specs, progress=report)
     facts = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

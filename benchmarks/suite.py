@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
-from mammo_keras.bench import add_ratios, markdown_table, plan, run
+from mammo_keras.bench import markdown_table, plan, run
 from mammo_keras.training.provenance import provenance
 
 CONFIGURATIONS = [  # (models, heads, image size, batch)
@@ -43,7 +43,7 @@ def main() -> None:
         print(f"[{number}/{total}] {row['model']} {row.get('head')} {row['mode']} "
               f"{row['image_size']}: {figure}", flush=True)
 
-    rows = add_ratios(run(specs, progress=report))
+    rows = run(specs, progress=report)
     facts = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
