@@ -11,14 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
-PLANNED: dict[str, tuple[str, str]] = {}
 
 
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -543,13 +542,6 @@ def _add_data_commands(commands) -> None:
     audit.set_defaults(handler=_cmd_data_audit)
 
 
-def _planned(name: str, milestone: str) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        raise UserError(f"'mammo-keras {name}' is not available yet in version {__version__}; "
-                        f"it comes with {milestone}.")
-    return command
-
-
 def _on_backend(backend: str, argv: list[str]) -> int:
     """Run this command on another Keras backend: in a child process, since Keras fixes its
     backend at import."""
@@ -584,20 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain_command(commands)
     _add_dashboard_command(commands)
     _add_bench_command(commands)
-    for name, (summary, milestone) in PLANNED.items():
-        planned = commands.add_parser(name, help=f"{summary} (not available yet)",
-                                      description=f"{summary}. Not available yet: it comes with "
-                                                  f"{milestone}.")
-        planned.set_defaults(handler=_planned(name, milestone))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mammo-keras` console script; returns the exit status."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in PLANNED:  # planned commands ignore their future options
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
