@@ -6,7 +6,8 @@ Issue 7's gap: keras.applications ConvNeXt-Tiny trained at ~0.8 img/s on TensorF
 
   keras.applications route, TF defaults | + oneDNN | mammo-keras (ChannelwiseConv2D), oneDNN
   off | mammo-keras default (ChannelwiseConv2D + oneDNN) | + XLA (jit_compile=True) | + one
-  inter-op thread | Keras on the PyTorch backend | Keras on JAX | plain PyTorch | matmul.
+  inter-op thread | Keras on the PyTorch backend | Keras on JAX | plain PyTorch; and the
+  matmul ceiling.
 
     python benchmarks/convnext_routes.py --out benchmarks/results
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
 from mammo_keras.bench import markdown_table, run
-from mammo_keras.bench.suite import CEILING
+from mammo_keras.bench.suite import CEILING, ceiling_spec, print_progress
 from mammo_keras.training.provenance import provenance
 
 ONEDNN_OFF = {"TF_ENABLE_ONEDNN_OPTS": "0"}
@@ -44,9 +45,6 @@ def routes() -> list[tuple[str, dict]]:
         ("mammo-keras on Keras' JAX backend (train --backend jax)", {**ours, "backend": "jax"}),
         ("plain PyTorch (the peer)", {**ours, "model": "pytorch:convnext_tiny",
                                       "backend": "pytorch"}),
-        ("dense matmul ceiling", {"model": CEILING, "head": None, "mode": "matmul",
-                                  "backend": "tensorflow", "image_size": 2048,
-                                  "batch_size": None}),
     ]
 
 
@@ -61,13 +59,8 @@ def main() -> None:
     specs = [{"image_size": args.image_size, "batch_size": args.batch_size, **spec,
               "steps": args.steps, "repeats": args.repeats, "route": route}
              for route, spec in routes()]
-
-    def report(number: int, total: int, row: dict) -> None:
-        figure = row.get("img_per_s") or row.get("gflops") or row.get("skipped") or row.get(
-            "error")
-        print(f"[{number}/{total}] {row['route']}: {figure}", flush=True)
-
-    rows = run(specs, progress=report)
+    ceiling = {**ceiling_spec(args.repeats), "route": "dense matmul ceiling"}
+    rows = run(specs + [ceiling], progress=print_progress)
     facts = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
 from mammo_keras.bench import markdown_table, plan, run
+from mammo_keras.bench.suite import CEILING, ceiling_spec, print_progress
 from mammo_keras.training.provenance import provenance
 
 CONFIGURATIONS = [  # (models, heads, image size, batch)
@@ -29,21 +30,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1, help="train / infer steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs; the median is kept")
     args = parser.parse_args()
-    specs = []
-    for models, heads, size, batch in CONFIGURATIONS:
-        specs += [spec for spec in plan(models, heads, ["train", "infer"], size, batch,
-                                        steps=args.steps, repeats=args.repeats)
-                  if spec["model"] != "ceiling:matmul" or not any(
-                      s["model"] == "ceiling:matmul" for s in specs)]
-    specs.sort(key=lambda spec: spec["model"] == "ceiling:matmul")
-
-    def report(number: int, total: int, row: dict) -> None:
-        figure = row.get("img_per_s") or row.get("gflops") or row.get("skipped") or row.get(
-            "error")
-        print(f"[{number}/{total}] {row['model']} {row.get('head')} {row['mode']} "
-              f"{row['image_size']}: {figure}", flush=True)
-
-    rows = run(specs, progress=report)
+    specs = [spec for models, heads, size, batch in CONFIGURATIONS
+             for spec in plan(models, heads, ["train", "infer"], size, batch,
+                              steps=args.steps, repeats=args.repeats)
+             if spec["model"] != CEILING]
+    rows = run(specs + [ceiling_spec(args.repeats)], progress=print_progress)
     facts = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

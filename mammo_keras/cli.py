@@ -320,20 +320,14 @@ def _add_dashboard_command(commands) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import write_json_atomically, write_text_atomically
     from mammo_keras.bench import markdown_table, plan, run
+    from mammo_keras.bench.suite import print_progress
     from mammo_keras.models import BACKBONES
 
     specs = plan(args.model or sorted(BACKBONES), args.head or ["gagm_se"], [args.mode],
                  args.image_size, args.batch_size, args.backends or ["tensorflow"], args.steps,
                  args.repeats, references=not args.no_references)
 
-    def report(number: int, total: int, row: dict) -> None:
-        figure = row.get("skipped") or row.get("error") or (
-            f"{row['gflops']:.1f} GFLOP/s" if row["mode"] == "matmul"
-            else f"{row['img_per_s']:.2f} img/s, peak {row['peak_memory_mb']:.0f} MB")
-        print(f"[{number}/{total}] {row['model']} {row.get('head') or ''} {row['mode']} "
-              f"{row['backend']}: {figure}", flush=True)
-
-    rows = run(specs, progress=report)
+    rows = run(specs, progress=print_progress)
     table = markdown_table(rows)
     print(table)
     if args.json:

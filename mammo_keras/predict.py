@@ -21,7 +21,7 @@ from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
-from mammo_keras.export.metadata import PREPROCESSING_KEYS, default_class_names
+from mammo_keras.export.metadata import default_class_names
 from mammo_keras.export.runtime import Predictor, keras_predictor
 
 
@@ -68,9 +68,9 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     records = [Record(path=p, label=None, density=None, patient_id=None, laterality=None,
                       view=None, source="predict") for p in files]
     report = DataReport()
-    options = {key: predictor.preprocessing[key] for key in PREPROCESSING_KEYS}
     dataset = load_dataset(records, task=None, image_size=predictor.image_size,
-                           batch_size=batch_size, report=report, **options)
+                           batch_size=batch_size, report=report,
+                           **predictor.preprocessing_options)
     probabilities = []
     for images, _ in dataset:
         probabilities.append(predictor(images.numpy()))

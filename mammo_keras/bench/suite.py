@@ -56,9 +56,14 @@ def plan(models: Iterable[str], heads: Iterable[str], modes: Iterable[str],
                 add({"model": TORCH_PREFIX + model, "head": "gap", "mode": mode,
                      "backend": "pytorch"})
     if references:
-        specs.append({"model": CEILING, "head": None, "mode": "matmul", "backend": "tensorflow",
-                      "image_size": 2048, "batch_size": None, "steps": 3, "repeats": repeats})
+        specs.append(ceiling_spec(repeats))
     return specs
+
+
+def ceiling_spec(repeats: int = 3) -> dict:
+    """The row of the dense matmul ceiling: (2048 x 2048) float32 products in TensorFlow."""
+    return {"model": CEILING, "head": None, "mode": "matmul", "backend": "tensorflow",
+            "image_size": 2048, "batch_size": None, "steps": 3, "repeats": repeats}
 
 
 def skip_reason(spec: dict) -> str | None:
@@ -83,6 +88,16 @@ def run(specs: list[dict], progress: Callable[[int, int, dict], None] | None = N
         if progress is not None:
             progress(number, len(specs), row)
     return add_ratios(rows)
+
+
+def print_progress(number: int, total: int, row: dict) -> None:
+    """One line per finished row: "[n/N] what: images/s and peak memory (or why not)"."""
+    label = row.get("route") or " ".join(str(part) for part in (
+        row["model"], row.get("head") or "", row["mode"], row["backend"], row["image_size"]))
+    figure = row.get("skipped") or row.get("error") or (
+        f"{row['gflops']:.1f} GFLOP/s" if row["mode"] == "matmul"
+        else f"{row['img_per_s']:.2f} img/s, peak {row['peak_memory_mb']:.0f} MB")
+    print(f"[{number}/{total}] {label}: {figure}", flush=True)
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:

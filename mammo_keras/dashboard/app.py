@@ -78,13 +78,7 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
             result = explain_image(loaded.keras_model, image, method, None, class_index,
                                    loaded.predictor.preprocessing)
         else:
-            from mammo_keras.data.preprocessing import preprocess
-
-            options = loaded.predictor.preprocessing
-            processed, _ = preprocess(image, loaded.predictor.image_size,
-                                      **{k: options[k] for k in ("crop", "flip", "window",
-                                                                 "equalize")})
-            probabilities = loaded.predictor(processed.numpy()[None])[0]
+            probabilities = loaded.predictor(loaded.predictor.prepare(image)[None])[0]
             result = {"probabilities": probabilities, "heatmap": None,
                       "class_index": int(np.argmax(probabilities))}
         if len(cache) >= CACHED_ANALYSES:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mammo_keras.export.metadata import run_folder_facts
-from mammo_keras.export.runtime import artefact_metadata
+from mammo_keras.export.runtime import artefact_metadata, savedmodel_version
 
 NOT_FOR_DIAGNOSIS = ("Research software, not a medical device: not for diagnosis, screening or "
                      "any clinical decision. Outputs have not been validated on your population.")
@@ -27,11 +27,7 @@ def model_card(model_path: str | Path) -> dict:
         facts = run_folder_facts(path)
         fmt = "keras"
     else:
-        version = path
-        if path.is_dir() and not (path / "saved_model.pb").is_file():
-            versions = [child for child in path.iterdir() if child.name.isdigit()]
-            version = max(versions, key=lambda child: int(child.name)) if versions else path
-        facts = artefact_metadata(version)
+        facts = artefact_metadata(savedmodel_version(path) if path.is_dir() else path)
         fmt = "tflite" if path.suffix == ".tflite" else "savedmodel"
     metrics = facts.get("metrics") or {}
     intervals = metrics.get("confidence_intervals", {})

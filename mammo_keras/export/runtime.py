@@ -10,7 +10,8 @@ from typing import Callable
 import keras
 import numpy as np
 
-from mammo_keras.export.metadata import DEFAULT_PREPROCESSING, run_folder_facts
+from mammo_keras.export.metadata import (DEFAULT_PREPROCESSING, PREPROCESSING_KEYS,
+                                         run_folder_facts)
 
 
 @dataclasses.dataclass
@@ -33,6 +34,17 @@ class Predictor:
     def __call__(self, images) -> np.ndarray:
         return np.asarray(self.run(np.asarray(images, np.float32)), np.float32)
 
+    @property
+    def preprocessing_options(self) -> dict:
+        """The keyword arguments of `mammo_keras.data.preprocess` this model was trained with."""
+        return {key: self.preprocessing[key] for key in PREPROCESSING_KEYS}
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """One full mammogram (H, W) in [0, 1] -> the model's input (S, S, 1)."""
+        from mammo_keras.data.preprocessing import preprocess
+
+        return preprocess(image, self.image_size, **self.preprocessing_options)[0].numpy()
+
 
 def keras_predictor(model: keras.Model, path: str = "<in memory>") -> Predictor:
     """Wrap a Keras classifier; class names and preprocessing from its run folder if any."""
@@ -45,7 +57,7 @@ def keras_predictor(model: keras.Model, path: str = "<in memory>") -> Predictor:
                      preprocessing={**DEFAULT_PREPROCESSING, **facts.get("preprocessing", {})})
 
 
-def _savedmodel_version(path: Path) -> Path:
+def savedmodel_version(path: Path) -> Path:
     """A version folder holding saved_model.pb: `path` itself, or its highest numeric child."""
     if (path / "saved_model.pb").is_file():
         return path
@@ -72,7 +84,7 @@ def load_predictor(path: str | Path) -> Predictor:
     if path.is_dir():
         import tensorflow as tf
 
-        version = _savedmodel_version(path)
+        version = savedmodel_version(path)
         serve = tf.saved_model.load(str(version)).signatures["serve_preprocessed"]
         size = int(serve.structured_input_signature[1]["images"].shape[1])
         meta = artefact_metadata(version)

@@ -38,18 +38,18 @@ class ChannelwiseConv2D(keras.layers.Conv2D):
     True
     """
 
-    @property
-    def is_channelwise(self) -> bool:
-        """One input channel per group and one filter per group: a depthwise convolution."""
-        return self.groups > 1 and self.groups == self.filters and self.kernel.shape[-2] == 1
-
     def convolution_op(self, inputs, kernel):
-        if not self.is_channelwise:
+        if not is_channelwise(self):
             return super().convolution_op(inputs, kernel)
         depthwise_kernel = ops.reshape(kernel, (*kernel.shape[:2], self.filters, 1))
         return ops.depthwise_conv(inputs, depthwise_kernel, strides=self.strides,
                                   padding=self.padding, data_format=self.data_format,
                                   dilation_rate=self.dilation_rate)
+
+
+def is_channelwise(layer: keras.layers.Conv2D) -> bool:
+    """One input channel and one filter per group: a depthwise convolution in Conv2D's form."""
+    return layer.groups > 1 and layer.groups == layer.filters and layer.kernel.shape[-2] == 1
 
 
 def use_channelwise_convolutions(model: keras.Model) -> int:
@@ -62,8 +62,7 @@ def use_channelwise_convolutions(model: keras.Model) -> int:
     """
     changed = 0
     for layer in model._flatten_layers(include_self=False):
-        if type(layer) is keras.layers.Conv2D and layer.groups > 1 \
-                and layer.groups == layer.filters and layer.kernel.shape[-2] == 1:
+        if type(layer) is keras.layers.Conv2D and is_channelwise(layer):
             layer.__class__ = ChannelwiseConv2D
             changed += 1
     return changed
