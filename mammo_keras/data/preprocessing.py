@@ -1,12 +1,14 @@
 """Mammogram preprocessing in TensorFlow ops: one implementation for training, prediction and export.
 
     image (H, W) in [0, 1]
-      -> foreground by Otsu's threshold on a downsampled copy, opened (thin strips removed)
-      -> flip so the chest wall is on the left (the half holding more tissue)
-      -> breast crop: the run of foreground columns that starts at the chest wall and
-         the run of foreground rows around the widest row, plus a margin; labels and
-         markers separated from the breast by background fall outside both runs
-      -> optional intensity window (percentiles of the breast's pixels) and CLAHE
+      -> the breast, as breast vs background (`mammo_keras.data.breast_mask`: a threshold
+         just above the background's level, labels and film edges set aside, the largest
+         connected component)
+      -> flip so the chest wall is on the left: by the laterality when it is known, else
+         the half holding more of the breast
+      -> breast crop: the bounding box of the breast, plus a margin
+      -> optional intensity window (quantiles of the breast's own pixels; background 0)
+         and CLAHE
       -> aspect-preserving resize, zero padding right / bottom -> (size, size)
 
 Everything is traceable by `tf.function` (dynamic H and W), so an exported
@@ -19,106 +21,86 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-ANALYSIS_SIZE = 256  # side of the downsampled copy the crop is found on
-MIN_RUN_FRACTION = 0.02  # a row / column is breast if >= 2 % of it is foreground
-OPENING_SIZE = 9  # px at ANALYSIS_SIZE: thinner structures (film-edge strips, lines) are removed
+from mammo_keras.data.breast_mask import breast_mask
+
 # geometry vector: [flipped (0/1), top, left, height, width] in original pixels
 GEOMETRY_FIELDS = ("flipped", "top", "left", "height", "width")
 
 
-def otsu_threshold(image: tf.Tensor, bins: int = 256) -> tf.Tensor:
-    """Otsu's threshold of values in [0, 1] (scalar): maximises the between-class variance."""
-    histogram = tf.cast(tf.histogram_fixed_width(image, [0.0, 1.0], nbins=bins), tf.float32)
-    centres = (tf.range(bins, dtype=tf.float32) + 0.5) / bins
-    weight_low = tf.cumsum(histogram)
-    weight_high = tf.reduce_sum(histogram) - weight_low
-    mass_low = tf.cumsum(histogram * centres)
-    mean_low = mass_low / tf.maximum(weight_low, 1.0)
-    mean_high = (tf.reduce_sum(histogram * centres) - mass_low) / tf.maximum(weight_high, 1.0)
-    between = weight_low * weight_high * tf.square(mean_low - mean_high)
-    return (tf.cast(tf.argmax(between), tf.float32) + 1.0) / bins
+def _laterality_flip(laterality) -> tf.Tensor | None:
+    """Whether a known laterality means flipping: "R" (chest wall on the right) -> True,
+    "L" -> False; None, "" or anything else -> None (a scalar string tensor: decided in
+    the graph, with pixel evidence where it is unknown)."""
+    if laterality is None:
+        return None
+    if isinstance(laterality, str):
+        side = laterality.strip().upper()[:1]
+        return None if side not in ("L", "R") else tf.constant(side == "R")
+    return laterality
 
 
-def _window_count(x: tf.Tensor, size: int, axis: int) -> tf.Tensor:
-    """Sum of a centred window of `size` along `axis` of a 2-D tensor (zero outside), by cumsum."""
-    half = size // 2
-    paddings = [[0, 0], [0, 0]]
-    paddings[axis] = [half + 1, half]
-    total = tf.cumsum(tf.pad(x, paddings), axis=axis)
-    n = tf.shape(x)[axis]
-    upper = tf.gather(total, tf.range(size, n + size), axis=axis)
-    lower = tf.gather(total, tf.range(0, n), axis=axis)
-    return upper - lower
+def geometry_of_mask(mask: tf.Tensor, image_shape: tf.Tensor, margin: float = 0.02,
+                     laterality=None) -> tf.Tensor:
+    """The crop of a breast mask on the analysis grid: [flipped, top, left, height, width].
 
+    Args:
+        mask: (S, S) bool, the breast (`breast_mask`).
+        image_shape: (H, W) of the original image.
+        margin: added around the breast's bounding box, as a fraction of the image size.
+        laterality: "L" / "R" decides the flip (the chest wall goes left); None, "" or
+            an unknown value: the half holding more of the breast is the chest-wall side.
+            A scalar string tensor works too.
 
-def _opening(mask: tf.Tensor, size: int) -> tf.Tensor:
-    """Morphological opening of a 2-D boolean mask with a size x size square.
-
-    Erosion keeps pixels whose whole window is foreground, dilation marks pixels with any
-    foreground in the window; both are separable, and window sums are cumulative-sum
-    differences (TensorFlow's CPU pooling is an order of magnitude slower here).
+    The box is in original pixels, in the coordinates of the *flipped* image when
+    `flipped` is 1; a blank image keeps the whole image.
     """
-    x = tf.cast(mask, tf.float32)
-    full = float(size)
-    eroded = tf.cast(_window_count(x, size, 1) >= full, tf.float32)
-    eroded = tf.cast(_window_count(eroded, size, 0) >= full, tf.float32)
-    dilated = tf.cast(_window_count(eroded, size, 1) > 0, tf.float32)
-    return _window_count(dilated, size, 0) > 0
+    size = tf.shape(mask)[1]
+    half = size // 2
+    area = tf.cast(mask, tf.float32)
+    by_pixels = tf.reduce_sum(area[:, half:]) > tf.reduce_sum(area[:, :half])
+    flip = _laterality_flip(laterality)
+    if flip is None:
+        flipped = by_pixels
+    elif flip.dtype == tf.string:
+        side = tf.strings.upper(tf.strings.substr(tf.strings.strip(flip), 0, 1))
+        flipped = tf.where(tf.equal(side, "R"), True, tf.where(tf.equal(side, "L"), False,
+                                                                by_pixels))
+    else:
+        flipped = flip
+    mask = tf.cond(flipped, lambda: tf.reverse(mask, [1]), lambda: mask)
+    rows = tf.where(tf.reduce_any(mask, axis=1))[:, 0]
+    cols = tf.where(tf.reduce_any(mask, axis=0))[:, 0]
+    empty = tf.equal(tf.size(rows), 0)
+    height, width = tf.cast(image_shape[0], tf.float32), tf.cast(image_shape[1], tf.float32)
+    extent = tf.cast(size, tf.float32)
+
+    def box():
+        top = tf.cast(tf.reduce_min(rows), tf.float32) / extent - margin
+        bottom = tf.cast(tf.reduce_max(rows) + 1, tf.float32) / extent + margin
+        left = tf.cast(tf.reduce_min(cols), tf.float32) / extent - margin
+        right = tf.cast(tf.reduce_max(cols) + 1, tf.float32) / extent + margin
+        top, left = tf.floor(tf.maximum(top, 0.0) * height), tf.floor(tf.maximum(left, 0.0) * width)
+        bottom = tf.math.ceil(tf.minimum(bottom, 1.0) * height)
+        right = tf.math.ceil(tf.minimum(right, 1.0) * width)
+        return tf.stack([top, left, bottom - top, right - left])
+
+    crop = tf.cond(empty, lambda: tf.stack([0.0, 0.0, height, width]), box)
+    return tf.concat([[tf.cast(flipped, tf.float32)], crop], axis=0)
 
 
-def _run_around(flags: tf.Tensor, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """[start, stop) of the run of True in 1-D `flags` that contains `index`."""
-    n = tf.shape(flags, out_type=tf.int64)[0]
-    positions = tf.range(n)
-    gaps = tf.logical_not(flags)
-    start = tf.reduce_max(tf.where(gaps & (positions < index), positions, -1)) + 1
-    stop = tf.reduce_min(tf.where(gaps & (positions > index), positions, n))
-    return start, stop
-
-
-def breast_geometry(image: tf.Tensor, margin: float = 0.02) -> tf.Tensor:
+def breast_geometry(image: tf.Tensor, margin: float = 0.02, laterality=None) -> tf.Tensor:
     """Where the breast is: [flipped, top, left, height, width] (float32, original pixels).
 
     Args:
         image: (H, W) or (H, W, 1) float in [0, 1], bright = dense.
         margin: added around the crop, as a fraction of the image size.
+        laterality: "L" / "R" when known (it decides the flip), else None.
 
     The crop box is in the coordinates of the *flipped* image when `flipped` is 1.
     """
+    image = tf.convert_to_tensor(image, tf.float32)
     image = tf.reshape(image, tf.shape(image)[:2])
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    small = tf.image.resize(image[..., None], [ANALYSIS_SIZE, ANALYSIS_SIZE], method="area")[..., 0]
-    foreground = _opening(small > otsu_threshold(small), OPENING_SIZE)
-    tissue = tf.where(foreground, small, 0.0)
-    half = ANALYSIS_SIZE // 2
-    flipped = tf.reduce_sum(tissue[:, half:]) > tf.reduce_sum(tissue[:, :half])
-    foreground = tf.cond(flipped, lambda: tf.reverse(foreground, [1]), lambda: foreground)
-    fraction = tf.cast(foreground, tf.float32)
-    cols = tf.reduce_mean(fraction, axis=0) >= MIN_RUN_FRACTION
-    first_col = tf.argmax(tf.cast(cols, tf.int32))  # chest-wall side: the first breast column
-    left, right = _run_around(cols, first_col)
-    in_breast_columns = fraction[:, left:right]  # rows are judged inside the breast's columns only
-    rows = tf.reduce_mean(in_breast_columns, axis=1) * tf.cast(right - left, tf.float32) \
-        / ANALYSIS_SIZE >= MIN_RUN_FRACTION
-    widest_row = tf.argmax(tf.reduce_sum(in_breast_columns, axis=1))
-    top, bottom = _run_around(rows, widest_row)
-    pad = tf.cast(tf.round(margin * ANALYSIS_SIZE), tf.int64)
-    top, left = tf.maximum(top - pad, 0), tf.maximum(left - pad, 0)
-    bottom = tf.minimum(bottom + pad, ANALYSIS_SIZE)
-    right = tf.minimum(right + pad, ANALYSIS_SIZE)
-    # nothing found (blank image): keep the whole image
-    empty = tf.logical_not(tf.reduce_any(cols) & tf.reduce_any(rows))
-    scale_y = tf.cast(height, tf.float32) / ANALYSIS_SIZE
-    scale_x = tf.cast(width, tf.float32) / ANALYSIS_SIZE
-    box = tf.stack([
-        tf.floor(tf.cast(top, tf.float32) * scale_y), tf.floor(tf.cast(left, tf.float32) * scale_x),
-        tf.math.ceil(tf.cast(bottom, tf.float32) * scale_y),
-        tf.math.ceil(tf.cast(right, tf.float32) * scale_x)])
-    full = tf.stack([0.0, 0.0, tf.cast(height, tf.float32), tf.cast(width, tf.float32)])
-    box = tf.where(empty, full, box)
-    box = tf.minimum(box, tf.stack([tf.cast(height, tf.float32), tf.cast(width, tf.float32)] * 2))
-    return tf.stack([tf.cast(flipped, tf.float32), box[0], box[1], box[2] - box[0],
-                     box[3] - box[1]])
+    return geometry_of_mask(breast_mask(image), tf.shape(image), margin, laterality)
 
 
 def apply_geometry(image: tf.Tensor, geometry: tf.Tensor, size: int,
@@ -160,16 +142,28 @@ def invert_geometry(image: tf.Tensor, geometry: tf.Tensor, shape) -> tf.Tensor:
     return tf.cond(geometry[0] > 0.5, lambda: tf.reverse(full, [1]), lambda: full)
 
 
-def intensity_window(image: tf.Tensor, low: float = 0.005, high: float = 0.995) -> tf.Tensor:
-    """Stretch the [low, high] quantiles of the non-zero (breast) pixels onto [0, 1]."""
-    values = tf.sort(tf.boolean_mask(image, image > 0.0))
+def intensity_window(image: tf.Tensor, low: float = 0.005, high: float = 0.995,
+                     breast: tf.Tensor | None = None) -> tf.Tensor:
+    """Stretch the [low, high] quantiles of the breast's pixels onto [0, 1].
+
+    Args:
+        image: (H, W[, 1]) float in [0, 1].
+        breast: a boolean mask of the image's shape; the pixels outside it become 0.
+            Without one, the non-zero pixels are the breast.
+
+    A linear change of the intensities (another bit depth, gain or offset) gives the same
+    output, so a model sees one intensity distribution from every source.
+    """
+    breast = image > 0.0 if breast is None else tf.cast(breast, tf.bool)
+    values = tf.sort(tf.boolean_mask(image, breast))
     count = tf.shape(values)[0]
 
     def stretched():
         last = tf.cast(count - 1, tf.float32)
         lo = tf.gather(values, tf.cast(tf.round(low * last), tf.int32))
         hi = tf.gather(values, tf.cast(tf.round(high * last), tf.int32))
-        return tf.clip_by_value((image - lo) / tf.maximum(hi - lo, 1e-6), 0.0, 1.0)
+        scaled = tf.clip_by_value((image - lo) / tf.maximum(hi - lo, 1e-6), 0.0, 1.0)
+        return tf.where(breast, scaled, 0.0)
 
     return tf.cond(count > 1, stretched, lambda: image)
 
@@ -224,7 +218,8 @@ def clahe(image: tf.Tensor, grid: int = 8, clip_limit: float = 2.0, bins: int = 
 
 
 def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = True,
-               window: bool = False, equalize: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+               window: bool = False, equalize: bool = False,
+               laterality=None) -> tuple[tf.Tensor, tf.Tensor]:
     """The preprocessing of mammo-keras. Returns (image (size, size, 1) float32 in [0, 1], geometry).
 
     Args:
@@ -232,9 +227,13 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         size: side of the square output.
         crop: crop to the breast (removes background, labels and markers).
         flip: flip so that the chest wall is on the left.
-        window: stretch the breast's 0.5-99.5 % intensity quantiles onto [0, 1].
+        window: stretch the 0.5-99.5 % intensity quantiles of the breast's own pixels
+            onto [0, 1] and set the background to 0 (the per-image intensity
+            normalisation: the same for every bit depth, gain and offset).
         equalize: CLAHE (8 x 8 tiles, clip limit 2) on the output, after the window;
             the background stays 0.
+        laterality: "L" / "R" when known (DICOM tags, file name, dataset); it decides the
+            flip. None / "": decided from the pixels. A scalar string tensor works too.
 
     Returns:
         (image, geometry): geometry is [flipped, top, left, height, width] in
@@ -242,7 +241,8 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
     """
     image = tf.convert_to_tensor(image, tf.float32)
     image = tf.reshape(image, tf.shape(image)[:2])
-    geometry = breast_geometry(image)
+    mask = breast_mask(image)
+    geometry = geometry_of_mask(mask, tf.shape(image), laterality=laterality)
     shape = tf.cast(tf.shape(image), tf.float32)
     if not flip:  # keep the orientation; the box was found on the flipped image: mirror it
         left = tf.where(geometry[0] > 0.5, shape[1] - geometry[2] - geometry[4], geometry[2])
@@ -251,7 +251,10 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         geometry = tf.stack([geometry[0], 0.0, 0.0, shape[0], shape[1]])
     output = apply_geometry(image, geometry, size)
     if window:
-        output = intensity_window(output)
+        full_mask = tf.image.resize(tf.cast(mask, tf.uint8)[..., None], tf.shape(image),
+                                    method="nearest")
+        breast = apply_geometry(full_mask, geometry, size, method="nearest") > 0
+        output = intensity_window(output, breast=breast)
     if equalize:
         output = tf.where(output > 0.0, clahe(output), 0.0)
     return output, geometry

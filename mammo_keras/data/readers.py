@@ -22,6 +22,52 @@ _RASTER_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff",
                  b"MM\x00*": "tiff", b"P5": "pgm", b"P2": "pgm", b"BM": "bmp"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 SUPPORTED = "DICOM, PGM, PNG, JPEG, TIFF or BMP"
+CONTAINER_DEPTHS = (8, 10, 12, 14, 16)  # bit depths a 16-bit container is read as
+_TIFF_MAX_SAMPLE_VALUE = 281
+
+
+def _png_significant_bits(data: bytes) -> int | None:
+    """The sBIT chunk's grey-channel depth of a PNG file, or None when it has none."""
+    position = 8
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind == b"sBIT" and length >= 1:
+            return data[position + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        position += 12 + length
+    return None
+
+
+def container_bits(pixels: np.ndarray, declared: int | None = None) -> tuple[int, str]:
+    """The bit depth of the values in a 16-bit container, and how it was found.
+
+    A declared depth (PNG sBIT, TIFF MaxSampleValue) is used when the values fit in it;
+    values above it were scaled up to the container, as the PNG specification asks,
+    and the maximum rule reads them. The rule: the smallest of 8, 10, 12, 14 and 16 bits
+    that holds the image's maximum (a 16-bit PNG of a 12-bit detector, maximum <= 4095,
+    is read as 12-bit). Returns (bits, "declared" | "maximum").
+
+    >>> container_bits(np.array([0, 4095])), container_bits(np.array([0, 3000]), declared=14)
+    ((12, 'maximum'), (14, 'declared'))
+    """
+    maximum = int(pixels.max()) if pixels.size else 0
+    if declared is not None and 1 <= declared <= 16 and maximum < 2 ** declared:
+        return int(declared), "declared"
+    return next(bits for bits in CONTAINER_DEPTHS if maximum < 2 ** bits), "maximum"
+
+
+def _declared_bits(data: bytes, fmt: str, picture: Image.Image) -> int | None:
+    if fmt == "png":
+        return _png_significant_bits(data)
+    if fmt == "tiff":
+        maximum = getattr(picture, "tag_v2", {}).get(_TIFF_MAX_SAMPLE_VALUE)
+        if isinstance(maximum, tuple):
+            maximum = maximum[0] if maximum else None
+        if maximum and int(maximum) < 65535:
+            return int(maximum).bit_length()
+    return None
 
 
 def sniff_format(data: bytes, path: str | Path = "") -> str | None:
@@ -46,11 +92,16 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(path, f"unreadable {fmt.upper()} ({error})") from error
     mode = picture.mode
-    if mode in _SIXTEEN_BIT_MODES:
-        pixels, scale = np.asarray(picture, dtype=np.uint16), 65535.0
-    elif mode in ("I", "F"):
-        pixels = np.asarray(picture, dtype=np.float64)
-        scale = 65535.0 if mode == "I" and 0 <= pixels.min() and pixels.max() <= 65535 else None
+    bits, rule = None, None
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        pixels = np.asarray(picture)
+        if mode == "I" and not (pixels.size and 0 <= pixels.min() and pixels.max() <= 65535):
+            pixels, scale = pixels.astype(np.float64), None  # signed or 32-bit data
+        else:
+            bits, rule = container_bits(pixels, _declared_bits(data, fmt, picture))
+            pixels, scale = np.minimum(pixels, 2 ** bits - 1), float(2 ** bits - 1)
+    elif mode == "F":
+        pixels, scale = np.asarray(picture, dtype=np.float64), None
     else:
         if mode != "L":
             picture = picture.convert("L")  # colour or palette: ITU-R 601 luminance
@@ -63,8 +114,8 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     else:
         image = pixels / scale
     meta = {"format": fmt, "laterality": None, "view": None, "mode": mode,
-            "bits_stored": 16 if scale == 65535.0 else 8 if scale == 255.0 else None,
-            "original_shape": tuple(pixels.shape)}
+            "bits_stored": bits if bits is not None else 8 if scale == 255.0 else None,
+            "bits_rule": rule, "original_shape": tuple(pixels.shape)}
     return np.nan_to_num(image).astype(np.float32), meta
 
 

@@ -176,14 +176,32 @@ def _calcifications(spec, rng, rows, cols, centre, height, malignant: bool):
     return profile, profile > 0.5
 
 
-def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Draw one phantom.
+@dataclasses.dataclass
+class PhantomLayers:
+    """The drawn parts of one phantom, before a look (film or digital) composes them.
 
-    Returns:
-        (image, mask, meta): image float32 (H, W) in [0, 1], bright = dense; mask bool
-        (H, W), True on the lesion (all False for normal cases); meta with the spec's
-        fields, `label`, the dense fraction achieved and the lesion centre / radius.
+    All arrays are (H, W): `breast` the true breast mask (skin line included),
+    `pectoral` the muscle (MLO), `skin` the skin line, `thickness` in [0, 1] (0 at the
+    skin), `glandular` the dense-tissue fraction in [0, 1], `fine` fine texture
+    (unit variance), `lesion` the lesion's added signal, `mask` the lesion mask,
+    `quantum` detector noise and `background` the film background noise.
     """
+
+    breast: np.ndarray
+    pectoral: np.ndarray
+    skin: np.ndarray
+    thickness: np.ndarray
+    glandular: np.ndarray
+    fine: np.ndarray
+    lesion: np.ndarray
+    mask: np.ndarray
+    quantum: np.ndarray
+    background: np.ndarray
+    meta: dict
+
+
+def draw_phantom_layers(spec: PhantomSpec) -> PhantomLayers:
+    """Draw every random part of the phantom of `spec` (the same spec, the same layers)."""
     rng = np.random.default_rng(spec.seed)
     height, width = spec.size, int(round(ASPECT * spec.size))
     rows, cols, depth, radial, breast, thickness = _breast_geometry(spec, rng, height, width)
@@ -196,13 +214,10 @@ def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
     threshold = np.quantile(central[tissue], 1.0 - target)
     glandular = _sigmoid((central - threshold) / 0.35)
     fine = power_law_noise((height, width), 2.0, rng)
-    image = FAT + (GLAND - FAT) * glandular + 0.03 * fine
-    image = np.where(pectoral, MUSCLE + 0.02 * fine, image)
-    image = image * (0.55 + 0.45 * thickness)  # thinner breast at the periphery
     skin_width = max(1.5, height / 400)
     skin = breast & (radial > (1.0 - skin_width / (0.4 * height)) ** 2)
-    image = np.where(skin, image + 0.08, image)
     mask = np.zeros((height, width), bool)
+    lesion = np.zeros((height, width))
     meta = {**dataclasses.asdict(spec), "label": spec.label,
             "dense_fraction": float((glandular[tissue] > 0.5).mean()),
             "lesion_centre": None, "lesion_radius": None}
@@ -214,15 +229,40 @@ def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
         strength = spec.contrast * rng.uniform(0.6, 1.4)
         if draw is _calcifications:
             strength *= 3.0  # calcium attenuates far more than soft tissue
-        image = image + strength * profile * breast
+        lesion = strength * profile * breast
         mask &= breast
         rows_on, cols_on = np.nonzero(mask)
         if len(rows_on):
             meta["lesion_centre"] = (float(rows_on.mean()), float(cols_on.mean()))
             meta["lesion_radius"] = float(np.sqrt(len(rows_on) / np.pi))
-    quantum = rng.normal(0.0, 0.008, image.shape)
-    image = np.where(breast, image + quantum, rng.uniform(0.0, 0.02, image.shape))
-    return np.clip(image, 0.0, 1.0).astype(np.float32), mask, meta
+    quantum = rng.normal(0.0, 0.008, (height, width))
+    background = rng.uniform(0.0, 0.02, (height, width))
+    return PhantomLayers(breast, pectoral, skin, thickness, glandular, fine, lesion, mask,
+                         quantum, background, meta)
+
+
+def compose_film(layers: PhantomLayers) -> np.ndarray:
+    """The digitised-film look (the built-in data set): dark fat thinning towards the skin,
+    a near-black background. Float32 (H, W) in [0, 1]."""
+    image = FAT + (GLAND - FAT) * layers.glandular + 0.03 * layers.fine
+    image = np.where(layers.pectoral, MUSCLE + 0.02 * layers.fine, image)
+    image = image * (0.55 + 0.45 * layers.thickness)  # thinner breast at the periphery
+    image = np.where(layers.skin, image + 0.08, image)
+    image = image + layers.lesion
+    image = np.where(layers.breast, image + layers.quantum, layers.background)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Draw one phantom (digitised-film look).
+
+    Returns:
+        (image, mask, meta): image float32 (H, W) in [0, 1], bright = dense; mask bool
+        (H, W), True on the lesion (all False for normal cases); meta with the spec's
+        fields, `label`, the dense fraction achieved and the lesion centre / radius.
+    """
+    layers = draw_phantom_layers(spec)
+    return compose_film(layers), layers.mask, layers.meta
 
 
 def synthetic_specs(count: int, seed: int = 0, size: int = 512,
