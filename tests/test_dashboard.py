@@ -321,6 +321,21 @@ def test_single_case_page_shows_probabilities_decision_and_heatmap(app, run_fold
     app.selectbox(key="case_class").set_value("benign").run()
     assert not app.exception
     assert "gradcam++ of class benign" in app.get("image")[0].captions[0]
+    # the crop box is drawn and explained; the phantom's DICOM tags decide the flip
+    assert "yellow: the breast crop the model sees" in app.get("image")[0].captions[0]
+    assert "from the DICOM tags" in app.get("image")[0].captions[0]
+
+
+def test_crop_box_is_drawn_where_the_model_looked():
+    """A flipped geometry is drawn on the unflipped picture, scaled to the display."""
+    from mammo_keras.dashboard.cases import CROP_COLOUR, draw_crop_box
+
+    picture = Image.new("RGB", (80, 100))  # shown at half the original 200 x 160
+    marked = np.asarray(draw_crop_box(picture, [1, 20, 40, 120, 60], (200, 160)))
+    yellow = np.all(marked == CROP_COLOUR, axis=-1)
+    rows, cols = np.nonzero(yellow)
+    assert (rows.min(), rows.max()) == (10, 69)  # top 20 .. bottom 140, halved
+    assert (cols.min(), cols.max()) == (30, 59)  # unflipped: left 160 - 40 - 60 = 60
 
 
 @pytest.mark.parametrize("bad", ["not an image", "corrupt DICOM", "huge file"])

@@ -18,8 +18,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from mammo_keras.dashboard.case_report import case_report
-from mammo_keras.dashboard.cases import (UPLOAD_TYPES, decide, positive_class, read_upload,
-                                         window_level)
+from mammo_keras.dashboard.cases import (UPLOAD_TYPES, crop_caption, decide, draw_crop_box,
+                                         positive_class, read_upload, window_level)
 from mammo_keras.dashboard.cohort import (ERROR_KINDS, error_cases, load_cohort,
                                           operating_point, plot_operating_point)
 from mammo_keras.dashboard.demo_model import find_demo_run, train_demo_model
@@ -63,11 +63,12 @@ def load_model(path: str) -> LoadedModel:
 
 
 def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int | None,
-            method: str) -> dict:
+            method: str, laterality: str | None = None) -> dict:
     """Probabilities (and the heat-map when the model is a Keras one) of one image, kept
     in the session so that moving a slider does not recompute them.
 
-    Returns {"probabilities": (K,), "heatmap": (H, W) in [0, 1] or None, "class_index"}.
+    Returns {"probabilities": (K,), "heatmap": (H, W) in [0, 1] or None, "class_index",
+    "geometry": the crop [flipped, top, left, height, width]}.
     """
     cache = st.session_state.setdefault("analyses", {})
     cache_key = (loaded.path, key, class_index, method)
@@ -76,10 +77,11 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
             from mammo_keras.explain import explain_image
 
             result = explain_image(loaded.keras_model, image, method, None, class_index,
-                                   loaded.predictor.preprocessing)
+                                   loaded.predictor.preprocessing, laterality)
         else:
-            probabilities = loaded.predictor(loaded.predictor.prepare(image)[None])[0]
-            result = {"probabilities": probabilities, "heatmap": None,
+            processed, geometry = loaded.predictor.preprocess(image, laterality)
+            probabilities = loaded.predictor(processed[None])[0]
+            result = {"probabilities": probabilities, "heatmap": None, "geometry": geometry,
                       "class_index": int(np.argmax(probabilities))}
         if len(cache) >= CACHED_ANALYSES:
             cache.pop(next(iter(cache)))
@@ -88,14 +90,16 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
 
 
 def display_picture(image: np.ndarray, heatmap: np.ndarray | None, opacity: float,
-                    center: float, width: float) -> Image.Image:
-    """The windowed mammogram with the heat-map blended in (at most 1024 px high)."""
+                    center: float, width: float, geometry=None) -> Image.Image:
+    """The windowed mammogram with the heat-map blended in (at most 1024 px high) and,
+    given the geometry, the crop box: the part of the image the model sees."""
     from mammo_keras.explain import overlay
 
     windowed = window_level(image, center, width)
     if heatmap is None:
         heatmap, opacity = np.zeros_like(windowed), 0.0
-    return overlay(windowed, heatmap, opacity)
+    picture = overlay(windowed, heatmap, opacity)
+    return picture if geometry is None else draw_crop_box(picture, geometry, image.shape)
 
 
 def heatmap_controls(loaded: LoadedModel, key: str) -> tuple[str, int | None, float]:
@@ -134,16 +138,19 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
         method, class_index, opacity = heatmap_controls(loaded, "case")
         center = st.slider("Window level (centre)", 0.0, 1.0, 0.5, 0.01, key="window_center")
         width = st.slider("Window width", 0.05, 1.0, 1.0, 0.01, key="window_width")
-    result = analyse(loaded, hashlib.sha256(data).hexdigest(), image, class_index, method)
+    result = analyse(loaded, hashlib.sha256(data).hexdigest(), image, class_index, method,
+                     meta.get("laterality"))
     probabilities = np.asarray(result["probabilities"], np.float64)
     decision = decide(probabilities, loaded.class_names, threshold)
-    picture = display_picture(image, result["heatmap"], opacity, center, width)
+    picture = display_picture(image, result["heatmap"], opacity, center, width,
+                              result["geometry"])
     explained = loaded.class_names[result["class_index"]]
     explanation = (f"{method} of class {explained}" if result["heatmap"] is not None
                    else "none (not a Keras model)")
     with left:
         st.image(picture, caption=f"{upload.name}: {image.shape[1]} x {image.shape[0]} px, "
-                                  f"{meta.get('format', '?').upper()}; heat-map: {explanation}")
+                                  f"{meta.get('format', '?').upper()}; heat-map: {explanation}; "
+                                  f"yellow: {crop_caption(result['geometry'], meta)}")
     with right:
         verdict = (f"P({decision['positive']}) = {decision['p_positive']:.3f}, "
                    f"threshold {threshold:.2f}")

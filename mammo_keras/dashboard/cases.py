@@ -11,9 +11,10 @@ import io
 
 import numpy as np
 import pydicom
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.preprocessing import crop_box_in_original
 from mammo_keras.data.readers import decode_image, sniff_format
 
 UPLOAD_TYPES = ("dcm", "dicom", "png", "pgm", "jpg", "jpeg", "tif", "tiff", "bmp")
@@ -89,3 +90,32 @@ def decide(probabilities, class_names: list[str], threshold: float) -> dict:
     p = float(probabilities[list(class_names).index(positive)])
     return {"positive": positive, "p_positive": p, "flagged": p >= threshold,
             "most_likely": class_names[int(np.argmax(probabilities))]}
+
+
+CROP_COLOUR = (255, 220, 0)
+
+
+def draw_crop_box(picture: Image.Image, geometry, original_shape: tuple) -> Image.Image:
+    """`picture` (the mammogram at any display scale) with the model's crop box drawn on it."""
+    top, left, bottom, right = crop_box_in_original(geometry, original_shape)
+    scale = picture.height / original_shape[0]
+    marked = picture.convert("RGB")
+    ImageDraw.Draw(marked).rectangle(
+        [left * scale, top * scale, right * scale - 1, bottom * scale - 1],
+        outline=CROP_COLOUR, width=max(2, picture.height // 300))
+    return marked
+
+
+def crop_caption(geometry, meta: dict) -> str:
+    """One line on the crop: its size, and where the flip's laterality came from.
+
+    >>> crop_caption([1, 0, 5, 300, 200], {"laterality": "R", "laterality_source": "file name"})
+    'the breast crop the model sees (200 x 300 px), flipped: laterality R from the file name'
+    """
+    flipped, _, _, height, width = (float(v) for v in np.asarray(geometry))
+    side, source = meta.get("laterality"), meta.get("laterality_source") or "file"
+    source = source if source == "file name" else f"DICOM {source}"
+    reason = f"laterality {side} from the {source}" if side else \
+        "chest wall found from the pixels"
+    return (f"the breast crop the model sees ({width:.0f} x {height:.0f} px), "
+            f"{'flipped' if flipped > 0.5 else 'not flipped'}: {reason}")

@@ -32,6 +32,7 @@ OPENING_SIZE = 9  # px at ANALYSIS_SIZE: thinner structures (film-edge strips, t
 BACKGROUND_STEP = 0.02  # the threshold is at least this far above the background's level
 FLAT_BRIGHT_LEVEL = 0.9  # labels and unexposed film edges are at least this bright...
 FLAT_STD = 0.002  # ...and flatter than this (tissue carries quantum noise and texture)
+SECOND_BACKGROUND_GAP = 0.1  # a second background lies this close above the first threshold
 MAX_PROPAGATION_STEPS = 128  # connected-component sweeps; blobs converge in a few
 
 
@@ -199,6 +200,15 @@ def breast_mask(image: tf.Tensor) -> tf.Tensor:
     # read as 16-bit) is found the same way as a full-range one
     scale = tf.maximum(tf.reduce_max(tf.where(tissue, mean, 0.0)), 1e-6)
     relative = tf.clip_by_value(mean / scale, 0.0, 1.0)
-    threshold = background_threshold(tf.boolean_mask(relative, tissue))
-    foreground = opening((relative > threshold) & tissue, OPENING_SIZE)
-    return fill_holes(largest_component(foreground))
+    def breast_above(threshold):
+        return fill_holes(largest_component(opening((relative > threshold) & tissue,
+                                                    OPENING_SIZE)))
+
+    first = background_threshold(tf.boolean_mask(relative, tissue))
+    breast = breast_above(first)
+    # A film padded to a square has two backgrounds: the padding (the darkest peak) and
+    # the film's own, a little brighter, which the first pass keeps. A background peak
+    # just above the first threshold, inside what it kept, is that second background.
+    second = background_threshold(tf.boolean_mask(relative, breast & tissue))
+    return tf.cond(second < first + SECOND_BACKGROUND_GAP, lambda: breast_above(second),
+                   lambda: breast)

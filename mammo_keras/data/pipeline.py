@@ -139,27 +139,31 @@ def load_dataset(
     def decode(index):
         record = usable[int(index)]
         try:
-            image, _ = read_image(record.path)
+            image, meta = read_image(record.path)
             mask = record.mask(image.shape).astype(np.uint8) if segmentation else \
                 np.zeros((1, 1), np.uint8)
             if segmentation and mask.shape != image.shape:
                 raise DataError(record.path, f"mask shape {mask.shape} differs from image "
                                              f"{image.shape}")
-            return image, mask, True
+            # the record's laterality wins over the file's tags and name
+            side = record.laterality or meta.get("laterality") or ""
+            return image, mask, True, np.bytes_(side)
         except DataError as error:
             report.add(error)
-            return np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8), False
+            return np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8), False, \
+                np.bytes_("")
 
     def load(index, target):
-        image, mask, ok = tf.numpy_function(decode, [index], [tf.float32, tf.uint8, tf.bool],
-                                            stateful=False)
+        image, mask, ok, side = tf.numpy_function(
+            decode, [index], [tf.float32, tf.uint8, tf.bool, tf.string], stateful=False)
         image.set_shape([None, None])
         mask.set_shape([None, None])
-        return image, mask, ok, target
+        side.set_shape([])
+        return image, mask, ok, side, target
 
-    def prepare(image, mask, ok, target):
+    def prepare(image, mask, ok, side, target):
         processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window,
-                                         equalize=equalize)
+                                         equalize=equalize, laterality=side)
         if segmentation:
             target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
                              tf.float32)
@@ -170,7 +174,7 @@ def load_dataset(
     if shuffle and not cache:  # shuffle file order early when nothing is cached
         indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.filter(lambda image, mask, ok, target: ok)
+    dataset = dataset.filter(lambda image, mask, ok, side, target: ok)
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:
         dataset = dataset.cache("" if cache is True else str(cache))

@@ -5,7 +5,7 @@
          just above the background's level, labels and film edges set aside, the largest
          connected component)
       -> flip so the chest wall is on the left: by the laterality when it is known, else
-         the half holding more of the breast
+         by the breast's shape (tallest at the chest wall)
       -> breast crop: the bounding box of the breast, plus a margin
       -> optional intensity window (quantiles of the breast's own pixels; background 0)
          and CLAHE
@@ -19,6 +19,7 @@ are returned as a `geometry` vector, so masks can follow the image
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from mammo_keras.data.breast_mask import breast_mask
@@ -39,6 +40,29 @@ def _laterality_flip(laterality) -> tf.Tensor | None:
     return laterality
 
 
+def chest_wall_on_right(mask: tf.Tensor) -> tf.Tensor:
+    """Whether the chest wall of a breast mask (S, S) is on the right (scalar bool).
+
+    The breast is tallest at the chest wall and narrows towards the nipple: compare the
+    mean column height of the first and last eighths of the breast's columns (ties: the
+    half holding more of the breast). Unlike "the half with more breast", this holds for
+    a narrow breast in the middle of a padded film and for one that fills the image.
+    """
+    heights = tf.reduce_sum(tf.cast(mask, tf.float32), axis=0)
+    columns = tf.where(heights > 0)[:, 0]
+
+    def by_shape():
+        first, last = tf.reduce_min(columns), tf.reduce_max(columns) + 1
+        band = tf.maximum((last - first) // 8, 1)
+        left = tf.reduce_mean(heights[first:first + band])
+        right = tf.reduce_mean(heights[last - band:last])
+        half = tf.shape(heights, out_type=tf.int64)[0] // 2
+        more_on_right = tf.reduce_sum(heights[half:]) > tf.reduce_sum(heights[:half])
+        return tf.where(tf.equal(left, right), more_on_right, right > left)
+
+    return tf.cond(tf.size(columns) > 0, by_shape, lambda: tf.constant(False))
+
+
 def geometry_of_mask(mask: tf.Tensor, image_shape: tf.Tensor, margin: float = 0.02,
                      laterality=None) -> tf.Tensor:
     """The crop of a breast mask on the analysis grid: [flipped, top, left, height, width].
@@ -48,16 +72,13 @@ def geometry_of_mask(mask: tf.Tensor, image_shape: tf.Tensor, margin: float = 0.
         image_shape: (H, W) of the original image.
         margin: added around the breast's bounding box, as a fraction of the image size.
         laterality: "L" / "R" decides the flip (the chest wall goes left); None, "" or
-            an unknown value: the half holding more of the breast is the chest-wall side.
+            an unknown value: decided by `chest_wall_on_right`.
             A scalar string tensor works too.
 
     The box is in original pixels, in the coordinates of the *flipped* image when
     `flipped` is 1; a blank image keeps the whole image.
     """
-    size = tf.shape(mask)[1]
-    half = size // 2
-    area = tf.cast(mask, tf.float32)
-    by_pixels = tf.reduce_sum(area[:, half:]) > tf.reduce_sum(area[:, :half])
+    by_pixels = chest_wall_on_right(mask)
     flip = _laterality_flip(laterality)
     if flip is None:
         flipped = by_pixels
@@ -72,7 +93,7 @@ def geometry_of_mask(mask: tf.Tensor, image_shape: tf.Tensor, margin: float = 0.
     cols = tf.where(tf.reduce_any(mask, axis=0))[:, 0]
     empty = tf.equal(tf.size(rows), 0)
     height, width = tf.cast(image_shape[0], tf.float32), tf.cast(image_shape[1], tf.float32)
-    extent = tf.cast(size, tf.float32)
+    extent = tf.cast(tf.shape(mask)[1], tf.float32)
 
     def box():
         top = tf.cast(tf.reduce_min(rows), tf.float32) / extent - margin
@@ -101,6 +122,19 @@ def breast_geometry(image: tf.Tensor, margin: float = 0.02, laterality=None) -> 
     image = tf.convert_to_tensor(image, tf.float32)
     image = tf.reshape(image, tf.shape(image)[:2])
     return geometry_of_mask(breast_mask(image), tf.shape(image), margin, laterality)
+
+
+def crop_box_in_original(geometry, shape) -> tuple[float, float, float, float]:
+    """The crop of a geometry as (top, left, bottom, right) in the *unflipped* image of
+    `shape` (H, W): where to draw it on the mammogram as it was read.
+
+    >>> crop_box_in_original([1, 10, 20, 100, 50], (200, 160))
+    (10.0, 90.0, 110.0, 140.0)
+    """
+    flipped, top, left, height, width = (float(v) for v in np.asarray(geometry))
+    if flipped > 0.5:
+        left = float(shape[1]) - left - width
+    return top, left, top + height, left + width
 
 
 def apply_geometry(image: tf.Tensor, geometry: tf.Tensor, size: int,

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from mammo_keras.data.archive import read_bytes
 from mammo_keras.data.dicom import read_dicom
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.naming import laterality_and_view_from_name
 
 _RASTER_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff",
                  b"MM\x00*": "tiff", b"P5": "pgm", b"P2": "pgm", b"BM": "bmp"}
@@ -129,6 +130,11 @@ def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, dict]:
         raise DataError(path, f"unsupported file format (expected {SUPPORTED})")
     image, meta = read_dicom(data, path) if fmt == "dicom" else read_raster(data, path, fmt)
     meta["source_path"] = path
+    named = dict(zip(("laterality", "view"), laterality_and_view_from_name(path)))
+    for key, value in named.items():  # tags win over the name
+        if meta.get(key) is None and value is not None:
+            meta[key] = value
+            meta["laterality_source"] = meta.get("laterality_source") or "file name"
     return image, meta
 
 
@@ -144,7 +150,10 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         MONOCHROME1 is inverted); meta a dict with at least `laterality`
         ("L" / "R" / None), `view` ("CC" / "MLO" / None), `source_path`, `format`
         and `original_shape`, plus the DICOM tags that matter (patient id,
-        transfer syntax, bits stored, pixel spacing).
+        transfer syntax, bits stored, pixel spacing). Laterality and view come from
+        the DICOM tags, else from the file name (`laterality_and_view_from_name`);
+        `laterality_source` says which. 16-bit PNG / TIFF are scaled by the bit depth
+        of their values (`container_bits`: 12-bit values in a 16-bit file reach 1.0).
 
     Raises:
         DataError (a ValueError): one line "<path>: <problem>" for a missing,

@@ -30,8 +30,10 @@ DISPLAY_HEIGHT = 1024
 
 def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam",
                   layer: str | None = None, class_index: int | None = None,
-                  preprocessing: dict | None = None) -> dict:
+                  preprocessing: dict | None = None, laterality: str | None = None) -> dict:
     """Grad-CAM of one full mammogram (H, W) in [0, 1], mapped back onto it.
+
+    `laterality` ("L" / "R", from the file's tags or name) decides the flip when known.
 
     Returns {"heatmap": (H, W) float32 in [0, 1] (0 outside the breast crop),
     "class_index": int, "probabilities": (K,), "input": (S, S) model input,
@@ -39,7 +41,8 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     """
     options = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
     size = int(model.input_shape[1])
-    processed, geometry = preprocess(image, size, **{k: options[k] for k in PREPROCESSING_KEYS})
+    processed, geometry = preprocess(image, size, laterality=laterality,
+                                     **{k: options[k] for k in PREPROCESSING_KEYS})
     maps, chosen, probabilities = grad_cam(model, processed[None], class_index, layer, method)
     square = upsample(maps, size)[0]
     heatmap = invert_geometry(square, geometry, image.shape[:2])[..., 0].numpy()
@@ -79,11 +82,12 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
     rows = []
     for number, path in enumerate(files, start=1):
         try:
-            image, _ = read_image(path)
+            image, meta = read_image(path)
         except DataError as error:
             skipped.append(error)
             continue
-        result = explain_image(model, image, method, layer, class_index, preprocessing)
+        result = explain_image(model, image, method, layer, class_index, preprocessing,
+                               meta.get("laterality"))
         stem = f"{number:04d}_{Path(path.split('::')[-1]).stem}"
         overlay(image, result["heatmap"]).save(out / f"{stem}_overlay.png")
         Image.fromarray(np.round(result["heatmap"] * 65535).astype(np.uint16)).save(

@@ -39,11 +39,19 @@ class Predictor:
         """The keyword arguments of `mammo_keras.data.preprocess` this model was trained with."""
         return {key: self.preprocessing[key] for key in PREPROCESSING_KEYS}
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """One full mammogram (H, W) in [0, 1] -> the model's input (S, S, 1)."""
+    def preprocess(self, image: np.ndarray, laterality: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """One full mammogram (H, W) in [0, 1] -> (the model's input (S, S, 1), the crop
+        geometry [flipped, top, left, height, width]); `laterality` "L" / "R" when known."""
         from mammo_keras.data.preprocessing import preprocess
 
-        return preprocess(image, self.image_size, **self.preprocessing_options)[0].numpy()
+        processed, geometry = preprocess(image, self.image_size, laterality=laterality,
+                                         **self.preprocessing_options)
+        return processed.numpy(), geometry.numpy()
+
+    def prepare(self, image: np.ndarray, laterality: str | None = None) -> np.ndarray:
+        """One full mammogram (H, W) in [0, 1] -> the model's input (S, S, 1)."""
+        return self.preprocess(image, laterality)[0]
 
 
 def keras_predictor(model: keras.Model, path: str = "<in memory>") -> Predictor:

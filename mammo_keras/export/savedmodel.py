@@ -35,9 +35,21 @@ def _outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict:
 
 
 def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
-    """Encoded PNG bytes -> (H, W) float32 in [0, 1]; 8-bit and 16-bit files alike."""
-    image = tf.io.decode_png(data, channels=1, dtype=tf.uint16)  # 8-bit values are scaled x257
-    return tf.cast(image[..., 0], tf.float32) / 65535.0
+    """Encoded PNG bytes -> (H, W) float32 in [0, 1]; 8-bit and 16-bit files alike.
+
+    16-bit files are scaled by the bit depth of their values, the reader's rule
+    (`mammo_keras.data.readers.container_bits` without a declared depth): the smallest of
+    8, 10, 12, 14 and 16 bits that holds the maximum, so a 12-bit image in a 16-bit PNG
+    reaches 1.0. 8-bit files decode as multiples of 257 and keep their 8-bit scale.
+    """
+    image = tf.io.decode_png(data, channels=1, dtype=tf.uint16)[..., 0]
+    values = tf.cast(image, tf.int32)
+    eight_bit = tf.reduce_all(tf.equal(values % 257, 0))
+    maximum = tf.reduce_max(values)
+    depths = tf.constant([8, 10, 12, 14, 16])
+    bits = tf.gather(depths, tf.argmax(tf.cast(maximum < 2 ** depths, tf.int32)))
+    scale = tf.where(eight_bit, 65535.0, tf.cast(2 ** bits - 1, tf.float32))
+    return tf.minimum(tf.cast(image, tf.float32) / scale, 1.0)
 
 
 def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str],
