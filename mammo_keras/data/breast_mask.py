@@ -185,13 +185,18 @@ def flat_bright(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
     return (mean >= FLAT_BRIGHT_LEVEL) & (std < FLAT_STD) & (local_max - local_min < 2 * FLAT_STD)
 
 
-def breast_mask(image: tf.Tensor) -> tf.Tensor:
-    """The breast on the analysis grid: (ANALYSIS_SIZE, ANALYSIS_SIZE) bool.
+def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The breast on the analysis grid, two ways: (ANALYSIS_SIZE, ANALYSIS_SIZE) bool each.
 
     Args:
         image: (H, W) or (H, W, 1) float in [0, 1], bright = dense.
 
-    Returns all False for a blank image.
+    Returns:
+        (breast, with_flat): `breast` leaves flat bright pixels out (labels, film edges),
+        so it gives the crop box; `with_flat` adds the flat bright regions joined to it
+        (saturated tissue, a clipped calcification; also the edge of a label touching
+        the breast), so that the intensity window counts every breast pixel. All False
+        for a blank image.
     """
     mean, std = analysis_views(image)
     artefact = flat_bright(mean, std)
@@ -200,15 +205,29 @@ def breast_mask(image: tf.Tensor) -> tf.Tensor:
     # read as 16-bit) is found the same way as a full-range one
     scale = tf.maximum(tf.reduce_max(tf.where(tissue, mean, 0.0)), 1e-6)
     relative = tf.clip_by_value(mean / scale, 0.0, 1.0)
-    def breast_above(threshold):
-        return fill_holes(largest_component(opening((relative > threshold) & tissue,
+
+    def breast_above(threshold, allowed):
+        return fill_holes(largest_component(opening((relative > threshold) & allowed,
                                                     OPENING_SIZE)))
 
     first = background_threshold(tf.boolean_mask(relative, tissue))
-    breast = breast_above(first)
+    breast = breast_above(first, tissue)
     # A film padded to a square has two backgrounds: the padding (the darkest peak) and
     # the film's own, a little brighter, which the first pass keeps. A background peak
     # just above the first threshold, inside what it kept, is that second background.
     second = background_threshold(tf.boolean_mask(relative, breast & tissue))
-    return tf.cond(second < first + SECOND_BACKGROUND_GAP, lambda: breast_above(second),
-                   lambda: breast)
+    threshold = tf.where(second < first + SECOND_BACKGROUND_GAP, second, first)
+    breast = tf.cond(second < first + SECOND_BACKGROUND_GAP,
+                     lambda: breast_above(second, tissue), lambda: breast)
+    joined = connected_components((relative > threshold) | artefact)
+    inside = tf.boolean_mask(joined, breast & (joined > 0))
+    label = tf.cast(tf.argmax(tf.math.bincount(inside, minlength=tf.size(joined) + 1)),
+                    tf.int32)  # the joined component holding most of the breast
+    with_flat = tf.equal(joined, label) & (tf.size(inside) > 0)
+    return breast, breast | (with_flat & artefact)
+
+
+def breast_mask(image: tf.Tensor) -> tf.Tensor:
+    """The breast on the analysis grid, flat bright pixels left out: (S, S) bool
+    (`breast_masks`' first mask, the one the crop box is drawn around)."""
+    return breast_masks(image)[0]

@@ -82,7 +82,7 @@ def _tone_curve(x: np.ndarray, gain: float = 6.0, centre: float = 0.5) -> np.nda
 
 def compose_presentation(layers: PhantomLayers, rng: np.random.Generator) -> np.ndarray:
     """Full-field digital "for presentation": grey fat, equalised periphery, tone curve."""
-    fat = rng.uniform(0.36, 0.46)
+    fat = rng.uniform(0.3, 0.46)
     tissue = fat + (GLAND + 0.25 - fat) * layers.glandular + 0.025 * layers.fine
     tissue = np.where(layers.pectoral, MUSCLE + 0.12 + 0.02 * layers.fine, tissue)
     tissue = tissue * (0.85 + 0.15 * layers.thickness)  # thickness equalisation
