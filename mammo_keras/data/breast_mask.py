@@ -11,7 +11,9 @@
          film; either way it is brighter than the background, so dense tissue and fat
          both count as breast (Otsu's threshold split dense from fat on digital images)
       -> opening with an OPENING_SIZE square (thin strips, text strokes, noise removed)
-      -> the largest connected component (4-connected), its holes filled
+      -> the largest connected component (4-connected); a second pass where a padded film
+         shows a second, slightly brighter background inside the first mask
+      -> for the intensity window: the flat bright parts joined to it, holes filled
 
 This is how public pipelines find the breast, adapted: NYU's `crop_mammogram` keeps the
 largest connected component of the non-background pixels; MONAI's `CropForeground`
@@ -130,14 +132,14 @@ def connected_components(mask: tf.Tensor) -> tf.Tensor:
                                                                                    tf.int32)
     rows = _run_index(mask)
     cols = tf.transpose(_run_index(tf.transpose(mask)))
-    segments = height * width + 1
+    row_runs, col_runs = tf.reduce_max(rows) + 1, tf.reduce_max(cols) + 1
 
-    def spread(values, runs):
-        best = tf.math.unsorted_segment_max(values, runs, segments)
+    def spread(values, runs, count):  # one segment per run: a few hundred, not H x W
+        best = tf.math.unsorted_segment_max(values, runs, count)
         return tf.where(runs > 0, tf.gather(best, runs), 0)
 
     def step(i, current, _):
-        updated = spread(spread(current, rows), cols)
+        updated = spread(spread(current, rows, row_runs), cols, col_runs)
         return i + 1, updated, tf.reduce_any(tf.not_equal(updated, current))
 
     _, labels, _ = tf.while_loop(
@@ -179,25 +181,18 @@ def flat_bright(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
     """Analysis pixels of labels, unexposed film edges and burned-in text: near-white, flat
     at full resolution and over their 3 x 3 neighbourhood (small images have no
     full-resolution detail under an analysis pixel, so both must agree)."""
-    padded = tf.pad(mean, [[1, 1], [1, 1]], mode="SYMMETRIC")[None, ..., None]
-    local_max = tf.nn.max_pool2d(padded, 3, 1, "VALID")[0, ..., 0]
-    local_min = -tf.nn.max_pool2d(-padded, 3, 1, "VALID")[0, ..., 0]
+    padded = tf.pad(mean, [[1, 1], [1, 1]], mode="SYMMETRIC")
+    height, width = tf.shape(mean)[0], tf.shape(mean)[1]
+    # the nine shifted copies; reducing them is far cheaper on CPU than 3 x 3 pooling
+    shifted = tf.stack([padded[dy:dy + height, dx:dx + width]
+                        for dy in range(3) for dx in range(3)])
+    local_max, local_min = tf.reduce_max(shifted, axis=0), tf.reduce_min(shifted, axis=0)
     return (mean >= FLAT_BRIGHT_LEVEL) & (std < FLAT_STD) & (local_max - local_min < 2 * FLAT_STD)
 
 
-def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """The breast on the analysis grid, two ways: (ANALYSIS_SIZE, ANALYSIS_SIZE) bool each.
-
-    Args:
-        image: (H, W) or (H, W, 1) float in [0, 1], bright = dense.
-
-    Returns:
-        (breast, with_flat): `breast` leaves flat bright pixels out (labels, film edges),
-        so it gives the crop box; `with_flat` adds the flat bright regions joined to it
-        (saturated tissue, a clipped calcification; also the edge of a label touching
-        the breast), so that the intensity window counts every breast pixel. All False
-        for a blank image.
-    """
+def _breast_and_threshold(image: tf.Tensor):
+    """(breast without flat bright pixels, holes not filled; the relative image; its
+    breast / background threshold; the flat bright pixels), all on the analysis grid."""
     mean, std = analysis_views(image)
     artefact = flat_bright(mean, std)
     tissue = tf.logical_not(artefact)
@@ -206,28 +201,45 @@ def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     scale = tf.maximum(tf.reduce_max(tf.where(tissue, mean, 0.0)), 1e-6)
     relative = tf.clip_by_value(mean / scale, 0.0, 1.0)
 
-    def breast_above(threshold, allowed):
-        return fill_holes(largest_component(opening((relative > threshold) & allowed,
-                                                    OPENING_SIZE)))
+    def breast_above(threshold):
+        return largest_component(opening((relative > threshold) & tissue, OPENING_SIZE))
 
     first = background_threshold(tf.boolean_mask(relative, tissue))
-    breast = breast_above(first, tissue)
+    breast = breast_above(first)
     # A film padded to a square has two backgrounds: the padding (the darkest peak) and
     # the film's own, a little brighter, which the first pass keeps. A background peak
     # just above the first threshold, inside what it kept, is that second background.
     second = background_threshold(tf.boolean_mask(relative, breast & tissue))
-    threshold = tf.where(second < first + SECOND_BACKGROUND_GAP, second, first)
-    breast = tf.cond(second < first + SECOND_BACKGROUND_GAP,
-                     lambda: breast_above(second, tissue), lambda: breast)
+    again = second < first + SECOND_BACKGROUND_GAP
+    breast = tf.cond(again, lambda: breast_above(second), lambda: breast)
+    return breast, relative, tf.where(again, second, first), artefact
+
+
+def breast_mask(image: tf.Tensor) -> tf.Tensor:
+    """The breast on the analysis grid, flat bright pixels left out: (S, S) bool.
+
+    Args:
+        image: (H, W) or (H, W, 1) float in [0, 1], bright = dense.
+
+    The crop box is drawn around it; holes (never at its bounding box) are not filled.
+    All False for a blank image.
+    """
+    return _breast_and_threshold(image)[0]
+
+
+def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The breast on the analysis grid, two ways: (ANALYSIS_SIZE, ANALYSIS_SIZE) bool each.
+
+    Returns:
+        (breast, whole): `breast` as `breast_mask` (it gives the crop box); `whole` adds
+        the flat bright regions joined to it (saturated tissue, a clipped calcification;
+        also the edge of a label touching the breast) and fills the holes, so that the
+        intensity window counts every breast pixel.
+    """
+    breast, relative, threshold, artefact = _breast_and_threshold(image)
     joined = connected_components((relative > threshold) | artefact)
     inside = tf.boolean_mask(joined, breast & (joined > 0))
     label = tf.cast(tf.argmax(tf.math.bincount(inside, minlength=tf.size(joined) + 1)),
                     tf.int32)  # the joined component holding most of the breast
     with_flat = tf.equal(joined, label) & (tf.size(inside) > 0)
-    return breast, breast | (with_flat & artefact)
-
-
-def breast_mask(image: tf.Tensor) -> tf.Tensor:
-    """The breast on the analysis grid, flat bright pixels left out: (S, S) bool
-    (`breast_masks`' first mask, the one the crop box is drawn around)."""
-    return breast_masks(image)[0]
+    return breast, fill_holes(breast | (with_flat & artefact))

@@ -275,7 +275,7 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
     """
     image = tf.convert_to_tensor(image, tf.float32)
     image = tf.reshape(image, tf.shape(image)[:2])
-    mask, with_flat = breast_masks(image)
+    mask, whole = breast_masks(image) if window else (breast_mask(image), None)
     geometry = geometry_of_mask(mask, tf.shape(image), laterality=laterality)
     shape = tf.cast(tf.shape(image), tf.float32)
     if not flip:  # keep the orientation; the box was found on the flipped image: mirror it
@@ -285,7 +285,7 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         geometry = tf.stack([geometry[0], 0.0, 0.0, shape[0], shape[1]])
     output = apply_geometry(image, geometry, size)
     if window:
-        full_mask = tf.image.resize(tf.cast(with_flat, tf.uint8)[..., None], tf.shape(image),
+        full_mask = tf.image.resize(tf.cast(whole, tf.uint8)[..., None], tf.shape(image),
                                     method="nearest")
         breast = apply_geometry(full_mask, geometry, size, method="nearest") > 0
         output = intensity_window(output, breast=breast)
