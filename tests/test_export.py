@@ -111,6 +111,32 @@ def test_savedmodel_serves_raw_and_png_alike_without_mammo_keras(tmp_path, train
     assert served["prediction"] == ["normal", "benign", "malignant"][int(expected.argmax())]
 
 
+def test_serving_graph_windows_and_scales_12_bit_pngs_as_training_does(tmp_path, trained):
+    """A model trained with the intensity window: `serving_default` on the raw image and
+    `serve_png` on a 16-bit PNG holding 12-bit values (a digital detector's file) both give
+    the Keras model's output on `read_image` + `preprocess(window=True)`."""
+    import tensorflow as tf
+
+    from mammo_keras.data import read_image
+    from mammo_keras.data.crop_testset import make_case
+    from mammo_keras.export.savedmodel import export_savedmodel
+
+    model = keras.saving.load_model(trained)
+    options = {"crop": True, "flip": True, "window": True, "equalize": False}
+    target = export_savedmodel(model, tmp_path, ["normal", "benign", "malignant"], options)
+    case = make_case(5, "presentation", "C", "MLO", "R", size=320)
+    path = tmp_path / "digital_12bit.png"
+    Image.fromarray(np.round(case.image * 4095).astype(np.uint16)).save(path)
+    image, meta = read_image(path)
+    assert meta["bits_stored"] == 12 and image.max() == 1.0
+    served = tf.saved_model.load(str(target))
+    raw = served.signatures["serving_default"](images=tf.constant(image[None]))
+    png = served.signatures["serve_png"](png=tf.constant([path.read_bytes()]))
+    expected = keras.ops.convert_to_numpy(model(preprocess(image, 32, window=True)[0][None]))
+    np.testing.assert_allclose(raw["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(png["probabilities"].numpy(), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
 def test_quantised_tflite_keeps_top1_agreement(tmp_path, trained, quantize):
     result = export_model(trained, tmp_path, "tflite", quantize, samples=24)
