@@ -98,6 +98,22 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_crops(args: argparse.Namespace) -> int:
+    from mammo_keras.data.crop_sheet import crop_contact_sheet
+    from mammo_keras.predict import collect_files
+
+    files, missing = collect_files(args.inputs)
+    if not files:
+        raise UserError("no image files found in " + ", ".join(args.inputs))
+    files = files[:args.max]
+    out, rows, skipped = crop_contact_sheet(files, args.out, size=args.size,
+                                            window=args.window, columns=args.columns)
+    print(f"{len(rows)} crops drawn in {out}")
+    for error in missing + skipped:
+        print(f"skipped {error}")
+    return 0
+
+
 def _cmd_data_split(args: argparse.Namespace) -> int:
     from mammo_keras.data import kfold_records, load_records, split_records, write_split_manifest
     from mammo_keras.data.splits import split_table
@@ -483,7 +499,7 @@ def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_commands(commands) -> None:
-    data = commands.add_parser("data", help="synth | inspect | split | audit datasets",
+    data = commands.add_parser("data", help="synth | inspect | crops | split | audit datasets",
                                description="Write synthetic data, inspect a dataset, split it.")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = actions.add_parser("synth", help="write synthetic mammography phantoms",
@@ -508,6 +524,17 @@ def _add_data_commands(commands) -> None:
                                  description="Summarise a dataset and list what was skipped.")
     _add_dataset_arguments(inspect)
     inspect.set_defaults(handler=_cmd_data_inspect)
+    crops = actions.add_parser(
+        "crops", help="contact sheet of the breast crop on your own files",
+        description="Draw each file as read with its crop box, beside the model input that "
+                    "preprocessing makes of it: check the crop on a site's own mammograms.")
+    crops.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    crops.add_argument("--out", required=True, help="PNG to write")
+    crops.add_argument("--size", type=_positive_int, default=224, help="model input size (224)")
+    crops.add_argument("--window", action="store_true", help="show the windowed input")
+    crops.add_argument("--columns", type=_positive_int, default=4, help="files per row (4)")
+    crops.add_argument("--max", type=_positive_int, default=48, help="at most this many files")
+    crops.set_defaults(handler=_cmd_data_crops)
     split = actions.add_parser("split", help="patient-grouped stratified split or k folds",
                                description="Split a dataset by patient, stratified, and write "
                                            "the manifest (path, patient_id, label, split).")

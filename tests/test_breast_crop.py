@@ -147,3 +147,28 @@ def test_window_gives_one_intensity_distribution_whatever_the_gain_and_offset():
     plain_a, _ = preprocess(case.image, 96)
     plain_b, _ = preprocess(other, 96)
     assert np.abs(plain_a.numpy() - plain_b.numpy())[both].mean() > 0.1
+
+
+def test_data_crops_draws_a_contact_sheet_of_your_own_files(tmp_path, capsys):
+    from PIL import Image
+
+    from mammo_keras.cli import main
+    from mammo_keras.data.crop_sheet import crop_contact_sheet
+
+    folder = tmp_path / "site"
+    cases = crop_test_cases(size=256, kinds=("presentation",))[:3]
+    for case in cases:
+        write_case(case, folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "sheet.png"
+    assert main(["data", "crops", str(folder), "--out", str(out), "--columns", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 crops drawn" in printed and "skipped" in printed and "broken.png" in printed
+    assert Image.open(out).size[0] > 400
+    _, rows, skipped = crop_contact_sheet([write_case(cases[0], tmp_path)], tmp_path / "one.png")
+    assert not skipped and rows[0]["laterality"] == cases[0].laterality
+    assert rows[0]["laterality_source"] == "file name"
+    assert 0.3 < rows[0]["box_fraction"] < 0.9  # the breast, not the whole image
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "crops", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "no image files found" in capsys.readouterr().err
