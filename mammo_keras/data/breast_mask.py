@@ -215,6 +215,32 @@ def _breast_and_threshold(image: tf.Tensor):
     return breast, relative, tf.where(again, second, first), artefact
 
 
+_IMAGE_2D = tf.TensorSpec([None, None], tf.float32)
+
+
+def _as_2d(image: tf.Tensor) -> tf.Tensor:
+    image = tf.convert_to_tensor(image, tf.float32)
+    return tf.reshape(image, tf.shape(image)[:2])
+
+
+# One graph each, whatever the image size: eager callers (predict, explain, the dashboard)
+# would otherwise pay Python dispatch for every op of every connected-component sweep.
+@tf.function(input_signature=[_IMAGE_2D])
+def _breast_graph(image: tf.Tensor) -> tf.Tensor:
+    return _breast_and_threshold(image)[0]
+
+
+@tf.function(input_signature=[_IMAGE_2D])
+def _breast_masks_graph(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    breast, relative, threshold, artefact = _breast_and_threshold(image)
+    joined = connected_components((relative > threshold) | artefact)
+    inside = tf.boolean_mask(joined, breast & (joined > 0))
+    label = tf.cast(tf.argmax(tf.math.bincount(inside, minlength=tf.size(joined) + 1)),
+                    tf.int32)  # the joined component holding most of the breast
+    with_flat = tf.equal(joined, label) & (tf.size(inside) > 0)
+    return breast, fill_holes(breast | (with_flat & artefact))
+
+
 def breast_mask(image: tf.Tensor) -> tf.Tensor:
     """The breast on the analysis grid, flat bright pixels left out: (S, S) bool.
 
@@ -224,7 +250,7 @@ def breast_mask(image: tf.Tensor) -> tf.Tensor:
     The crop box is drawn around it; holes (never at its bounding box) are not filled.
     All False for a blank image.
     """
-    return _breast_and_threshold(image)[0]
+    return _breast_graph(_as_2d(image))
 
 
 def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -236,10 +262,4 @@ def breast_masks(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         also the edge of a label touching the breast) and fills the holes, so that the
         intensity window counts every breast pixel.
     """
-    breast, relative, threshold, artefact = _breast_and_threshold(image)
-    joined = connected_components((relative > threshold) | artefact)
-    inside = tf.boolean_mask(joined, breast & (joined > 0))
-    label = tf.cast(tf.argmax(tf.math.bincount(inside, minlength=tf.size(joined) + 1)),
-                    tf.int32)  # the joined component holding most of the breast
-    with_flat = tf.equal(joined, label) & (tf.size(inside) > 0)
-    return breast, fill_holes(breast | (with_flat & artefact))
+    return _breast_masks_graph(_as_2d(image))
