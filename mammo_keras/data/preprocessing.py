@@ -28,18 +28,6 @@ from mammo_keras.data.breast_mask import breast_mask, breast_masks
 GEOMETRY_FIELDS = ("flipped", "top", "left", "height", "width")
 
 
-def _laterality_flip(laterality) -> tf.Tensor | None:
-    """Whether a known laterality means flipping: "R" (chest wall on the right) -> True,
-    "L" -> False; None, "" or anything else -> None (a scalar string tensor: decided in
-    the graph, with pixel evidence where it is unknown)."""
-    if laterality is None:
-        return None
-    if isinstance(laterality, str):
-        side = laterality.strip().upper()[:1]
-        return None if side not in ("L", "R") else tf.constant(side == "R")
-    return laterality
-
-
 def chest_wall_on_right(mask: tf.Tensor) -> tf.Tensor:
     """Whether the chest wall of a breast mask (S, S) is on the right (scalar bool).
 
@@ -78,16 +66,12 @@ def geometry_of_mask(mask: tf.Tensor, image_shape: tf.Tensor, margin: float = 0.
     The box is in original pixels, in the coordinates of the *flipped* image when
     `flipped` is 1; a blank image keeps the whole image.
     """
-    by_pixels = chest_wall_on_right(mask)
-    flip = _laterality_flip(laterality)
-    if flip is None:
-        flipped = by_pixels
-    elif flip.dtype == tf.string:
-        side = tf.strings.upper(tf.strings.substr(tf.strings.strip(flip), 0, 1))
-        flipped = tf.where(tf.equal(side, "R"), True, tf.where(tf.equal(side, "L"), False,
-                                                                by_pixels))
-    else:
-        flipped = flip
+    # one path for a Python string, None and a string tensor: "R" flips, "L" does not,
+    # anything else leaves it to the breast's shape
+    side = tf.convert_to_tensor("" if laterality is None else laterality, tf.string)
+    side = tf.strings.upper(tf.strings.substr(tf.strings.strip(side), 0, 1))
+    flipped = tf.where(tf.equal(side, "R"), True,
+                       tf.where(tf.equal(side, "L"), False, chest_wall_on_right(mask)))
     mask = tf.cond(flipped, lambda: tf.reverse(mask, [1]), lambda: mask)
     rows = tf.where(tf.reduce_any(mask, axis=1))[:, 0]
     cols = tf.where(tf.reduce_any(mask, axis=0))[:, 0]
