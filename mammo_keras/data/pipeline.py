@@ -84,6 +84,7 @@ def load_dataset(
     seed: int = 0,
     deterministic: bool = False,
     report: DataReport | None = None,
+    targets: Sequence[str] | None = None,
 ) -> tf.data.Dataset:
     """A batched dataset of (image, target) pairs.
 
@@ -106,27 +107,37 @@ def load_dataset(
         seed: seeds shuffling and augmentation.
         deterministic: same order and augmentation on every run (slower).
         report: collects the files skipped because they could not be read.
+        targets: for models with several outputs: the target names, a subset of
+            ("label", "mask"); the targets are then a dict {"label": (B,) int32 class
+            index for `task`, "mask": (B, S, S, 1) float32 lesion mask} and the mask
+            follows the crop, flip and augmentation of the image.
 
     Returns:
         `tf.data.Dataset` of (images (B, S, S, 1) float32 in [0, 1], targets (B,) int32
-        or masks (B, S, S, 1) float32).
+        or masks (B, S, S, 1) float32, or the dict of `targets`).
 
     Records without a target for the task (label or density None) are skipped and
     reported at once (they are known before reading any file).
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {list(TASKS)}.")
+    unknown = sorted(set(targets or ()) - {"label", "mask"})
+    if unknown or (targets is not None and not targets):
+        raise ValueError(f"targets must be a non-empty subset of ['label', 'mask']; got "
+                         f"{list(targets or ())}")
+    if targets is not None and "label" in targets and task in ("segmentation", None):
+        raise ValueError(f"a label target needs a classification task, not {task!r}")
     report = report if report is not None else DataReport()
     names = tuple(class_names) if class_names else class_names_for(records, task)
-    usable, targets = [], []
+    usable, labels = [], []
     for record in records:
         value = record.density if task == "density" else record.label
         if task in ("segmentation", None):
             usable.append(record)
-            targets.append(0)
+            labels.append(0)
         elif value in names:
             usable.append(record)
-            targets.append(names.index(value))
+            labels.append(names.index(value))
         else:
             report.add(DataError(record.path, f"no {task} target among {list(names)} "
                                               f"(got {value!r})"))
@@ -134,7 +145,7 @@ def load_dataset(
         raise ValueError(f"No records with a {task} target among {list(names)}.")
     shuffle = training if shuffle is None else shuffle
     augment = training if augment is None else augment
-    segmentation = task == "segmentation"
+    segmentation = task == "segmentation" or "mask" in (targets or ())
 
     def decode(index):
         record = usable[int(index)]
@@ -164,13 +175,15 @@ def load_dataset(
     def prepare(image, mask, ok, side, target):
         processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window,
                                          equalize=equalize, laterality=side)
-        if segmentation:
-            target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
-                             tf.float32)
-        return processed, target
+        mask_target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
+                              tf.float32) if segmentation else None
+        if targets is not None:
+            named = {"label": target, "mask": mask_target}
+            return processed, {name: named[name] for name in targets}
+        return processed, mask_target if segmentation else target
 
     indices = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(usable), dtype=np.int64), np.asarray(targets, np.int32)))
+        (np.arange(len(usable), dtype=np.int64), np.asarray(labels, np.int32)))
     if shuffle and not cache:  # shuffle file order early when nothing is cached
         indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -181,37 +194,47 @@ def load_dataset(
         if shuffle:
             dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
     if balanced:
-        if not training or segmentation:
+        if not training or (segmentation and "label" not in (targets or ())):
             raise ValueError("balanced sampling is for training a classifier (training=True).")
-        per_class = [dataset.filter(lambda image, target, k=k: tf.equal(target, k)).repeat()
-                     for k in sorted(set(targets))]
+
+        def label_of(target):
+            return target["label"] if isinstance(target, dict) else target
+
+        per_class = [dataset.filter(lambda image, target, k=k: tf.equal(label_of(target), k))
+                     .repeat() for k in sorted(set(labels))]
         dataset = tf.data.Dataset.sample_from_datasets(per_class, seed=seed,
                                                        stop_on_empty_dataset=False)
     dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
         # Random layers keep state: in deterministic mode they draw in one order, sequentially.
-        dataset = dataset.map(_augmenter(seed, segmentation),
+        dataset = dataset.map(_augmenter(seed),
                               num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic or not training
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(seed: int, segmentation: bool):
-    """Batch augmentation; for segmentation the mask rides along as a second channel."""
+def _augmenter(seed: int):
+    """Batch augmentation; a mask target rides along as a second channel."""
     layers = augmentation_layers(seed)
     contrast = keras.layers.RandomContrast(0.1, value_range=(0.0, 1.0), seed=seed + 3)
 
+    def geometric(images, mask=None):
+        stacked = images if mask is None else tf.concat([images, mask], axis=-1)
+        for layer in layers:
+            stacked = layer(stacked, training=True)
+        if mask is None:
+            return stacked, None
+        return stacked[..., :1], tf.cast(stacked[..., 1:] > 0.5, tf.float32)
+
     def apply(images, targets):
-        if segmentation:
-            stacked = tf.concat([images, targets], axis=-1)
-            for layer in layers:
-                stacked = layer(stacked, training=True)
-            images = stacked[..., :1]
-            targets = tf.cast(stacked[..., 1:] > 0.5, tf.float32)
+        if isinstance(targets, dict):
+            images, mask = geometric(images, targets.get("mask"))
+            targets = {**targets, **({"mask": mask} if mask is not None else {})}
+        elif len(targets.shape) == 4:  # a segmentation mask
+            images, targets = geometric(images, targets)
         else:
-            for layer in layers:
-                images = layer(images, training=True)
+            images, _ = geometric(images)
         images = tf.clip_by_value(contrast(images, training=True), 0.0, 1.0)
         return images, targets
 

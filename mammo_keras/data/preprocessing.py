@@ -26,6 +26,22 @@ from mammo_keras.data.breast_mask import breast_mask, breast_masks
 
 # geometry vector: [flipped (0/1), top, left, height, width] in original pixels
 GEOMETRY_FIELDS = ("flipped", "top", "left", "height", "width")
+# The options of `preprocess` a model is trained with and must be served with.
+PREPROCESSING_DEFAULTS = {"crop": True, "flip": True, "window": False, "equalize": False}
+
+
+def preprocessing_options(options: dict | None = None) -> dict:
+    """`PREPROCESSING_DEFAULTS` updated by `options` (booleans); unknown keys are an error.
+
+    >>> preprocessing_options({"window": True})
+    {'crop': True, 'flip': True, 'window': True, 'equalize': False}
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(PREPROCESSING_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown preprocessing option(s) {unknown}; valid: "
+                         f"{list(PREPROCESSING_DEFAULTS)}")
+    return {key: bool(options.get(key, default)) for key, default in PREPROCESSING_DEFAULTS.items()}
 
 
 def chest_wall_on_right(mask: tf.Tensor) -> tf.Tensor:

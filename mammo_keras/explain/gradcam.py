@@ -1,7 +1,9 @@
 """Grad-CAM and Grad-CAM++ for mammo-keras classifiers (TensorFlow backend).
 
 Both weight the channels of a feature map A (N, h, w, C) by the gradient of the
-class score S_c, the logit before the softmax of the layer named "predictions":
+class score S_c, the logit before the model's softmax (`mammo_keras.models.logits_model`
+finds it from the graph, so a zero-shot model or a U-Net's label head is explained the
+same way as a classifier):
 
 - Grad-CAM (Selvaraju 2017): w_k = mean_ij dS_c/dA_ijk; map = relu(sum_k w_k A_k).
 - Grad-CAM++ (Chattopadhyay 2018), closed form for the exponential of the score:
@@ -18,8 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mammo_keras.models.description import description_of
+from mammo_keras.models.logits import logits_model
+
 METHODS = ("gradcam", "gradcam++")
-PREDICTIONS_LAYER = "predictions"
 
 
 def find_target_layer(model: keras.Model) -> str:
@@ -33,16 +37,15 @@ def find_target_layer(model: keras.Model) -> str:
     raise ValueError(f"model {model.name!r} has no layer with a 4-D feature map for Grad-CAM")
 
 
-def _probe(model: keras.Model, layer: str) -> tuple[keras.Model, keras.layers.Dense]:
+def _probe(model: keras.Model, layer: str):
     try:
-        head = model.get_layer(PREDICTIONS_LAYER)
         features = model.get_layer(layer).output
     except ValueError as error:
         raise ValueError(f"Grad-CAM of {model.name!r}: {error}") from None
-    if not isinstance(head, keras.layers.Dense):
-        raise ValueError(f"Grad-CAM needs the Dense softmax layer {PREDICTIONS_LAYER!r} of "
-                         "build_classifier")
-    return keras.Model(model.input, [features, head.input]), head
+    try:
+        return logits_model(model, [features], description_of(model).label_output)
+    except ValueError as error:
+        raise ValueError(f"Grad-CAM of {model.name!r}: {error}") from None
 
 
 def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = None,
@@ -50,7 +53,8 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
     """Class activation maps of `images` (N, S, S, 1) float32 in [0, 1].
 
     Args:
-        model: a classifier from `build_classifier` (a Dense "predictions" layer).
+        model: a classifier whose class output comes from a softmax (every model
+            mammo-keras builds, and those saved before logits layers existed).
         class_index: the class to explain, an int or (N,) ints; default the predicted one.
         layer: the feature-map layer; default `find_target_layer(model)`.
         method: "gradcam" or "gradcam++".
@@ -60,14 +64,11 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    probe, head = _probe(model, layer or find_target_layer(model))
+    probe = _probe(model, layer or find_target_layer(model))
     images = tf.convert_to_tensor(images, tf.float32)
-    kernel = tf.cast(keras.ops.convert_to_tensor(head.kernel), tf.float32)
-    bias = tf.cast(keras.ops.convert_to_tensor(head.bias), tf.float32)
     with tf.GradientTape() as tape:
-        features, pooled = probe(images, training=False)
+        features, logits = probe(images, training=False)
         features = tf.cast(features, tf.float32)
-        logits = tf.matmul(tf.cast(pooled, tf.float32), kernel) + bias
         probabilities = tf.nn.softmax(logits)
         if class_index is None:
             chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)

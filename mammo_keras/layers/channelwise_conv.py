@@ -52,17 +52,31 @@ def is_channelwise(layer: keras.layers.Conv2D) -> bool:
     return layer.groups > 1 and layer.groups == layer.filters and layer.kernel.shape[-2] == 1
 
 
-def use_channelwise_convolutions(model: keras.Model) -> int:
-    """Make every depthwise-shaped grouped `Conv2D` of `model` a `ChannelwiseConv2D`, in place.
+def use_channelwise_convolutions(model: keras.Model) -> keras.Model:
+    """`model` with every depthwise-shaped grouped `Conv2D` as a `ChannelwiseConv2D`.
 
-    `keras.applications` has no hook for choosing the convolution class, so the built layers
-    change class: they keep their identity, weights, names and place in the graph, and a
-    saved model records the new class (reloading keeps the fast op). Returns the number of
-    layers changed.
+    `keras.applications` has no hook for choosing the convolution class, so the model is
+    cloned (`keras.models.clone_model` with a `clone_function`): the grouped convolutions
+    become `ChannelwiseConv2D` layers, every other layer a copy of itself, all with the
+    same names and weights (layers are not shared: a shared layer has no single `.output`,
+    which Grad-CAM and the pyramid read). A saved model records the new class, so
+    reloading keeps the fast op. Returns `model` itself when it has no such layer.
     """
-    changed = 0
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer) is keras.layers.Conv2D and is_channelwise(layer):
-            layer.__class__ = ChannelwiseConv2D
-            changed += 1
-    return changed
+    from mammo_keras.models.description import clone_described
+
+    if not any(type(layer) is keras.layers.Conv2D and is_channelwise(layer)
+               for layer in model.layers):
+        return model
+    copies = []
+
+    def convert(layer: keras.layers.Layer) -> keras.layers.Layer:
+        kind = ChannelwiseConv2D if type(layer) is keras.layers.Conv2D and \
+            is_channelwise(layer) else type(layer)
+        copies.append((layer, kind.from_config(layer.get_config())))
+        return copies[-1][1]
+
+    clone = clone_described(model, clone_function=convert)
+    for original, copy in copies:
+        if isinstance(original, keras.layers.Layer) and original.weights:
+            copy.set_weights(original.get_weights())
+    return clone

@@ -2,16 +2,26 @@
 
 - `build_classifier(backbone, head, num_classes, input_shape, weights)`: the
   GAGM / SEVector classifier family of Dahes 2025 on a baseline CNN,
-  ConvNeXt-Tiny or InceptionV3.
+  ConvNeXt-Tiny or InceptionV3; a `DescribedModel` ending in logits -> Softmax.
 - `FeatureSmoothingModel(classifier, FeatureSmoothingLoss(...))`: trains a
   classifier with the Feature Smoothing Loss through `model.fit`.
+- `DescribedModel`, `ModelDescription`, `describe`, `description_of`: models that
+  carry their task, class names, input size and preprocessing inside the artefact.
+- `with_logits`, `logits_model`: class logits found from the graph.
+- `feature_pyramid(model)`: the backbone's feature maps by stride ("P1".."P5").
 - `build_backbone`, `BACKBONES`, `HEADS`: the parts, for inspection and tests.
 """
 
-from mammo_keras.models.backbones import BACKBONES, build_backbone, get_backbone_spec
+from mammo_keras.models.backbones import (BACKBONES, build_backbone, feature_pyramid,
+                                          get_backbone_spec)
 from mammo_keras.models.baseline_cnn import BaselineCNN
 from mammo_keras.models.classifier import EMBEDDING_LAYER, HEADS, build_classifier
+from mammo_keras.models.description import (DescribedModel, ModelDescription, clone_described,
+                                            describe, description_of)
 from mammo_keras.models.feature_smoothing import FeatureSmoothingModel
+from mammo_keras.models.logits import logits_model, with_logits
 
-__all__ = ["BACKBONES", "EMBEDDING_LAYER", "HEADS", "BaselineCNN", "FeatureSmoothingModel",
-           "build_backbone", "build_classifier", "get_backbone_spec"]
+__all__ = ["BACKBONES", "EMBEDDING_LAYER", "HEADS", "BaselineCNN", "DescribedModel",
+           "FeatureSmoothingModel", "ModelDescription", "build_backbone", "build_classifier",
+           "clone_described", "describe", "description_of", "feature_pyramid",
+           "get_backbone_spec", "logits_model", "with_logits"]

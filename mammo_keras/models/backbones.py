@@ -9,6 +9,7 @@ architecture (`keras.applications` for ConvNeXt-Tiny and InceptionV3).
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,6 @@ import keras
 
 from mammo_keras.models.baseline_cnn import MIN_INPUT_SIZE as BASELINE_MIN_SIZE
 from mammo_keras.models.baseline_cnn import BaselineCNN
-from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,9 @@ class BackboneSpec:
         min_size: smallest input height / width it accepts, in pixels.
         has_imagenet: whether `weights="imagenet"` exists for it.
         build: (input_tensor, weights or None) -> functional model to the last feature map.
+        pyramid: layer names of pyramid levels the graph scan of `feature_pyramid` cannot
+            find (InceptionV3's blocks end in concatenations of branches that run at the
+            next block's stride).
     """
 
     name: str
@@ -39,6 +42,7 @@ class BackboneSpec:
     min_size: int
     has_imagenet: bool
     build: Callable[..., keras.Model]
+    pyramid: dict = dataclasses.field(default_factory=dict)
 
 
 def _convnext_tiny(input_tensor, weights):
@@ -66,7 +70,8 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("convnext_tiny", channels=3, scaling="imagenet",
                      min_size=32, has_imagenet=True, build=_convnext_tiny),
         BackboneSpec("inception_v3", channels=3, scaling="symmetric",
-                     min_size=75, has_imagenet=True, build=_inception_v3),
+                     min_size=75, has_imagenet=True, build=_inception_v3,
+                     pyramid={"P3": "mixed2", "P4": "mixed7", "P5": "mixed10"}),
     )
 }
 
@@ -91,8 +96,9 @@ def build_backbone(name: str, input_tensor, weights: str | Path | None = None) -
             saved from the backbone.
 
     Returns:
-        A functional model from the source input to the last feature map; its
-        depthwise-shaped grouped convolutions (ConvNeXt) are `ChannelwiseConv2D`.
+        A functional model from the source input to the last feature map. (The
+        classifier turns ConvNeXt's depthwise-shaped grouped convolutions into
+        `ChannelwiseConv2D` once the whole model is built.)
 
     Raises:
         ValueError: unknown backbone, "imagenet" for a backbone without it, or a
@@ -108,9 +114,6 @@ def build_backbone(name: str, input_tensor, weights: str | Path | None = None) -
             raise FileNotFoundError(f"{path}: weights file for backbone {name!r} not found.")
         backbone = spec.build(input_tensor, None)
         load_weights_file(backbone, path)
-    # After the weights: a .weights.h5 file addresses layers by class. Same layers and
-    # weights on the fast depthwise op (ConvNeXt trains 3-4.5x faster on a CPU).
-    use_channelwise_convolutions(backbone)
     return backbone
 
 
@@ -124,3 +127,52 @@ def load_weights_file(model: keras.Model, path: Path) -> None:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"{path}: weights do not fit backbone {model.name!r} "
                              f"({first_line})") from error
+
+
+PYRAMID_LEVELS = (1, 2, 3, 4, 5)
+
+
+def feature_pyramid(model: keras.Model, levels: tuple[int, ...] = PYRAMID_LEVELS) -> dict:
+    """The backbone's feature maps by stride, named like keras-hub's `pyramid_outputs`.
+
+    "P{l}" is the last feature map at stride 2^l (P2 = stride 4 ... P5 = stride 32), found
+    from the graph: a layer's stride is round(log2(input height / its height)), so
+    InceptionV3's unpadded convolutions (299 -> 147 -> 73 ...) count at their nominal
+    stride; a backbone's `BackboneSpec.pyramid` names the levels a scan would get wrong.
+    Works on a classifier of `build_classifier` (the head's vector is not a map) and on
+    any functional image model with a fixed input size.
+
+    Args:
+        model: a functional model with one (N, H, W, C) input, H fixed.
+        levels: which P-levels to return.
+
+    Returns:
+        {"P1": tensor (N, H/2, W/2, C1), ..., "P5": (N, H/32, W/32, C5)}: Keras tensors of
+        `model`'s graph, for `keras.Model(model.input, pyramid)` (U-Net skips, multi-scale
+        heads); a level the backbone does not reach is missing.
+    """
+    height = model.inputs[0].shape[1]
+    if height is None:
+        raise ValueError(f"model {model.name!r} has a variable input size; build it with a "
+                         "fixed one to find its pyramid")
+    found, named = {}, {}
+    builder = getattr(getattr(model, "description", None), "builder", None) or {}
+    backbone = builder.get("arguments", {}).get("backbone")
+    if backbone in BACKBONES:
+        named = {key: model.get_layer(name).output
+                 for key, name in BACKBONES[backbone].pyramid.items()}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            output = layer.output
+        except (AttributeError, ValueError):
+            continue
+        shape = getattr(output, "shape", None)
+        if shape is None or len(shape) != 4 or not shape[1]:
+            continue
+        level = round(math.log2(height / shape[1]))
+        if level in levels:
+            found[f"P{level}"] = output  # later layers at the same stride win: the stage's end
+    found.update(named)
+    return {f"P{level}": found[f"P{level}"] for level in levels if f"P{level}" in found}

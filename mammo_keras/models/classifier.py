@@ -7,7 +7,11 @@
                gagm       GAGM (avg + max, concat)        -> (N, 2C)
                gagm_se    GAGM -> SEVector                -> (N, 2C)
       -> Identity named "embedding" (the feature vector for FSL, Grad-CAM, analysis)
-      -> Dropout -> Dense(num_classes, softmax, float32) named "predictions"
+      -> Dropout -> Dense(num_classes, float32) named "logits" -> Softmax named "predictions"
+
+The model is a `DescribedModel`: it names its builder and arguments, and training
+adds its task, class names and preprocessing, so a saved `.keras` file describes itself.
+The backbone's feature maps by stride are `feature_pyramid(model)`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Sequence
 import keras
 
 from mammo_keras.layers import GAGM, GrayscaleAdapter, SEVector
+from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
 from mammo_keras.models.backbones import build_backbone, get_backbone_spec
+from mammo_keras.models.description import DescribedModel, ModelDescription
 
 HEADS = ("gap", "gagm", "gagm_se")
 EMBEDDING_LAYER = "embedding"
@@ -58,8 +64,9 @@ def build_classifier(
         name: model name; default "<backbone>_<head>".
 
     Returns:
-        A functional `keras.Model` mapping (N, H, W, 1) float in [0, 1] to
-        (N, num_classes) float32 probabilities that sum to 1. The layer named
+        A functional `DescribedModel` mapping (N, H, W, 1) float in [0, 1] to
+        (N, num_classes) float32 probabilities that sum to 1; the input of its
+        final Softmax ("predictions") is the logits layer "logits". The layer named
         "embedding" outputs the head's feature vector: C features for "gap",
         2C for "gagm"/"gagm_se" with concat fusion (C = 256 baseline CNN,
         768 ConvNeXt-Tiny, 2048 InceptionV3).
@@ -99,9 +106,16 @@ def build_classifier(
     embedding = keras.layers.Identity(name=EMBEDDING_LAYER)(
         _pool(features, head, se_reduction, gagm_fusion))
     x = keras.layers.Dropout(dropout, name="dropout")(embedding)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
-                                 name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name or f"{spec.name}_{head}")
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    outputs = keras.layers.Softmax(dtype="float32", name="predictions")(logits)
+    arguments = {"backbone": spec.name, "head": head, "num_classes": num_classes,
+                 "input_shape": list(input_shape), "dropout": dropout,
+                 "se_reduction": se_reduction, "gagm_fusion": gagm_fusion}
+    description = ModelDescription(
+        image_size=input_shape[0], builder={"name": "classifier", "arguments": arguments})
+    model = DescribedModel(inputs, outputs, name=name or f"{spec.name}_{head}",
+                           description=description)
+    return use_channelwise_convolutions(model)
 
 
 def _pool(features, head: str, se_reduction: int, gagm_fusion: str):

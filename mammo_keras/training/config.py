@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
         "root": None,             # folder or archive; None: generated phantoms (synthetic)
         "synthetic": {"count": 240, "size": 256, "seed": 0, "contrast": 0.3,
                       "lesion_scale": 2.0},
-        "task": "malignancy",     # malignancy | density
+        "task": "malignancy",     # malignancy | density | a Task: "package.module:ClassName"
         "classes": None,          # None: normal/benign/malignant or the dataset's densities
         "image_size": 128,
         "split": [0.7, 0.15, 0.15],   # train / val / test shares, patient-grouped
@@ -42,8 +42,9 @@ DEFAULTS: dict[str, Any] = {
         "group_duplicates": False,  # keep near-duplicate images together (pre-augmented sets)
         "crop": True, "flip": True, "window": False, "equalize": False,
     },
-    "model": {
-        "backbone": "baseline_cnn",
+    "model": {                    # the builder's keyword arguments (models/builders.py)
+        "builder": "classifier",  # these defaults are the classifier's; another builder
+        "backbone": "baseline_cnn",  # takes the keys of its own signature
         "head": "gagm_se",
         "weights": None,          # None | "imagenet" | a local weights file
         "dropout": 0.3,
@@ -51,7 +52,10 @@ DEFAULTS: dict[str, Any] = {
         "gagm_fusion": "concat",
     },
     "training": {
-        "epochs": 12,
+        "epochs": 12,                 # 0: evaluate the built (or loaded) model only
+        "stages": [],                 # progressive resolution: [{image_size, epochs,
+                                      #   learning_rate, warmup_epochs}, ...] replaces
+                                      #   data.image_size and training.epochs
         "batch_size": 16,
         "learning_rate": 1e-3,
         "weight_decay": 1e-4,
@@ -80,12 +84,13 @@ DEFAULTS: dict[str, Any] = {
 
 # Keys whose value may be of several types (anything else must match its default's type).
 _FREE_KEYS = {"data.root", "data.classes", "model.weights", "training.jit_compile", "grid",
+              "training.stages",
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
               "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
               "data.synthetic.contrast", "data.synthetic.lesion_scale"}
+STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs")
 _CHOICES = {
-    "data.task": ("malignancy", "density"),
     "training.class_balance": ("none", "weights", "sampling"),
     "training.fsl_centres": ("ema", "batch"),
     "training.precision": ("auto", "float32", "mixed_float16"),
@@ -156,16 +161,86 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
         raise ConfigError(f"{source or 'config'}: must be a YAML mapping")
     for text in overrides:
         set_dotted(user, *parse_override(text))
-    config = _merge(DEFAULTS, user, "", f"{source}: " if source else "")
+    where = f"{source}: " if source else ""
+    model = user.pop("model", None) or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where}model must be a mapping, got {model!r}")
+    config = _merge(DEFAULTS, user, "", where)
+    config["model"] = _resolve_model(model, where)
+    _check_task(config["data"]["task"], where)
     split = config["data"]["split"]
     if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
         raise ConfigError(f"data.split must be three shares summing to 1, got {split!r}")
     data = config["data"]
     if data["folds"] and not 0 <= data["fold"] < data["folds"]:
         raise ConfigError(f"data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
-    if config["training"]["epochs"] < 1 or config["training"]["batch_size"] < 1:
-        raise ConfigError("training.epochs and training.batch_size must be >= 1")
+    training = config["training"]
+    if training["epochs"] < 0 or training["batch_size"] < 1:
+        raise ConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+    training["stages"] = _resolve_stages(training["stages"], config, where)
     return config
+
+
+def _resolve_model(model: dict, where: str) -> dict:
+    """The model section: the classifier's defaults, or another builder's own keys, checked
+    against the builder's signature."""
+    from mammo_keras.models.builders import check_builder_arguments
+
+    builder = model.get("builder", "classifier")
+    if builder == "classifier":
+        resolved = _merge(DEFAULTS["model"], model, "model.", where)
+    else:
+        resolved = dict(model)
+    try:
+        check_builder_arguments(builder, {k: v for k, v in resolved.items() if k != "builder"},
+                                where)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return resolved
+
+
+def _check_task(name: str, where: str) -> None:
+    from mammo_keras.tasks import get_task_class
+
+    try:
+        get_task_class(name)
+    except ValueError as error:
+        raise ConfigError(f"{where}{error}") from None
+
+
+def _resolve_stages(stages, config: dict, where: str) -> list[dict]:
+    """Each stage with every key of STAGE_KEYS (missing ones from data / training)."""
+    if not isinstance(stages, list):
+        raise ConfigError(f"{where}training.stages must be a list of mappings, got {stages!r}")
+    training = config["training"]
+    resolved = []
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise ConfigError(f"{where}training.stages[{index}] must be a mapping")
+        unknown = sorted(set(stage) - set(STAGE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}unknown key 'training.stages[{index}].{unknown[0]}'; "
+                              f"valid keys: {list(STAGE_KEYS)}")
+        entry = {"image_size": config["data"]["image_size"], "epochs": training["epochs"],
+                 "learning_rate": training["learning_rate"],
+                 "warmup_epochs": training["warmup_epochs"], **stage}
+        if not isinstance(entry["image_size"], int) or entry["image_size"] < 1 or \
+                not isinstance(entry["epochs"], int) or entry["epochs"] < 1:
+            raise ConfigError(f"{where}training.stages[{index}] needs a positive integer "
+                              "image_size and epochs")
+        resolved.append(entry)
+    return resolved
+
+
+def training_stages(config: dict) -> list[dict]:
+    """The stages of a resolved config: its `training.stages`, or one stage of
+    (data.image_size, training.epochs, training.learning_rate)."""
+    training = config["training"]
+    if training["stages"]:
+        return training["stages"]
+    return [{"image_size": config["data"]["image_size"], "epochs": training["epochs"],
+             "learning_rate": training["learning_rate"],
+             "warmup_epochs": training["warmup_epochs"]}]
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -205,7 +280,13 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
 
 def config_hash(config: dict) -> str:
     """A short stable hash of a resolved config (without the grid), naming what was trained."""
-    trained = {key: value for key, value in config.items() if key != "grid"}
+    trained = copy.deepcopy({key: value for key, value in config.items() if key != "grid"})
+    # Keys added after runs were recorded hash as before while they hold their defaults,
+    # so finished runs and cells of older versions are still recognised.
+    if trained.get("model", {}).get("builder") == "classifier":
+        del trained["model"]["builder"]
+    if not trained.get("training", {}).get("stages", True):
+        del trained["training"]["stages"]
     text = json.dumps(trained, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

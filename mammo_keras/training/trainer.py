@@ -20,6 +20,7 @@ deleted when the run finishes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -32,22 +33,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mammo_keras.data import DataReport, load_dataset, write_split_manifest
-from mammo_keras.data.pipeline import class_names_for
-from mammo_keras.evaluation import evaluate_model
-from mammo_keras.evaluation.plots import plot_training_history
-from mammo_keras.losses import FeatureSmoothingLoss
-from mammo_keras.models import FeatureSmoothingModel, build_classifier
 from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
-                                         write_json_atomically)
+                                write_json_atomically)
+from mammo_keras.data import DataReport, load_dataset, write_split_manifest
+from mammo_keras.evaluation.plots import plot_training_history
+from mammo_keras.models.description import describe
+from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import TrainingState
-from mammo_keras.training.config import ConfigError, config_hash, resolve_config, write_config
+from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
+                                         training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
 from mammo_keras.training.provenance import provenance
 
 EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_macro",
-            "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa")
 DONE = "done.json"
 
 
@@ -69,15 +67,34 @@ def read_done(out: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model` and of the models inside it, once each, in a stable order."""
+    seen, ordered, pending = set(), [], [model]
+    while pending:
+        layer = pending.pop(0)
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        ordered.append(layer)
+        pending.extend(getattr(layer, "layers", []))
+    return ordered
+
+
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
-    """Set every layer's random state (dropout) to a function of (seed, epoch, layer position)."""
+    """Set every layer's random state (dropout) to a function of (seed, epoch, layer position).
+
+    Keras' Dropout takes only an integer seed, and no public call reseeds a built layer,
+    so this finds each layer's `keras.random.SeedGenerator` among its attributes and
+    assigns its public `state`.
+    """
     position = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", ()):
-            state = np.array([seed * 1009 + position, epoch << 20])
-            generator.state.assign(state.astype(keras.backend.standardize_dtype(
-                generator.state.dtype)))
-            position += 1
+    for layer in _all_layers(model):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                state = np.array([seed * 1009 + position, epoch << 20])
+                value.state.assign(state.astype(keras.backend.standardize_dtype(
+                    value.state.dtype)))
+                position += 1
 
 
 def monitor_mode(monitor: str) -> str:
@@ -135,40 +152,38 @@ def learning_rate_schedule(training: dict, steps_per_epoch: int
         alpha=floor, warmup_target=peak if warmup else None, warmup_steps=warmup)
 
 
-def _new_trainer(config: dict, class_names: Sequence[str], weights: list[float] | None,
-                 steps_per_epoch: int) -> FeatureSmoothingModel:
-    model, data, training = config["model"], config["data"], config["training"]
-    size = data["image_size"]
-    classifier = build_classifier(
-        model["backbone"], model["head"], num_classes=len(class_names),
-        input_shape=(size, size, 1), weights=model["weights"], dropout=model["dropout"],
-        se_reduction=model["se_reduction"], gagm_fusion=model["gagm_fusion"])
-    loss = FeatureSmoothingLoss(lam=float(training["fsl_lambda"]),
-                                momentum=float(training["fsl_momentum"]),
-                                centres=training["fsl_centres"],
-                                label_smoothing=float(training["label_smoothing"]),
-                                class_weights=weights)
-    trainer = FeatureSmoothingModel(classifier, loss)
+def _compiled(task, model: keras.Model, weights: list[float] | None, training: dict,
+              stage: dict, steps_per_epoch: int) -> keras.Model:
+    """The task's training model around `model`, compiled with AdamW on the stage's schedule."""
+    trainer = task.training_model(model, weights)
     jit = training["jit_compile"]
-    optimizer = keras.optimizers.AdamW(learning_rate_schedule(training, steps_per_epoch),
-                                       weight_decay=float(training["weight_decay"]))
-    trainer.compile(optimizer=optimizer, metrics=["accuracy"],
-                    jit_compile=jit if jit in (True, False) else "auto")
+    optimizer = keras.optimizers.AdamW(
+        learning_rate_schedule({**training, **stage}, steps_per_epoch),
+        weight_decay=float(training["weight_decay"]))
+    losses = task.losses(weights)
+    trainer.compile(optimizer=optimizer, metrics=task.metrics(),
+                    jit_compile=jit if jit in (True, False) else "auto",
+                    **({} if losses is None else {"loss": losses}))
     return trainer
 
 
 def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataReport,
                 options: dict) -> np.ndarray:
-    """Decode and preprocess `records` once into a file cache at `path`; their targets."""
+    """Decode and preprocess `records` once into a file cache at `path`; their class labels
+    (for class weights and step counts; a dict target contributes its "label")."""
     complete = path.with_name(path.name + ".complete")
     if not complete.exists():
         for stale in path.parent.glob(path.name + ".*"):
             stale.unlink()
     dataset = load_dataset(records, image_size=size, batch_size=batch_size, cache=str(path),
                            report=report, **options)
-    targets = np.concatenate([batch_targets.numpy() for _, batch_targets in dataset])
+    labels = []
+    for _, targets in dataset:
+        if isinstance(targets, dict):
+            targets = targets.get("label", next(iter(targets.values())))
+        labels.append(np.asarray(targets).reshape(len(targets), -1)[:, 0].astype(np.int64))
     complete.touch()
-    return targets
+    return np.concatenate(labels)
 
 
 def train(config: dict, out: str | Path, *, resume: bool = False,
@@ -217,51 +232,87 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
                     list(callbacks), progress)
 
 
+def _stage_of(stages: list[dict], epoch: int) -> int:
+    """The index of the stage that trains epoch `epoch` (0-based, counted over all stages)."""
+    end = 0
+    for index, stage in enumerate(stages):
+        end += stage["epochs"]
+        if epoch < end:
+            return index
+    return len(stages) - 1
+
+
+def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
+                      **extra) -> keras.Model:
+    preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
+    label_output = "label" if task.target_names and "label" in task.target_names else None
+    return describe(model, task=task.name or task.config["data"]["task"], class_names=names,
+                    image_size=size, preprocessing=preprocessing, label_output=label_output,
+                    **extra)
+
+
 def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
          progress) -> dict:
     data, training = config["data"], config["training"]
+    task = get_task(config)
     records = dataset_records(data, data_dir or out / "data", progress)
     subsets = split_subsets(records, data)
     write_split_manifest(out / "splits.csv", subsets)
     write_config(out / "config.yaml", config)
-    names = tuple(data["classes"]) if data["classes"] else \
-        class_names_for(subsets["train"], data["task"])
-    options = {"task": data["task"], "class_names": names, "crop": data["crop"],
-               "flip": data["flip"], "window": data["window"], "equalize": data["equalize"]}
-    size, batch, seed = data["image_size"], training["batch_size"], training["seed"]
+    names = task.class_names(subsets["train"])
+    options = task.dataset_options(names)
+    stages = training_stages(config)
+    batch, seed = training["batch_size"], training["seed"]
     report = DataReport()
+    if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
+        size = stages[-1]["image_size"]
+        model = _describe_for_run(task.build_model(names, size), task, names, options, size)
+        save_model_atomically(model, out / "model.keras")
+        return _finish(config, out, state, subsets, names, task, report)
     cache = out / "cache"
     cache.mkdir(exist_ok=True)
-    targets = _fill_cache(subsets["train"], cache / "train", size, batch, report, options)
-    val_targets = _fill_cache(subsets["val"], cache / "val", size, batch, report, options)
-    steps_per_epoch = math.ceil(len(targets) / batch)
-    val_steps = math.ceil(len(val_targets) / batch)
-    sampling = training["class_balance"] == "sampling"
-    weights = class_weights(targets, names) if training["class_balance"] == "weights" else None
     checkpoints = out / "checkpoints"
+    trainer, trainer_stage = None, None
     if state.checkpoint:
         trainer = keras.saving.load_model(checkpoints / state.checkpoint)
-    else:
-        trainer = _new_trainer(config, names, weights, steps_per_epoch)
-    val = load_dataset(subsets["val"], image_size=size, batch_size=batch,
-                       cache=str(cache / "val"), **options)
-    callbacks = [EpochProgressBar(training["epochs"])] + callbacks
+        trainer_stage = _stage_of(stages, max(state.epoch - 1, 0))
+    callbacks = [EpochProgressBar(sum(stage["epochs"] for stage in stages))] + callbacks
     if training["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
     monitor, mode = training["monitor"], monitor_mode(training["monitor"])
-    for epoch in range(state.epoch, training["epochs"]):
-        if state.stopped_early:
-            break
+    sampling = training["class_balance"] == "sampling"
+    ends = list(itertools.accumulate(stage["epochs"] for stage in stages))
+    while state.epoch < ends[-1]:
+        epoch = state.epoch
+        index = _stage_of(stages, epoch)
+        stage, size = stages[index], stages[index]["image_size"]
+        train_cache, val_cache = cache / f"train-{size}", cache / f"val-{size}"
+        targets = _fill_cache(subsets["train"], train_cache, size, batch, report, options)
+        val_targets = _fill_cache(subsets["val"], val_cache, size, batch, report, options)
+        steps_per_epoch = math.ceil(len(targets) / batch)
+        if trainer_stage != index:  # a new stage: a model at its size, the weights so far
+            weights = class_weights(targets, names) if training["class_balance"] == "weights" \
+                else None
+            model = task.build_model(names, size)
+            previous = trainer
+            trainer = _compiled(task, model, weights, training, stage, steps_per_epoch)
+            if previous is not None:
+                trainer.set_weights(previous.get_weights())
+                state.best_value, state.epochs_without_gain = None, 0
+            trainer_stage = index
         reseed_layers(trainer, seed, epoch)
         train_data = load_dataset(
             subsets["train"], image_size=size, batch_size=batch, training=True,
-            balanced=sampling, augment=training["augment"], cache=str(cache / "train"),
+            balanced=sampling, augment=training["augment"], cache=str(train_cache),
             seed=seed + EPOCH_SEED_STRIDE * epoch, deterministic=training["deterministic"],
             **options)
+        val = load_dataset(subsets["val"], image_size=size, batch_size=batch,
+                           cache=str(val_cache), **options)
         started = time.monotonic()
         history = trainer.fit(train_data.repeat(), validation_data=val.repeat(),
                               initial_epoch=epoch, epochs=epoch + 1,
-                              steps_per_epoch=steps_per_epoch, validation_steps=val_steps,
+                              steps_per_epoch=steps_per_epoch,
+                              validation_steps=math.ceil(len(val_targets) / batch),
                               shuffle=False, callbacks=callbacks, verbose=verbose).history
         seconds = time.monotonic() - started
         logs = {key: float(values[-1]) for key, values in history.items()}
@@ -269,47 +320,59 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
             raise ConfigError(f"training.monitor {monitor!r} is not logged; choose one of "
                               f"{sorted(logs)}")
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate))
-        state.history.append({"epoch": epoch + 1, **logs, "seconds": round(seconds, 2)})
+        row = {"epoch": epoch + 1, **({"stage": index + 1, "image_size": size}
+                                      if len(stages) > 1 else {}), **logs}
+        state.history.append({**row, "seconds": round(seconds, 2)})
         state.train_seconds += seconds
         state.epoch = epoch + 1
         value = logs[monitor]
+        # The best epoch is chosen within each stage: the saved model is the best of the last.
         if state.best_value is None or (value < state.best_value if mode == "min"
                                         else value > state.best_value):
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
-            save_model_atomically(trainer.classifier, out / "model.keras")
+            save_model_atomically(_describe_for_run(task.trained_model(trainer), task, names,
+                                                    options, size), out / "model.keras")
         else:
             state.epochs_without_gain += 1
         if training["patience"] and state.epochs_without_gain >= training["patience"]:
-            state.stopped_early = True
+            state.stopped_early = True  # the stage ends here; a later stage still runs
+            state.epoch = ends[index]
         state.commit(checkpoints, trainer)
         write_csv_atomically(out / "history.csv", state.history)
-    return _finish(config, out, state, subsets, names, options, report)
+    return _finish(config, out, state, subsets, names, task, report)
 
 
 def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
-            options: dict, report: DataReport) -> dict:
+            task, report: DataReport) -> dict:
     """Evaluate the best model, plot the curves, write done.json, drop checkpoints and cache."""
-    plot_training_history(state.history, out / "training.png")
+    if state.history:
+        plot_training_history(state.history, out / "training.png")
     subset = config["evaluation"]["subset"]
     if not subsets.get(subset):
         subset = "val"
-    classifier = keras.saving.load_model(out / "model.keras")
-    metrics = evaluate_model(classifier, subsets[subset], out,
-                             batch_size=config["training"]["batch_size"],
-                             resamples=config["evaluation"]["resamples"], **options)
+    model = keras.saving.load_model(out / "model.keras")
+    metrics = task.evaluate(model, subsets[subset], out, names,
+                            batch_size=config["training"]["batch_size"],
+                            resamples=config["evaluation"]["resamples"])
+    headline = task.summary(metrics)
     summary = {
         "name": config["name"], "config_hash": state.config_hash, **provenance(),
-        "best_epoch": state.best_epoch, "epochs_run": state.epoch,
+        "task": config["data"]["task"],
+        "best_epoch": state.best_epoch, "epochs_run": len(state.history),
         "stopped_early": state.stopped_early, "monitor": config["training"]["monitor"],
         "best_value": state.best_value, "train_seconds": round(state.train_seconds, 1),
         "images": {name: len(members) for name, members in subsets.items()},
-        "evaluated_on": subset, "class_names": list(names),
-        "metrics": {key: metrics.get(key) for key in HEADLINE},
-        "recall": {name: values["recall"] for name, values in metrics["per_class"].items()},
-        "confidence_intervals": metrics.get("confidence_intervals", {}),
-        "embedding": metrics.get("embedding"),
-        "skipped": sorted({str(error) for error in report.skipped} | set(metrics["skipped"])),
+        "evaluated_on": subset, "class_names": list(names), **headline,
+        "skipped": sorted({str(error) for error in report.skipped}
+                          | set(metrics.get("skipped", []))),
     }
+    data = config["data"]
+    describe(model, provenance={
+        "run": config["name"], "dataset": data["dataset"], "root": data["root"],
+        "commit": summary["commit"], "images": summary["images"],
+        "evaluated_on": subset, "metrics": headline.get("metrics", {}),
+        "confidence_intervals": headline.get("confidence_intervals", {})})
+    save_model_atomically(model, out / "model.keras")
     write_json_atomically(out / DONE, summary)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     shutil.rmtree(out / "cache", ignore_errors=True)

@@ -1,0 +1,81 @@
+"""Model builders by name: a config's `model` section names one and gives its keyword arguments.
+
+    model:
+      builder: classifier          # a name of BUILDERS, or "package.module:function"
+      backbone: convnext_tiny      # the builder's keyword arguments, checked against
+      head: gagm_se                # its signature
+
+A builder takes keyword arguments and returns a functional `keras.Model`; when it
+accepts `num_classes` and `input_shape` the task passes them (the config does not
+repeat what the data decides). The model comes back as a `DescribedModel` naming
+its builder and arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable
+
+import keras
+
+BUILDERS: dict[str, str] = {
+    "classifier": "mammo_keras.models.classifier:build_classifier",
+}
+# What the task passes itself; a config may not set them.
+TASK_ARGUMENTS = ("num_classes", "input_shape")
+
+
+def get_builder(name: str) -> Callable[..., keras.Model]:
+    """The builder function `name` (a key of BUILDERS or "package.module:function")."""
+    target = BUILDERS.get(name, name)
+    module, sep, attribute = str(target).partition(":")
+    if not sep:
+        raise ValueError(f"unknown model builder {name!r}; choose one of {sorted(BUILDERS)} "
+                         "or name a function as 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"model.builder {name!r}: cannot import it ({error})") from None
+
+
+def builder_parameters(name: str) -> list[str]:
+    """The keyword arguments a config may give builder `name`."""
+    signature = inspect.signature(get_builder(name))
+    return [parameter.name for parameter in signature.parameters.values()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+            and parameter.name not in TASK_ARGUMENTS]
+
+
+def check_builder_arguments(name: str, arguments: dict, where: str = "") -> None:
+    """ValueError naming the first key `name` does not take, and the ones it does."""
+    valid = builder_parameters(name)
+    for key in arguments:
+        if key not in valid:
+            raise ValueError(f"{where}unknown key 'model.{key}' for builder {name!r}; valid "
+                             f"keys: {['builder'] + valid}")
+
+
+def build_model(section: dict, num_classes: int, image_size: int) -> keras.Model:
+    """Build the model of a config's `model` section for `num_classes` classes at `image_size`."""
+    from mammo_keras.models.description import describe
+
+    name = section.get("builder", "classifier")
+    arguments = {key: value for key, value in section.items() if key != "builder"}
+    check_builder_arguments(name, arguments)
+    builder = get_builder(name)
+    accepted = inspect.signature(builder).parameters
+    given: dict[str, Any] = dict(arguments)
+    if "num_classes" in accepted:
+        given["num_classes"] = num_classes
+    if "input_shape" in accepted:
+        given["input_shape"] = (image_size, image_size, 1)
+    model = builder(**given)
+    return describe(model, image_size=image_size,
+                    builder={"name": name, "arguments": _jsonable(given)})
+
+
+def _jsonable(arguments: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else
+            value if isinstance(value, (str, int, float, bool, list, dict, type(None)))
+            else str(value) for key, value in arguments.items()}

@@ -1,0 +1,139 @@
+"""The `Task` interface: what a model learns from a record and how it is trained and judged.
+
+A task names, for one kind of study:
+
+- its targets from a record (`target_names` and `class_names`, fed to `load_dataset`);
+- its model (`build_model`: the config's model section -> a `DescribedModel`);
+- how that model trains (`training_model`: the model `fit` runs, with its loss(es)
+  and metrics, and `trained_model`: the model to save afterwards);
+- its evaluation report (`evaluate`) and the headline figures of a run (`summary`).
+
+The trainer (`mammo_keras.training.trainer`) calls only these, so a new study is a
+new task (a subclass, registered with `register_task` or named in a config as
+"package.module:ClassName"), not a fork of the trainer. Explanation and export read
+what they need from the saved model's description (`label_output`, class names).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+_REGISTRY: dict[str, type["Task"]] = {}
+
+
+class Task:
+    """A study's targets, model, training and evaluation. Subclass and override.
+
+    Attributes:
+        name: the config's `data.task` value that selects it.
+        target_names: None for one unnamed target (a class index), or the names of a
+            dict of targets (a subset of "label", "mask") matching the model's outputs.
+        target_field: the record field holding the class ("label" or "density").
+    """
+
+    name: str = ""
+    target_names: tuple[str, ...] | None = None
+    target_field: str = "label"
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    @property
+    def pipeline_task(self) -> str:
+        """The `load_dataset` task whose class field this task reads."""
+        return "density" if self.target_field == "density" else "malignancy"
+
+    def class_names(self, records: Sequence) -> tuple[str, ...]:
+        """The classes in index order: `data.classes`, else the records' own."""
+        from mammo_keras.data.pipeline import class_names_for
+
+        classes = self.config["data"]["classes"]
+        return tuple(classes) if classes else class_names_for(records, self.pipeline_task)
+
+    def dataset_options(self, class_names: Sequence[str]) -> dict:
+        """Keyword arguments of `load_dataset` for this task's targets and preprocessing."""
+        data = self.config["data"]
+        options = {"task": self.pipeline_task, "class_names": tuple(class_names),
+                   "crop": data["crop"], "flip": data["flip"], "window": data["window"],
+                   "equalize": data["equalize"]}
+        if self.target_names is not None:
+            options["targets"] = self.target_names
+        return options
+
+    def build_model(self, class_names: Sequence[str], image_size: int) -> keras.Model:
+        """The model the config's `model` section describes, for these classes and size."""
+        from mammo_keras.models.builders import build_model
+
+        return build_model(self.config["model"], num_classes=len(class_names),
+                           image_size=image_size)
+
+    def training_model(self, model: keras.Model, class_weights: list[float] | None
+                       ) -> keras.Model:
+        """The model `fit` trains (not yet compiled): `model` itself by default."""
+        return model
+
+    def losses(self, class_weights: list[float] | None):
+        """The `compile(loss=...)` argument: a loss or a dict of losses by output name."""
+        raise NotImplementedError
+
+    def metrics(self):
+        """The `compile(metrics=...)` argument."""
+        return None
+
+    def trained_model(self, training_model: keras.Model) -> keras.Model:
+        """The model to save from what `fit` trained."""
+        return training_model
+
+    def evaluate(self, model: keras.Model, records: Sequence, out: Path,
+                 class_names: Sequence[str], batch_size: int, resamples: int) -> dict:
+        """Evaluate `model` on `records`, writing its report into `out`; the metrics."""
+        raise NotImplementedError
+
+    def summary(self, metrics: dict) -> dict:
+        """The headline figures of done.json: {"metrics": {...}, ...}."""
+        return {"metrics": metrics}
+
+
+def register_task(task: type[Task]) -> type[Task]:
+    """Register a `Task` subclass under its `name` (usable as a class decorator)."""
+    if not task.name:
+        raise ValueError(f"{task.__name__} has no name")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def task_names() -> list[str]:
+    """The registered task names."""
+    _load_builtin_tasks()
+    return sorted(_REGISTRY)
+
+
+def get_task_class(name: str) -> type[Task]:
+    """The task registered as `name`, or imported from "package.module:ClassName"."""
+    _load_builtin_tasks()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in str(name):
+        module, _, attribute = name.partition(":")
+        try:
+            task = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"data.task {name!r}: cannot import it ({error})") from None
+        if not (isinstance(task, type) and issubclass(task, Task)):
+            raise ValueError(f"data.task {name!r} is not a mammo_keras.tasks.Task subclass")
+        return task
+    raise ValueError(f"unknown task {name!r}; choose one of {sorted(_REGISTRY)} or name a "
+                     "Task subclass as 'package.module:ClassName'")
+
+
+def get_task(config: dict) -> Task:
+    """The task of a resolved config (its `data.task`)."""
+    return get_task_class(config["data"]["task"])(config)
+
+
+def _load_builtin_tasks() -> None:
+    import mammo_keras.tasks.classification  # noqa: F401  (registers on import)

@@ -1,0 +1,76 @@
+"""Classification tasks: malignancy (normal / benign / malignant) and breast density.
+
+The model is one (N, K) softmax output (the classifier family by default). It trains
+inside `FeatureSmoothingModel`, whose loss is label-smoothed, class-weighted
+cross-entropy plus `training.fsl_lambda` x the Feature Smoothing term: with lambda 0
+(the default) that is plain cross-entropy, and the smoothing term is still logged,
+so runs with and without FSL report the same figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+from mammo_keras.tasks.base import Task, register_task
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_macro",
+            "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa")
+
+
+class ClassificationTask(Task):
+    """One class per image from a record field; evaluated by `evaluate_model`."""
+
+    def training_model(self, model: keras.Model, class_weights: list[float] | None
+                       ) -> keras.Model:
+        from mammo_keras.losses import FeatureSmoothingLoss
+        from mammo_keras.models import FeatureSmoothingModel
+
+        training = self.config["training"]
+        loss = FeatureSmoothingLoss(lam=float(training["fsl_lambda"]),
+                                    momentum=float(training["fsl_momentum"]),
+                                    centres=training["fsl_centres"],
+                                    label_smoothing=float(training["label_smoothing"]),
+                                    class_weights=class_weights)
+        return FeatureSmoothingModel(model, loss)
+
+    def losses(self, class_weights: list[float] | None):
+        return None  # FeatureSmoothingModel computes its own loss
+
+    def metrics(self):
+        return ["accuracy"]
+
+    def trained_model(self, training_model: keras.Model) -> keras.Model:
+        return training_model.classifier
+
+    def evaluate(self, model: keras.Model, records: Sequence, out: Path,
+                 class_names: Sequence[str], batch_size: int, resamples: int) -> dict:
+        from mammo_keras.evaluation import evaluate_model
+
+        return evaluate_model(model, records, out, batch_size=batch_size,
+                              resamples=resamples, **self.dataset_options(class_names))
+
+    def summary(self, metrics: dict) -> dict:
+        return {"metrics": {key: metrics.get(key) for key in HEADLINE},
+                "recall": {name: values["recall"]
+                           for name, values in metrics["per_class"].items()},
+                "confidence_intervals": metrics.get("confidence_intervals", {}),
+                "embedding": metrics.get("embedding")}
+
+
+@register_task
+class MalignancyTask(ClassificationTask):
+    """normal / benign / malignant from `record.label`."""
+
+    name = "malignancy"
+    target_field = "label"
+
+
+@register_task
+class DensityTask(ClassificationTask):
+    """Breast density from `record.density`: BI-RADS A-D, or the dataset's scale (MIAS F/G/D)."""
+
+    name = "density"
+    target_field = "density"
