@@ -19,7 +19,8 @@ import keras
 import yaml
 
 from mammo_keras.explain import METHODS, localization_metrics
-from mammo_keras.export.metadata import run_folder_facts
+from mammo_keras.export.metadata import build_metadata
+from mammo_keras.models import description_of
 from mammo_keras.training.data_setup import dataset_records
 from mammo_keras.training.provenance import provenance
 
@@ -45,8 +46,9 @@ def main() -> int:
     parser.add_argument("--out", default="experiments/results")
     args = parser.parse_args()
     run = Path(args.run)
-    facts = run_folder_facts(run / "model.keras")
     model = keras.saving.load_model(run / "model.keras")
+    facts = build_metadata(model, description_of(model, run / "model.keras"),
+                           str(run / "model.keras"), "keras")
     records = subset_records(run, args.subset, args.data_dir)
     result = localization_metrics(model, records, facts["class_names"], args.method,
                                   preprocessing=facts.get("preprocessing"))

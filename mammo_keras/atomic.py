@@ -1,31 +1,79 @@
-"""Atomic writes: a file appears whole or not at all (temporary file in the folder, then rename)."""
+"""Atomic writes: a file or folder appears whole or not at all (a partial copy beside it, then
+a rename). `atomic_path` is the one implementation; the helpers below write common formats."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-import keras
+if TYPE_CHECKING:
+    import keras
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a partial path beside `path` to write a file or a folder to; on success it
+    replaces `path` (an older folder there is removed first), on failure it is removed.
+
+    The partial name keeps the suffix (writers such as `savefig` and `model.save` choose
+    the format by it) and carries the process id, so concurrent writers do not collide.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "a.txt") as partial:
+    ...     _ = partial.write_text("whole")
+    >>> (folder / "a.txt").read_text(), sorted(p.name for p in folder.iterdir())
+    ('whole', ['a.txt'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    _remove(partial)
+    try:
+        yield partial
+        if partial.is_dir():
+            _remove(path)
+        os.replace(partial, path)
+    finally:
+        _remove(partial)
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-    return path
+    with atomic_path(path) as partial:
+        partial.write_text(text)
+    return Path(path)
+
+
+def write_bytes_atomically(path: str | Path, content: bytes, mode: int = 0o644) -> Path:
+    """`content` to `path`, readable by others (`mode`) like a plainly written file."""
+    with atomic_path(path) as partial:
+        partial.write_bytes(content)
+        os.chmod(partial, mode)
+    return Path(path)
 
 
 def write_json_atomically(path: str | Path, value) -> Path:
     return write_text_atomically(path, json.dumps(value, indent=2, default=float) + "\n")
 
 
-def write_csv_atomically(path: str | Path, rows: list[dict]) -> Path:
-    """Rows as CSV; the columns are every key that occurs, in order of first appearance."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+def write_csv_atomically(path: str | Path, rows: list[dict],
+                         columns: Sequence[str] | None = None) -> Path:
+    """Rows as CSV; the columns are `columns`, or every key that occurs, in order of first
+    appearance."""
+    columns = list(columns or dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
@@ -33,11 +81,8 @@ def write_csv_atomically(path: str | Path, rows: list[dict]) -> Path:
     return write_text_atomically(path, buffer.getvalue())
 
 
-def save_model_atomically(model: keras.Model, path: str | Path) -> Path:
+def save_model_atomically(model: "keras.Model", path: str | Path) -> Path:
     """`model.save(path)` through a temporary .keras file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
-    return path
+    with atomic_path(path) as partial:
+        model.save(partial)
+    return Path(path)

@@ -186,7 +186,7 @@ def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
-    from mammo_keras.export.metadata import run_folder_facts
+    from mammo_keras.models import description_of
 
     model = _load_model(args.model)
     records = load_records(args.data, root=args.root)
@@ -196,11 +196,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
         records = subsets[args.subset]
-    context = run_folder_facts(args.model)
-    classes = args.classes.split(",") if args.classes else context.get("class_names")
+    description = description_of(model, args.model)
+    classes = args.classes.split(",") if args.classes else description.class_names
     result = evaluate_model(model, records, args.out, class_names=classes,
                             batch_size=args.batch_size, resamples=args.resamples,
-                            task=context.get("task", "malignancy"))
+                            task=description.task, **description.preprocessing)
     _print_headline(result, result["confidence_intervals"])
     print(f"metrics.json, plots and report.md written to {args.out}")
     for error in result["skipped"]:
@@ -284,15 +284,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mammo_keras.explain import explain_files
-    from mammo_keras.export.metadata import default_class_names, run_folder_facts
+    from mammo_keras.models import description_of
 
     model = _load_model(args.model)
-    facts = run_folder_facts(args.model)
-    names = args.classes.split(",") if args.classes else \
-        facts.get("class_names") or default_class_names(int(model.output_shape[-1]))
+    description = description_of(model, args.model)
+    names = args.classes.split(",") if args.classes else description.class_names
     rows, skipped = explain_files(model, args.inputs, args.out, names, method=args.method,
                                   layer=args.layer, target_class=getattr(args, "class"),
-                                  preprocessing=facts.get("preprocessing"),
+                                  preprocessing=description.preprocessing,
                                   progress=_progress("explaining", 0))
     print(f"{len(rows)} heat-maps (overlays, raw maps, explanations.csv) written to {args.out}")
     for error in skipped:

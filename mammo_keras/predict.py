@@ -8,20 +8,18 @@ extension, as DICOM files often have).
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
 import numpy as np
 
+from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
-from mammo_keras.export.metadata import default_class_names
 from mammo_keras.export.runtime import Predictor, keras_predictor
 
 
@@ -49,9 +47,12 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
 
     Args:
         model: a Keras classifier, or a `Predictor` from `load_predictor` (a `.keras`
-            file, a SavedModel or a `.tflite` file); a predictor brings its class
-            names and preprocessing options.
+            file, a SavedModel or a `.tflite` file); either brings its class names and
+            preprocessing options from its description.
         class_names: override the class names.
+
+    Files are read, preprocessed and predicted a batch at a time (nothing is cached),
+    so memory stays flat in the number of files.
 
     Returns:
         (rows, skipped): one row per image {"path", "prediction", "p_<class>", ...} in
@@ -59,9 +60,10 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     """
     predictor = model if isinstance(model, Predictor) else keras_predictor(model)
     classes = predictor.num_classes
-    names = tuple(class_names or predictor.class_names or default_class_names(classes))
+    names = tuple(class_names or predictor.class_names)
     if len(names) != classes:
-        raise ValueError(f"{len(names)} class names for a model with {classes} outputs.")
+        raise ValueError(f"{len(names)} class names {list(names)} for a model with {classes} "
+                         "class outputs")
     files, skipped = collect_files(inputs)
     if not files:
         return [], skipped
@@ -69,8 +71,8 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
                       view=None, source="predict") for p in files]
     report = DataReport()
     dataset = load_dataset(records, task=None, image_size=predictor.image_size,
-                           batch_size=batch_size, report=report,
-                           **predictor.preprocessing_options)
+                           batch_size=batch_size, report=report, cache=False,
+                           **predictor.preprocessing)
     probabilities = []
     for images, _ in dataset:
         probabilities.append(predictor(images.numpy()))
@@ -89,15 +91,6 @@ def write_predictions(path: str | Path, rows: list[dict]) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
         raise ValueError(f"{path}: the output must end in .csv or .json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     if path.suffix.lower() == ".json":
-        partial.write_text(json.dumps(rows, indent=2) + "\n")
-    else:
-        fields = list(rows[0]) if rows else ["path", "prediction"]
-        with open(partial, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    os.replace(partial, path)
-    return path
+        return write_text_atomically(path, json.dumps(rows, indent=2) + "\n")
+    return write_csv_atomically(path, rows, None if rows else ("path", "prediction"))

@@ -50,7 +50,6 @@ class LoadedModel:
 def load_model(path: str) -> LoadedModel:
     import keras
 
-    from mammo_keras.export.metadata import default_class_names
     from mammo_keras.export.runtime import keras_predictor, load_predictor
 
     if path.endswith(".keras"):
@@ -58,8 +57,8 @@ def load_model(path: str) -> LoadedModel:
         predictor = keras_predictor(model, path)
     else:
         model, predictor = None, load_predictor(path)
-    names = predictor.class_names or default_class_names(predictor.num_classes)
-    return LoadedModel(path, predictor, model, list(names), model_card(path))
+    return LoadedModel(path, predictor, model, list(predictor.class_names),
+                       model_card(path, model))
 
 
 def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mammo_keras.export.metadata import run_folder_facts
+from mammo_keras.export.metadata import build_metadata
 from mammo_keras.export.runtime import artefact_metadata, savedmodel_version
 
 NOT_FOR_DIAGNOSIS = ("Research software, not a medical device: not for diagnosis, screening or "
@@ -15,16 +15,21 @@ INTENDED_USE = ("Exploring and comparing mammography classifiers on retrospectiv
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
 
 
-def model_card(model_path: str | Path) -> dict:
-    """Facts of a `.keras` file (from its training run folder) or of an exported artefact
-    (from its metadata JSON). Unknown facts are None.
+def model_card(model_path: str | Path, model=None) -> dict:
+    """Facts of a `.keras` file (from its description; `model`: the file, loaded already)
+    or of an exported artefact (from the metadata inside it). Unknown facts are None.
 
     Returns {"model", "format", "backbone", "head", "task", "class_names",
     "training_data", "evaluated_on", "metrics": {name: (value, low, high)}, "commit"}.
     """
     path = Path(model_path)
     if path.suffix == ".keras":
-        facts = run_folder_facts(path)
+        import keras
+
+        from mammo_keras.models.description import description_of
+
+        model = model if model is not None else keras.saving.load_model(path)
+        facts = build_metadata(model, description_of(model, path), str(path), "keras")
         fmt = "keras"
     else:
         facts = artefact_metadata(savedmodel_version(path) if path.is_dir() else path)

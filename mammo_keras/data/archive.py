@@ -22,6 +22,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from mammo_keras.atomic import atomic_path
 from mammo_keras.data.errors import DataError
 
 SEPARATOR = "::"
@@ -41,14 +42,9 @@ def _plain_tar(path: str) -> str:
     key = hashlib.sha256(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     target = cache_folder() / f"{Path(path).name.split('.')[0]}-{key.hexdigest()[:16]}.tar"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with gzip.open(path, "rb") as source, open(partial, "wb") as sink:
-                shutil.copyfileobj(source, sink, length=1 << 22)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_path(target) as partial, gzip.open(path, "rb") as source, \
+                open(partial, "wb") as sink:
+            shutil.copyfileobj(source, sink, length=1 << 22)
     return str(target)
 
 

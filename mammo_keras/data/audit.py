@@ -17,8 +17,6 @@ the search is exact, and not quadratic even for the Kaggle set's 27,000 images.
 from __future__ import annotations
 
 import collections
-import csv
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
+from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.records import Record
@@ -146,11 +145,5 @@ def cross_split_duplicates(assignment: dict[str, Sequence[Record]],
 
 def write_pairs(path: str | Path, pairs: Sequence[tuple]) -> Path:
     """Write `cross_split_duplicates(...)["pairs"]` as CSV, atomically."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path_a", "split_a", "path_b", "split_b", "distance_bits"])
-        writer.writerows(pairs)
-    os.replace(partial, path)
-    return path
+    columns = ("path_a", "split_a", "path_b", "split_b", "distance_bits")
+    return write_csv_atomically(path, [dict(zip(columns, pair)) for pair in pairs], columns)

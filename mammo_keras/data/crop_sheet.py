@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
+from mammo_keras.atomic import atomic_path
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
 
@@ -80,10 +80,7 @@ def crop_contact_sheet(paths: Sequence[str | Path], out: str | Path, size: int =
         processed.set_title(f"model input {size} px" + (", windowed" if window else ""),
                             fontsize=6)
     figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    figure.savefig(partial, dpi=120, format="png")
+    with atomic_path(out) as partial:
+        figure.savefig(partial, dpi=120, format="png")
     plt.close(figure)
-    partial.replace(out)
-    return out, rows, skipped
+    return Path(out), rows, skipped

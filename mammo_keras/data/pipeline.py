@@ -76,7 +76,7 @@ def load_dataset(
     shuffle: bool | None = None,
     balanced: bool = False,
     augment: bool | None = None,
-    cache: bool | str = True,
+    cache: bool | str | None = None,
     crop: bool = True,
     flip: bool = True,
     window: bool = False,
@@ -102,7 +102,9 @@ def load_dataset(
         balanced: draw classes equally often (training only): the dataset then
             repeats forever, so pass `steps_per_epoch` to `fit`.
         cache: True (memory), a file path (on disk), or False; caches preprocessed,
-            un-augmented images, so later epochs skip decoding.
+            un-augmented images, so later epochs skip decoding. None (the default):
+            in memory when `training`, else nothing, so one pass over a cohort
+            (prediction, evaluation) keeps memory flat in the number of files.
         crop, flip, window, equalize: passed to `preprocess` (equalize = CLAHE).
         seed: seeds shuffling and augmentation.
         deterministic: same order and augmentation on every run (slower).
@@ -121,6 +123,8 @@ def load_dataset(
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {list(TASKS)}.")
+    if cache is None:
+        cache = training
     unknown = sorted(set(targets or ()) - {"label", "mask"})
     if unknown or (targets is not None and not targets):
         raise ValueError(f"targets must be a non-empty subset of ['label', 'mask']; got "

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.records import Record, Records, worst_label
 
 SPLITS = ("train", "val", "test")
@@ -105,18 +105,10 @@ def kfold_records(records: Sequence[Record], folds: int = 5, seed: int = 0,
 
 def write_split_manifest(path: str | Path, assignment: dict[str, Sequence[Record]]) -> Path:
     """Write {split or fold name: records} as CSV (path, patient_id, label, split), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        for split, members in assignment.items():
-            for record in members:
-                writer.writerow({"path": record.path, "patient_id": record.patient_id or "",
-                                 "label": record.label or "", "split": split})
-    os.replace(temporary, path)
-    return path
+    rows = [{"path": record.path, "patient_id": record.patient_id or "",
+             "label": record.label or "", "split": split}
+            for split, members in assignment.items() for record in members]
+    return write_csv_atomically(path, rows, MANIFEST_FIELDS)
 
 
 def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str, Records]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
 import plistlib
 from pathlib import Path
 from typing import Callable
@@ -31,6 +30,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from mammo_keras.atomic import atomic_path
 from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
 from mammo_keras.data.dicom_writer import write_dicom
 from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, PhantomSpec,
@@ -58,10 +58,8 @@ MIAS_CLASS = {"benign_mass": "CIRC", "malignant_mass": "SPIC", "benign_calcifica
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    write(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as partial:
+        write(partial)
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:

@@ -37,23 +37,18 @@ def _validated(y_true, probabilities, class_names) -> tuple[np.ndarray, np.ndarr
 
 
 def expected_calibration_error(y_true, probabilities, bins: int = 15) -> float:
-    """ECE of the top-1 confidence: sum over equal-width bins of |accuracy - confidence| x share."""
-    y_true = np.asarray(y_true).reshape(-1)
-    probabilities = np.asarray(probabilities)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == y_true
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(error)
+    """ECE of the top-1 confidence: sum over equal-width bins of |accuracy - confidence| x share
+    (the bins of `reliability_curve`)."""
+    curve = reliability_curve(y_true, probabilities, bins)
+    total = sum(curve["count"])
+    return float(sum(count / total * abs(accuracy - confidence) for confidence, accuracy, count
+                     in zip(curve["confidence"], curve["accuracy"], curve["count"]))) \
+        if total else 0.0
 
 
 def reliability_curve(y_true, probabilities, bins: int = 15) -> dict:
-    """Per confidence bin: mean confidence, accuracy and count (for the reliability diagram)."""
+    """Per non-empty equal-width bin of top-1 confidence (bins are right-closed, the first
+    also holds 0): mean confidence, accuracy and count (for the reliability diagram)."""
     confidence = np.asarray(probabilities).max(axis=1)
     correct = np.asarray(probabilities).argmax(axis=1) == np.asarray(y_true).reshape(-1)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -194,16 +189,20 @@ def _headline(y_true: np.ndarray, probabilities: np.ndarray, keys: Sequence[str]
     computations: dict[str, Callable[[], float | None]] = {
         "accuracy": lambda: float((predicted == y_true).mean()),
         "balanced_accuracy": lambda: float(sk.balanced_accuracy_score(y_true, predicted)),
+        # every class, as the point estimate: the interval must bracket the same statistic
         "macro_f1": lambda: float(sk.f1_score(y_true, predicted, average="macro",
-                                              labels=np.unique(y_true), zero_division=0)),
-        "roc_auc_macro": lambda: _macro_auc(y_true, probabilities),
+                                              labels=np.arange(probabilities.shape[1]),
+                                              zero_division=0)),
+        "roc_auc_macro": lambda: macro_auc(y_true, probabilities),
     }
     for key in keys:
         out[key] = computations[key]()
     return out
 
 
-def _macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+def macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """One-vs-rest ROC-AUC (N,) labels x (N, K) scores, averaged over the classes that have
+    both positives and negatives; None when no class has."""
     aucs = [sk.roc_auc_score(y_true == k, probabilities[:, k])
             for k in range(probabilities.shape[1])
             if (y_true == k).any() and (y_true != k).any()]

@@ -6,7 +6,6 @@ writes it atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -18,15 +17,15 @@ import numpy as np  # noqa: E402
 from sklearn import metrics as sk  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
+from mammo_keras.atomic import atomic_path  # noqa: E402
+
 
 def _save(figure, path: str | Path) -> Path:
-    path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial.png")
     figure.tight_layout()
-    figure.savefig(partial, dpi=120)
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=120)
     plt.close(figure)
-    os.replace(partial, path)
-    return path
+    return Path(path)
 
 
 def plot_roc(y_true, probabilities, class_names: Sequence[str], path: str | Path) -> Path:

@@ -12,6 +12,8 @@ import numpy as np
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             embedding_metrics, reliability_curve)
+from mammo_keras.models.description import (DescribedModel, description_of, label_tensor,
+                                            validated_class_names)
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
 
@@ -130,33 +132,41 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
                    resamples: int = 1000, **dataset_options) -> dict:
     """Run `model` on `records` (through `load_dataset`, no shuffling) and evaluate.
 
-    The image size comes from the model's input; the embedding (layer "embedding", when
-    the model has one) is collected in the same pass; patients are the bootstrap groups.
+    The task, class names, image size and preprocessing come from the model's
+    description (`dataset_options` such as task="density" or crop=False override it);
+    a model that does not name its classes gets those of its task on `records`
+    (`class_names_for`: MIAS density F / G / D, BI-RADS A-D, normal / benign /
+    malignant). The embedding (layer "embedding", when the model has one) is collected
+    in the same pass; patients are the bootstrap groups.
     Besides `evaluate_predictions`' files, writes `predictions.csv` (`prediction_rows`),
     which the dashboard's cohort page reads.
     Records that cannot be read are skipped by the pipeline and reported; the metrics
     cover the images that were read.
     """
-    from mammo_keras.data.pipeline import DataReport, load_dataset
+    from mammo_keras.data.pipeline import DataReport, class_names_for, load_dataset
 
-    size = int(model.input_shape[1])
+    description = description_of(model)
+    task = dataset_options.pop("task", None) or description.task or "malignancy"
+    options = {**description.preprocessing, **dataset_options}
+    named = model.description.class_names if isinstance(model, DescribedModel) else None
+    names = validated_class_names(class_names or named or class_names_for(records, task),
+                                  model, description.label_output)
     report = DataReport()
-    dataset = load_dataset(records, image_size=size, batch_size=batch_size,
-                           class_names=class_names, report=report, **dataset_options)
-    names = tuple(class_names) if class_names else ("normal", "benign", "malignant")
+    dataset = load_dataset(records, task=task, image_size=int(description.image_size),
+                           batch_size=batch_size, class_names=names, report=report, **options)
+    outputs = [label_tensor(model, description.label_output)]
     try:
-        outputs = [model.output, model.get_layer("embedding").output]
-        probe = keras.Model(model.input, outputs)
+        outputs.append(model.get_layer("embedding").output)
     except ValueError:
-        probe = None
+        pass
+    probe = keras.Model(model.inputs, outputs)
     labels, probabilities, embeddings = [], [], []
     for images, targets in dataset:
-        if probe is not None:
-            batch_probabilities, batch_embedding = probe(images, training=False)
-            embeddings.append(keras.ops.convert_to_numpy(batch_embedding))
-        else:
-            batch_probabilities = model(images, training=False)
-        probabilities.append(keras.ops.convert_to_numpy(batch_probabilities))
+        batch = probe(images, training=False)
+        batch = batch if isinstance(batch, (list, tuple)) else [batch]
+        probabilities.append(keras.ops.convert_to_numpy(batch[0]))
+        if len(batch) == 2:
+            embeddings.append(keras.ops.convert_to_numpy(batch[1]))
         labels.append(targets.numpy())
     Path(out).mkdir(parents=True, exist_ok=True)
     kept = report.kept(records)

@@ -22,8 +22,8 @@ from mammo_keras.data.errors import DataError  # noqa: E402
 from mammo_keras.data.preprocessing import invert_geometry, preprocess  # noqa: E402
 from mammo_keras.data.readers import read_image  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
-from mammo_keras.export.metadata import DEFAULT_PREPROCESSING, PREPROCESSING_KEYS  # noqa: E402
 from mammo_keras.atomic import write_csv_atomically  # noqa: E402
+from mammo_keras.models.description import description_of  # noqa: E402
 
 DISPLAY_HEIGHT = 1024
 
@@ -34,15 +34,16 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     """Grad-CAM of one full mammogram (H, W) in [0, 1], mapped back onto it.
 
     `laterality` ("L" / "R", from the file's tags or name) decides the flip when known.
+    `preprocessing`: the `preprocess` options; default the model's description's.
 
     Returns {"heatmap": (H, W) float32 in [0, 1] (0 outside the breast crop),
     "class_index": int, "probabilities": (K,), "input": (S, S) model input,
     "geometry": [flipped, top, left, height, width] of the crop}.
     """
-    options = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
-    size = int(model.input_shape[1])
-    processed, geometry = preprocess(image, size, laterality=laterality,
-                                     **{k: options[k] for k in PREPROCESSING_KEYS})
+    description = description_of(model)
+    options = {**description.preprocessing, **(preprocessing or {})}
+    size = int(description.image_size)
+    processed, geometry = preprocess(image, size, laterality=laterality, **options)
     maps, chosen, probabilities = grad_cam(model, processed[None], class_index, layer, method)
     square = upsample(maps, size)[0]
     heatmap = invert_geometry(square, geometry, image.shape[:2])[..., 0].numpy()
@@ -66,13 +67,18 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
 
 
 def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | Path,
-                  class_names: Sequence[str], method: str = "gradcam", layer: str | None = None,
-                  target_class: str | None = None, preprocessing: dict | None = None,
+                  class_names: Sequence[str] | None = None, method: str = "gradcam",
+                  layer: str | None = None, target_class: str | None = None,
+                  preprocessing: dict | None = None,
                   progress: Callable[[int, int], None] | None = None
                   ) -> tuple[list[dict], list[DataError]]:
-    """Explain every readable image of `inputs`; returns (rows of explanations.csv, skipped)."""
+    """Explain every readable image of `inputs`; returns (rows of explanations.csv, skipped).
+
+    `class_names` and `preprocessing` default to the model's description.
+    """
     from mammo_keras.predict import collect_files
 
+    class_names = list(class_names or description_of(model).class_names)
     if target_class is not None and target_class not in class_names:
         raise ValueError(f"--class {target_class!r} is not one of {list(class_names)}")
     class_index = None if target_class is None else list(class_names).index(target_class)

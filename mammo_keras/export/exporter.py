@@ -1,7 +1,9 @@
 """`export_model`: a trained `.keras` classifier -> SavedModel and / or TFLite, checked for parity.
 
-Parity is checked at export time on a sample of real images (the training split
-recorded in the model's run folder, `calibration_data`, or else synthetic
+The class names, task and preprocessing come from the model's own description
+and are stored inside every artefact (and in a JSON beside it). Parity is
+checked at export time on a sample of real images (`calibration_data`, the
+training split of the run folder the model lies in, or else synthetic
 phantoms): the exported artefact and the Keras model see the same preprocessed
 batch. Float32 exports must agree within `FLOAT_TOLERANCE` in every probability;
 quantised TFLite models (dynamic, float16, int8) must keep top-1 agreement of at
@@ -19,16 +21,17 @@ from typing import Sequence
 
 import keras
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from mammo_keras.atomic import write_json_atomically
 from mammo_keras.data import LABELS, Record, load_dataset, load_records
 from mammo_keras.data.preprocessing import preprocess
 from mammo_keras.data.synthetic import generate_phantom, synthetic_specs
-from mammo_keras.export.metadata import PREPROCESSING_KEYS, build_metadata, run_folder_facts
+from mammo_keras.evaluation.metrics import macro_auc
+from mammo_keras.export.metadata import build_metadata
 from mammo_keras.export.runtime import load_predictor
-from mammo_keras.export.savedmodel import export_savedmodel
-from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite
-from mammo_keras.atomic import write_json_atomically
+from mammo_keras.export.savedmodel import export_savedmodel, write_savedmodel_metadata
+from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite, write_tflite_metadata
+from mammo_keras.models.description import description_of, label_tensor
 
 FORMATS = ("savedmodel", "tflite", "all")
 FLOAT_TOLERANCE = 1e-4
@@ -39,16 +42,21 @@ class ExportParityError(ValueError):
     """The exported model does not reproduce the Keras model within the tolerance."""
 
 
-def check_export_compatible(model: keras.Model) -> None:
-    """A classifier mammo-keras can export: one (N, S, S, 1) input, one (N, K) output."""
+def classifier_to_export(model: keras.Model, label_output: str | None = None) -> keras.Model:
+    """The part of `model` mammo-keras exports: its one square grayscale (N, S, S, 1) input
+    to its (N, K) class probabilities (`label_output` of a model with several outputs)."""
     shape = model.input_shape
     if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] != 1 or \
             shape[1] is None or shape[1] != shape[2]:
         raise ValueError(f"model {model.name!r} takes {shape}; export needs one square "
                          "grayscale input (N, S, S, 1)")
-    if len(model.outputs) != 1 or len(model.output_shape) != 2:
-        raise ValueError(f"model {model.name!r} must have one (N, num_classes) output to "
-                         f"export, it has {model.output_shape}")
+    probabilities = label_tensor(model, label_output)
+    if len(probabilities.shape) != 2:
+        raise ValueError(f"model {model.name!r} must have one (N, num_classes) class output "
+                         f"to export, it has {model.output_shape}")
+    if probabilities is model.output:
+        return model
+    return keras.Model(model.inputs, probabilities, name=model.name)
 
 
 def _records_from_manifest(path: str, subset: str = "train") -> list[Record]:
@@ -66,18 +74,22 @@ def _spread(items: Sequence, count: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, count)]
 
 
-def sample_images(facts: dict, size: int, count: int, calibration_data: str | None,
+def sample_images(splits: Path | None, size: int, count: int, calibration_data: str | None,
                   preprocessing: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """(images (M, S, S, 1), labels (M,) or None, where they came from)."""
-    options = {key: preprocessing[key] for key in PREPROCESSING_KEYS}
+    """(images (M, S, S, 1), labels (M,) or None, where they came from).
+
+    `splits`: a run folder's splits.csv, whose training split is the sample when no
+    `calibration_data` is given; else synthetic phantoms.
+    """
+    options = dict(preprocessing)
     records, source = None, ""
     if calibration_data:
         records, source = list(load_records(calibration_data)), f"calibration data " \
                                                                 f"{calibration_data}"
-    elif facts.get("splits"):
-        records = [r for r in _records_from_manifest(facts["splits"]) if Path(
+    elif splits is not None and splits.is_file():
+        records = [r for r in _records_from_manifest(str(splits)) if Path(
             r.path.split("::")[0]).exists()]
-        source = f"training split of {facts['splits']}"
+        source = f"training split of {splits}"
     if records:
         records = _spread(records, count)
         labelled = all(record.label in LABELS for record in records)
@@ -96,14 +108,6 @@ def sample_images(facts: dict, size: int, count: int, calibration_data: str | No
     return np.stack(images), np.array(labels), f"{count} synthetic phantoms"
 
 
-def _macro_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
-    present = np.unique(labels)
-    if len(present) < 2:
-        return None
-    scores = [roc_auc_score(labels == k, probabilities[:, k]) for k in present]
-    return float(np.mean(scores))
-
-
 def check_parity(reference: np.ndarray, exported: np.ndarray, quantize: str,
                  labels: np.ndarray | None, artefact: str) -> dict:
     """Compare probabilities (M, K); raise ExportParityError when outside the tolerance."""
@@ -115,7 +119,7 @@ def check_parity(reference: np.ndarray, exported: np.ndarray, quantize: str,
     report = {"images": int(len(reference)), "max_abs_difference": difference,
               "top1_agreement": agreement}
     if labels is not None:
-        before, after = _macro_auc(labels, reference), _macro_auc(labels, exported)
+        before, after = macro_auc(labels, reference), macro_auc(labels, exported)
         if before is not None:
             report.update(roc_auc_macro_keras=before, roc_auc_macro_exported=after,
                           roc_auc_macro_change=after - before)
@@ -142,8 +146,9 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
     """Export a `.keras` classifier; returns {artefact path: metadata} (also written as JSON).
 
     Args:
-        model_path: a `.keras` file (its run folder, when it has one, supplies class
-            names, preprocessing, training data and metrics).
+        model_path: a `.keras` file; its description gives class names, task,
+            preprocessing and provenance (for models saved before descriptions existed,
+            its run folder does).
         out: output folder: OUT/savedmodel/<version>/ and OUT/model[_<quantize>].tflite,
             each with a metadata JSON beside it.
         fmt: "savedmodel", "tflite" or "all". `quantize` applies to TFLite only.
@@ -162,23 +167,22 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: model file not found")
     try:
-        model = keras.saving.load_model(model_path)
+        loaded = keras.saving.load_model(model_path)
     except (TypeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{model_path}: cannot be loaded for export ({first})") from None
-    check_export_compatible(model)
-    facts = run_folder_facts(model_path)
-    metadata = build_metadata(model, facts, "", "")
+    description = description_of(loaded, model_path)
+    model = classifier_to_export(loaded, description.label_output)
     size = int(model.input_shape[1])
-    images, labels, source = sample_images(facts, size, samples, calibration_data,
-                                           metadata["preprocessing"])
+    images, labels, source = sample_images(model_path.parent / "splits.csv", size, samples,
+                                           calibration_data, description.preprocessing)
     reference = keras.ops.convert_to_numpy(model(images, training=False))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     if fmt in ("savedmodel", "all"):
-        target = export_savedmodel(model, out, metadata["class_names"],
-                                   metadata["preprocessing"], version)
+        target = export_savedmodel(model, out, list(description.class_names),
+                                   description.preprocessing, version)
         written[target] = ("savedmodel", "none")
     if fmt in ("tflite", "all"):
         name = "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
@@ -195,9 +199,12 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
                 raise
             parity = {"sample": source, "passed": False, "failure": str(error)}
-        meta = build_metadata(model, facts, str(target), kind, quantization, parity)
-        beside = target.with_suffix(".json") if kind == "tflite" else \
-            target.with_name(target.name + ".json")
-        write_json_atomically(beside, meta)
+        meta = build_metadata(model, description, str(target), kind, quantization, parity)
+        if kind == "tflite":
+            write_tflite_metadata(target, meta)
+            write_json_atomically(target.with_suffix(".json"), meta)
+        else:
+            write_savedmodel_metadata(target, meta)
+            write_json_atomically(target.with_name(target.name + ".json"), meta)
         result[str(target)] = meta
     return json.loads(json.dumps(result))

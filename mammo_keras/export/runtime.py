@@ -1,4 +1,12 @@
-"""`load_predictor`: one callable for a `.keras` file, a SavedModel folder or a `.tflite` file."""
+"""`load_predictor`: one callable for a `.keras` file, a SavedModel folder or a `.tflite` file.
+
+Whatever the format, the predictor's `description` (task, class names, input
+size, preprocessing) comes from inside the artefact: the `.keras` file's
+`ModelDescription`, the SavedModel's `assets/mammo_keras.json`, the TFLite
+file's "mammo_keras" metadata entry. Artefacts written before that existed are
+read from what lies beside them: the training run folder of a `.keras` file,
+the metadata JSON `mammo-keras export` wrote next to an export.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +18,18 @@ from typing import Callable
 import keras
 import numpy as np
 
-from mammo_keras.export.metadata import (DEFAULT_PREPROCESSING, PREPROCESSING_KEYS,
-                                         run_folder_facts)
+from mammo_keras.export.metadata import description_from_metadata
+from mammo_keras.models.description import (ModelDescription, default_class_names,
+                                            description_of, label_tensor)
 
 
 @dataclasses.dataclass
 class Predictor:
     """A classifier of preprocessed images, whatever its format.
 
-    Calling it maps (N, S, S, 1) float32 in [0, 1] to probabilities (N, K).
-    `class_names` and `preprocessing` come from the export metadata or the
-    training run folder, when there is one (class_names may be None).
+    Calling it maps (N, S, S, 1) float32 in [0, 1] to class probabilities (N, K).
+    `description` says what the model is for; its class names are always set
+    (class0.. when the artefact does not name them).
     """
 
     path: str
@@ -28,16 +37,33 @@ class Predictor:
     image_size: int
     num_classes: int
     run: Callable[[np.ndarray], np.ndarray]
-    class_names: list[str] | None = None
-    preprocessing: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_PREPROCESSING))
+    description: ModelDescription = dataclasses.field(default_factory=ModelDescription)
+
+    def __post_init__(self) -> None:
+        self.description = dataclasses.replace(self.description, image_size=self.image_size)
+        if self.description.class_names is None:
+            self.description.class_names = default_class_names(self.num_classes,
+                                                               self.description.task)
+        if len(self.description.class_names) != self.num_classes:
+            raise ValueError(f"{self.path}: {len(self.description.class_names)} class names "
+                             f"{list(self.description.class_names)} for a model with "
+                             f"{self.num_classes} class outputs")
 
     def __call__(self, images) -> np.ndarray:
         return np.asarray(self.run(np.asarray(images, np.float32)), np.float32)
 
     @property
-    def preprocessing_options(self) -> dict:
+    def class_names(self) -> tuple[str, ...]:
+        return self.description.class_names
+
+    @property
+    def task(self) -> str | None:
+        return self.description.task
+
+    @property
+    def preprocessing(self) -> dict:
         """The keyword arguments of `mammo_keras.data.preprocess` this model was trained with."""
-        return {key: self.preprocessing[key] for key in PREPROCESSING_KEYS}
+        return dict(self.description.preprocessing)
 
     def preprocess(self, image: np.ndarray, laterality: str | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +72,7 @@ class Predictor:
         from mammo_keras.data.preprocessing import preprocess
 
         processed, geometry = preprocess(image, self.image_size, laterality=laterality,
-                                         **self.preprocessing_options)
+                                         **self.preprocessing)
         return processed.numpy(), geometry.numpy()
 
     def prepare(self, image: np.ndarray, laterality: str | None = None) -> np.ndarray:
@@ -54,15 +80,20 @@ class Predictor:
         return self.preprocess(image, laterality)[0]
 
 
-def keras_predictor(model: keras.Model, path: str = "<in memory>") -> Predictor:
-    """Wrap a Keras classifier; class names and preprocessing from its run folder if any."""
-    facts = run_folder_facts(path) if path != "<in memory>" else {}
-    return Predictor(path=path, format="keras", image_size=int(model.input_shape[1]),
-                     num_classes=int(model.output_shape[-1]),
-                     run=lambda images: keras.ops.convert_to_numpy(model(images,
-                                                                         training=False)),
-                     class_names=facts.get("class_names"),
-                     preprocessing={**DEFAULT_PREPROCESSING, **facts.get("preprocessing", {})})
+def keras_predictor(model: keras.Model, path: str | None = None) -> Predictor:
+    """Wrap a Keras model; its description from the model (or, for a model saved before
+    descriptions existed, from the run folder around `path`)."""
+    description = description_of(model, path)
+    probabilities = model if description.label_output is None else \
+        keras.Model(model.inputs, label_tensor(model, description.label_output))
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return keras.ops.convert_to_numpy(probabilities(images, training=False))
+
+    return Predictor(path=path or "<in memory>", format="keras",
+                     image_size=int(description.image_size),
+                     num_classes=len(description.class_names), run=run,
+                     description=description)
 
 
 def savedmodel_version(path: Path) -> Path:
@@ -77,15 +108,29 @@ def savedmodel_version(path: Path) -> Path:
     return versions[-1]
 
 
-def artefact_metadata(path: str | Path) -> dict:
+def metadata_beside(path: str | Path) -> dict:
     """The metadata JSON `mammo-keras export` wrote beside an artefact ({} when there is none)."""
     path = Path(path)
     beside = path.with_suffix(".json") if path.suffix else path.with_name(path.name + ".json")
     return json.loads(beside.read_text()) if beside.is_file() else {}
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """Open a `.keras` file, a SavedModel (version folder or TF Serving base) or a `.tflite`."""
+def artefact_metadata(path: str | Path) -> dict:
+    """The export metadata of a SavedModel version folder or a `.tflite` file: the copy
+    inside the artefact, else the JSON beside it, else {}."""
+    from mammo_keras.export.savedmodel import read_savedmodel_metadata
+    from mammo_keras.export.tflite import read_tflite_metadata
+
+    path = Path(path)
+    inside = read_savedmodel_metadata(path) if path.is_dir() else read_tflite_metadata(path)
+    return inside if inside is not None else metadata_beside(path)
+
+
+def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:
+    """Open a `.keras` file, a SavedModel (version folder or TF Serving base) or a `.tflite`.
+
+    `num_threads`: CPU threads of a TFLite interpreter (None: every core).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model not found")
@@ -95,22 +140,20 @@ def load_predictor(path: str | Path) -> Predictor:
         version = savedmodel_version(path)
         serve = tf.saved_model.load(str(version)).signatures["serve_preprocessed"]
         size = int(serve.structured_input_signature[1]["images"].shape[1])
-        meta = artefact_metadata(version)
+        description = description_from_metadata(artefact_metadata(version))
 
         def run(images: np.ndarray) -> np.ndarray:
             return serve(images=tf.constant(images))["probabilities"].numpy()
 
         classes = int(serve.structured_outputs["probabilities"].shape[-1])
-        return Predictor(str(path), "savedmodel", size, classes, run, meta.get("class_names"),
-                         {**DEFAULT_PREPROCESSING, **meta.get("preprocessing", {})})
+        return Predictor(str(path), "savedmodel", size, classes, run, description)
     if path.suffix.lower() == ".tflite":
         from mammo_keras.export.tflite import TFLiteRunner
 
-        runner = TFLiteRunner(path)
-        meta = artefact_metadata(path)
+        runner = TFLiteRunner(path, num_threads)
+        description = description_from_metadata(artefact_metadata(path))
         return Predictor(str(path), "tflite", runner.image_size, runner.num_classes, runner,
-                         meta.get("class_names"),
-                         {**DEFAULT_PREPROCESSING, **meta.get("preprocessing", {})})
+                         description)
     if path.suffix.lower() == ".keras":
         return keras_predictor(keras.saving.load_model(path), str(path))
     raise ValueError(f"{path}: not a model (expected a .keras file, a SavedModel folder or a "

@@ -2,7 +2,9 @@
 
     OUT/savedmodel/<version>/          saved_model.pb, variables/   (TF Serving: model_base_path
                                        = OUT/savedmodel)
-    OUT/savedmodel/<version>.json      the metadata
+        assets/mammo_keras.json        the metadata, inside the artefact (class names,
+                                       preprocessing, task, provenance, parity)
+    OUT/savedmodel/<version>.json      the same metadata, beside it
 
 Signatures (all return "probabilities" (N, K) float32, "prediction" (N,) string and
 "class_names" (K,) string):
@@ -18,13 +20,17 @@ It loads with `tf.saved_model.load` alone: no mammo_keras or Keras needed.
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from mammo_keras.data.preprocessing import preprocess
+from mammo_keras.atomic import atomic_path, write_json_atomically
+from mammo_keras.data.preprocessing import preprocess, preprocessing_options
+from mammo_keras.export.metadata import METADATA_NAME
+
+METADATA_ASSET = f"assets/{METADATA_NAME}.json"
 
 
 def _outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict:
@@ -56,7 +62,7 @@ def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str
                       preprocessing: dict, version: int = 1) -> Path:
     """Write `model` as OUT/savedmodel/<version>/ (replacing an older export of that version)."""
     size = int(model.input_shape[1])
-    options = {key: bool(preprocessing[key]) for key in ("crop", "flip", "window", "equalize")}
+    options = preprocessing_options(preprocessing)
 
     def prepare(image: tf.Tensor) -> tf.Tensor:
         return preprocess(image, size, **options)[0]
@@ -83,9 +89,21 @@ def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str
     archive.add_endpoint("serve_preprocessed", classify, input_signature=[
         tf.TensorSpec((None, size, size, 1), tf.float32, name="images")])
     target = Path(out) / "savedmodel" / str(version)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    archive.write_out(str(partial), verbose=False)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    with atomic_path(target) as partial:
+        archive.write_out(str(partial), verbose=False)
     return target
+
+
+def write_savedmodel_metadata(version_folder: str | Path, metadata: dict) -> Path:
+    """Store `metadata` inside a SavedModel version folder (`assets/mammo_keras.json`).
+
+    A file under assets/ travels with the SavedModel (TF Serving and `gsutil cp -r`
+    copy the folder whole) and does not change its graph.
+    """
+    return write_json_atomically(Path(version_folder) / METADATA_ASSET, metadata)
+
+
+def read_savedmodel_metadata(version_folder: str | Path) -> dict | None:
+    """The metadata stored by `write_savedmodel_metadata`, or None when there is none."""
+    path = Path(version_folder) / METADATA_ASSET
+    return json.loads(path.read_text()) if path.is_file() else None

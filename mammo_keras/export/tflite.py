@@ -5,10 +5,16 @@ probabilities (N, K) float32 (int8 models quantise and dequantise at their edges
 callers pass and receive floats either way). Preprocessing stays outside: its
 breast detection uses ops TFLite lacks; `mammo_keras.data.preprocess` or the
 SavedModel's signatures do it.
+
+The export metadata (class names, preprocessing, task) is stored inside the file as
+a flatbuffer metadata entry named "mammo_keras" (the mechanism TFLite's own model
+metadata uses), so a .tflite file copied alone still describes itself;
+`read_tflite_metadata` reads it back without loading the model's tensors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +23,9 @@ from typing import Iterable
 import keras
 import numpy as np
 import tensorflow as tf
+
+from mammo_keras.atomic import write_bytes_atomically
+from mammo_keras.export.metadata import METADATA_NAME
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -61,24 +70,62 @@ def _configure(converter, quantize: str, representative: np.ndarray | None) -> N
 def export_tflite(model: keras.Model, path: str | Path, quantize: str = "none",
                   representative: np.ndarray | None = None) -> Path:
     """Write the converted model to `path` (.tflite) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = tflite_bytes(model, quantize, representative)
-    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(content)
-    os.chmod(partial, 0o644)
-    os.replace(partial, path)
-    return path
+    return write_bytes_atomically(path, tflite_bytes(model, quantize, representative))
+
+
+def with_metadata(content: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:
+    """The TFLite flatbuffer `content` with `metadata` (JSON) as its metadata entry `name`
+    (replacing an older entry of that name)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    flatbuffer = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata).encode(), np.uint8)
+    flatbuffer.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(flatbuffer.buffers) - 1
+    flatbuffer.metadata = [item for item in (flatbuffer.metadata or [])
+                           if item.name.decode() != name] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer))
+
+
+def write_tflite_metadata(path: str | Path, metadata: dict) -> Path:
+    """Store `metadata` inside the .tflite file at `path` (rewritten atomically)."""
+    return write_bytes_atomically(path, with_metadata(Path(path).read_bytes(), metadata))
+
+
+def read_tflite_metadata(path: str | Path, name: str = METADATA_NAME) -> dict | None:
+    """The JSON metadata entry `name` of a .tflite file, or None when it has none."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    content = Path(path).read_bytes()
+    try:
+        flatbuffer = schema.Model.GetRootAs(content, 0)
+        for index in range(flatbuffer.MetadataLength()):
+            entry = flatbuffer.Metadata(index)
+            if entry.Name().decode() == name:
+                buffer = flatbuffer.Buffers(entry.Buffer())
+                if buffer.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
+                    return json.loads(content[buffer.Offset():buffer.Offset() + buffer.Size()])
+                return json.loads(buffer.DataAsNumpy().tobytes())
+    except (IndexError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: unreadable TFLite metadata ({error})") from None
+    return None
 
 
 class TFLiteRunner:
-    """Runs a .tflite classifier on batches: (N, S, S, 1) float32 -> (N, K) float32."""
+    """Runs a .tflite classifier on batches: (N, S, S, 1) float32 -> (N, K) float32.
 
-    def __init__(self, path: str | Path):
+    `num_threads`: the interpreter's CPU threads; None: every core of this machine.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int | None = None):
         self.path = Path(path)
+        threads = num_threads or os.cpu_count() or 1
         try:
-            self.interpreter = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+            self.interpreter = tf.lite.Interpreter(model_path=str(self.path),
+                                                   num_threads=threads)
         except ValueError as error:
             raise ValueError(f"{self.path}: not a readable TFLite model ({error})") from None
         detail = self.interpreter.get_input_details()[0]

@@ -217,13 +217,15 @@ def legacy_description(folder: Path) -> ModelDescription:
         description.image_size = data.get("image_size")
         model = config.get("model", {})
         description.builder = {"name": "classifier", "arguments": dict(model)}
-        description.provenance = {"dataset": data.get("dataset"), "root": data.get("root")}
+        description.provenance = {"run": config.get("name"), "dataset": data.get("dataset"),
+                                  "root": data.get("root")}
     if done_path.is_file():
         done = json.loads(done_path.read_text())
         description.class_names = tuple(done["class_names"])
-        description.provenance.update(commit=done.get("commit"), images=done.get("images"),
-                                      metrics={"evaluated_on": done.get("evaluated_on"),
-                                               **done.get("metrics", {})})
+        description.provenance.update(
+            commit=done.get("commit"), images=done.get("images"),
+            evaluated_on=done.get("evaluated_on"), metrics=done.get("metrics", {}),
+            confidence_intervals=done.get("confidence_intervals", {}))
     return description
 
 
