@@ -196,7 +196,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
         records = subsets[args.subset]
-    description = description_of(model, args.model)
+    description = description_of(model, args.model, fill=False)
     classes = args.classes.split(",") if args.classes else description.class_names
     result = evaluate_model(model, records, args.out, class_names=classes,
                             batch_size=args.batch_size, resamples=args.resamples,

@@ -89,9 +89,12 @@ def test_use_channelwise_convolutions_leaves_other_convolutions_alone():
     x = keras.layers.Conv2D(4, 3, groups=4)(x)             # channelwise
     x = keras.layers.Conv2D(8, 1)(x)
     model = keras.Model(inputs, x)
-    assert use_channelwise_convolutions(model) == 1
-    assert [type(layer).__name__ for layer in model.layers[1:]] == \
+    converted = use_channelwise_convolutions(model)
+    assert [type(layer).__name__ for layer in converted.layers[1:]] == \
         ["Conv2D", "ChannelwiseConv2D", "Conv2D"]
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ["Conv2D"] * 3  # untouched
+    images = np.random.default_rng(0).random((2, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_allclose(converted(images), model(images), atol=1e-5)
 
 
 # --- the PyTorch peer ---------------------------------------------------------------------

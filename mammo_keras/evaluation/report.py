@@ -12,8 +12,7 @@ import numpy as np
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             embedding_metrics, reliability_curve)
-from mammo_keras.models.description import (DescribedModel, description_of, label_tensor,
-                                            validated_class_names)
+from mammo_keras.models.description import description_of, label_tensor, validated_class_names
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
 
@@ -148,7 +147,7 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     description = description_of(model)
     task = dataset_options.pop("task", None) or description.task or "malignancy"
     options = {**description.preprocessing, **dataset_options}
-    named = model.description.class_names if isinstance(model, DescribedModel) else None
+    named = description_of(model, fill=False).class_names
     names = validated_class_names(class_names or named or class_names_for(records, task),
                                   model, description.label_output)
     report = DataReport()

@@ -186,8 +186,10 @@ def describe(model: keras.Model, **fields: Any) -> DescribedModel:
                           description=dataclasses.replace(base, **fields))
 
 
-def description_of(model: keras.Model, path: str | Path | None = None) -> ModelDescription:
-    """The model's description, with what its shapes tell filled in.
+def description_of(model: keras.Model, path: str | Path | None = None,
+                   fill: bool = True) -> ModelDescription:
+    """The model's description, with what its shapes tell filled in (`fill` False: as
+    stored, so a caller can tell "no class names" from the class0.. defaults).
 
     For a model saved before descriptions existed, `path` (its `.keras` file) lets
     the run folder around it speak: config.yaml gives the task and preprocessing,
@@ -199,7 +201,7 @@ def description_of(model: keras.Model, path: str | Path | None = None) -> ModelD
         description = legacy_description(Path(path).parent)
     else:
         description = ModelDescription()
-    return description.with_defaults(model)
+    return description.with_defaults(model) if fill else dataclasses.replace(description)
 
 
 def legacy_description(folder: Path) -> ModelDescription:
