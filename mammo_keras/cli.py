@@ -15,16 +15,13 @@ from typing import Sequence
 
 from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
+from mammo_keras.errors import UserError
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 
 
 BACKENDS = ("tensorflow", "torch", "jax")
-
-
-class UserError(Exception):
-    """A mistake of the user's: reported as one line, exit status 2."""
 
 
 def _version_text() -> str:
@@ -173,7 +170,11 @@ def _load_model(path: str):
 
     if not Path(path).is_file():
         raise UserError(f"{path}: model file not found")
-    return keras.saving.load_model(path)
+    try:
+        return keras.saving.load_model(path)
+    except (OSError, TypeError, ValueError) as error:  # not a .keras archive, or a foreign one
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
 
 
 def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
@@ -231,7 +232,7 @@ def _print_done(summary: dict, out: str) -> None:
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} "
           f"({summary['train_seconds']:.0f} s of training); on the {summary['evaluated_on']} "
           f"subset ({summary['images'][summary['evaluated_on']]} images):")
-    _print_headline(summary["metrics"], summary["confidence_intervals"], indent="  ")
+    _print_headline(summary["metrics"], summary.get("confidence_intervals", {}), indent="  ")
     print(f"model.keras, metrics.json, report.md and plots in {out}")
     for error in summary["skipped"]:
         print(f"skipped {error}")
@@ -614,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
-    except (UserError, ValueError, FileNotFoundError) as error:  # DataError is a ValueError
+    except (UserError, FileNotFoundError) as error:  # ConfigError, DataError are UserErrors
         print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
 

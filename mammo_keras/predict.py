@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
@@ -62,7 +63,7 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     classes = predictor.num_classes
     names = tuple(class_names or predictor.class_names)
     if len(names) != classes:
-        raise ValueError(f"{len(names)} class names {list(names)} for a model with {classes} "
+        raise UserError(f"{len(names)} class names {list(names)} for a model with {classes} "
                          "class outputs")
     files, skipped = collect_files(inputs)
     if not files:
@@ -90,7 +91,7 @@ def write_predictions(path: str | Path, rows: list[dict]) -> Path:
     """Write rows as CSV (path, prediction, p_<class>...) or JSON (by suffix), atomically."""
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"{path}: the output must end in .csv or .json")
+        raise UserError(f"{path}: the output must end in .csv or .json")
     if path.suffix.lower() == ".json":
         return write_text_atomically(path, json.dumps(rows, indent=2) + "\n")
     return write_csv_atomically(path, rows, None if rows else ("path", "prediction"))

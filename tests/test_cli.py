@@ -125,3 +125,19 @@ def test_data_audit_finds_a_rotated_copy_across_splits(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "audit", str(tmp_path), "--split", str(manifest)]) == 0
     assert "0 near-duplicate pairs across splits" in capsys.readouterr().out
+
+
+def test_a_user_mistake_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, capsys):
+    bad = tmp_path / "broken.keras"
+    bad.write_text("not a zip archive")
+    assert main(["evaluate", str(bad), "--data", str(tmp_path), "--out",
+                 str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "broken.keras: cannot be loaded as a Keras model" in error
+    from mammo_keras import cli
+
+    def internal_bug(args):
+        raise ValueError("an internal invariant broke")
+
+    with pytest.raises(ValueError, match="internal invariant"):
+        cli._dispatch(type("Args", (), {"handler": internal_bug, "command": "evaluate"})())

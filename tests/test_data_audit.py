@@ -1,5 +1,7 @@
 """Near-duplicate audit: transformed copies are found, distinct images are not, splits use it."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -84,9 +86,14 @@ def test_duplicate_groups_keep_copies_in_one_split(tmp_path, phantoms, rng):
     splits = split_records(records, seed=0, groups=groups)
     audit = cross_split_duplicates(splits)
     assert audit["pairs"] == [] and audit["within_split"] == 6
+    # Without the groups, the same seed splits copies apart: the audit must see those leaks.
     naive = split_records(records, seed=0)
     leaked = cross_split_duplicates(naive)
+    assert len(leaked["pairs"]) >= 1
     assert len(leaked["pairs"]) + leaked["within_split"] == 6
+    for path_a, split_a, path_b, split_b, _ in leaked["pairs"]:
+        assert split_a != split_b and Path(path_a).stem.split("_")[0] == \
+            Path(path_b).stem.split("_")[0]
 
 
 def test_unreadable_files_are_reported(tmp_path, phantoms):

@@ -104,3 +104,14 @@ def test_embedding_metrics_against_numpy_and_sklearn(rng):
     expected = np.mean([((compact[labels == k] - compact[labels == k].mean(0)) ** 2)
                         .sum(1).mean() for k in range(3)])
     assert tight["intra_class_variance"] == pytest.approx(expected)
+
+
+def test_bootstrap_macro_f1_interval_brackets_the_point_estimate_over_every_class():
+    # Class 2 never occurs and is never predicted: its F1 is 0 in the point estimate (every
+    # class counts), so the interval must include that 0 too, not average classes 0 and 1 only.
+    y = np.array([0, 1] * 10)
+    p = np.eye(3)[y] * 0.9 + 0.05
+    point = classification_metrics(y, p, ["a", "b", "c"])["macro_f1"]
+    low, high = bootstrap_intervals(y, p, ["a", "b", "c"], resamples=50)["macro_f1"]
+    assert point == pytest.approx(2 / 3)
+    assert low <= point <= high and high == pytest.approx(2 / 3)

@@ -25,13 +25,13 @@ TINY = {"synthetic": {"count": 24, "size": 256}, "image_size": 32, "split": [0.5
 def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     config = {"name": "toy", "data": {**TINY, "task": "tests.toy_task:ToyMaskTask"},
               "model": {"builder": "tests.toy_task:build", "width": 4},
-              "training": {"epochs": 2, "batch_size": 4, "tensorboard": False},
+              "training": {"epochs": 2, "batch_size": 4, "tensorboard": False,
+                           "monitor": "val_loss"},
               "evaluation": {"resamples": 10}}
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
-    assert cli.main(["train", "--config", str(path), "--out", str(out),
-                     "--set", f"data.root={tmp_path / 'data'}"]) == 0
+    assert cli.main(["train", "--config", str(path), "--out", str(out)]) == 0
     done = json.loads((out / "done.json").read_text())
     assert done["task"] == "tests.toy_task:ToyMaskTask" and done["epochs_run"] == 2
     model = keras.saving.load_model(out / "model.keras")

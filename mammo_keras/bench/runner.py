@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from mammo_keras.errors import UserError
+
 MODES = ("train", "infer", "data")
 KERAS_BACKENDS = ("tensorflow", "torch", "jax")
 NAIVE_PREFIX = "keras.applications:"
@@ -71,7 +73,7 @@ def _keras_model(model: str, head: str, size: int):
     if model.startswith(NAIVE_PREFIX):
         name = model[len(NAIVE_PREFIX):]
         if name not in NAIVE_MODELS:
-            raise ValueError(f"no keras.applications reference for {name!r}; one of "
+            raise UserError(f"no keras.applications reference for {name!r}; one of "
                              f"{sorted(NAIVE_MODELS)}")
         application = getattr(keras.applications, NAIVE_MODELS[name])
         return application(weights=None, input_shape=(size, size, 3), classes=3), 3
@@ -107,7 +109,7 @@ def _torch_row(spec: dict) -> dict:
 
     name = spec["model"][len(TORCH_PREFIX):]
     if name not in PEERS:
-        raise ValueError(f"no PyTorch peer for {name!r}; one of {sorted(PEERS)}")
+        raise UserError(f"no PyTorch peer for {name!r}; one of {sorted(PEERS)}")
     torch.manual_seed(0)
     channels = 3 if name == "convnext_tiny" else 1
     model = PEERS[name](channels=channels)
@@ -199,7 +201,7 @@ def run_row(spec: dict) -> dict:
                 "gflops": matmul_gflops(spec.get("image_size") or 2048, spec["repeats"]),
                 "peak_memory_mb": peak_memory_mb()}
     if spec["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {spec['mode']!r}")
+        raise UserError(f"mode must be one of {MODES}, not {spec['mode']!r}")
     if spec["mode"] == "data":
         measured = _data_row(spec)
     elif spec["model"].startswith(TORCH_PREFIX):

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mammo_keras.errors import UserError
 from mammo_keras.dashboard.model_card import NOT_FOR_DIAGNOSIS  # noqa: E402
 
 REPORT_FORMATS = ("png", "pdf")
@@ -32,7 +33,7 @@ def case_report(picture: Image.Image, case_name: str, probabilities: Sequence[fl
         explanation: one line, e.g. "Grad-CAM of class malignant, layer conv4".
     """
     if fmt not in REPORT_FORMATS:
-        raise ValueError(f"report format must be one of {REPORT_FORMATS}, not {fmt!r}")
+        raise UserError(f"report format must be one of {REPORT_FORMATS}, not {fmt!r}")
     figure = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
     figure.suptitle("mammo-keras case report", fontsize=16, x=0.06, ha="left")
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

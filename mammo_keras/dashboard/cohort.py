@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as sk  # noqa: E402
 
+from mammo_keras.errors import UserError
 from mammo_keras.dashboard.cases import positive_class  # noqa: E402
 
 ERROR_KINDS = ("false negatives", "false positives")
@@ -50,7 +51,7 @@ def load_cohort(folder: str | Path) -> Cohort:
     with open(predictions, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
-        raise ValueError(f"{predictions}: no predictions in the file")
+        raise UserError(f"{predictions}: no predictions in the file")
     class_names = [key[2:] for key in rows[0] if key.startswith("p_")]
     metrics_file = folder / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}

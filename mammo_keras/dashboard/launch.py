@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mammo_keras.errors import UserError
 from mammo_keras.dashboard.settings import DashboardSettings
 
 APP = Path(__file__).with_name("app.py")
@@ -17,14 +18,14 @@ APP = Path(__file__).with_name("app.py")
 def check_settings(settings: DashboardSettings) -> None:
     """Raise ValueError / FileNotFoundError (one line) for options the app could not use."""
     if importlib.util.find_spec("streamlit") is None:
-        raise ValueError("the dashboard needs Streamlit: pip install 'mammo-keras[dashboard]'")
+        raise UserError("the dashboard needs Streamlit: pip install 'mammo-keras[dashboard]'")
     if settings.model is not None and not settings.model.exists():
         raise FileNotFoundError(f"{settings.model}: model not found")
     if settings.results is not None and not (settings.results / "predictions.csv").is_file():
         raise FileNotFoundError(f"{settings.results}: not an evaluated run folder (no "
                                 "predictions.csv; 'mammo-keras evaluate MODEL --out DIR' writes one)")
     if not settings.max_upload_mb > 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {settings.max_upload_mb}")
+        raise UserError(f"--max-upload-mb must be positive, got {settings.max_upload_mb}")
 
 
 def streamlit_command(port: int, address: str, max_upload_mb: float) -> list[str]:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
@@ -79,7 +80,7 @@ def near_duplicate_pairs(hashes: np.ndarray, threshold: int = DEFAULT_THRESHOLD
                          ) -> list[tuple[int, int, int]]:
     """(i, j, distance) with i < j for every near-duplicate pair among `hashes` (M, 8, 32)."""
     if not 0 <= threshold <= MAX_THRESHOLD:
-        raise ValueError(f"threshold must be in 0..{MAX_THRESHOLD} bits; got {threshold}.")
+        raise UserError(f"threshold must be in 0..{MAX_THRESHOLD} bits; got {threshold}.")
     blocks = np.ascontiguousarray(hashes).view(np.uint16)  # (image, transform, block)
     index: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
     for image in range(len(hashes)):

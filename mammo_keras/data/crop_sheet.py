@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import atomic_path
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
@@ -58,7 +59,7 @@ def crop_contact_sheet(paths: Sequence[str | Path], out: str | Path, size: int =
                      "box_fraction": float((box[2] - box[0]) * (box[3] - box[1]) / image.size)})
         shown.append((image, processed.numpy()[..., 0], box, rows[-1]))
     if not shown:
-        raise ValueError("no readable image to draw: " + "; ".join(str(e) for e in skipped)
+        raise UserError("no readable image to draw: " + "; ".join(str(e) for e in skipped)
                          if skipped else "no image files given")
     columns = max(1, min(columns, len(shown)))
     lines = -(-len(shown) // columns)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mammo_keras.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A bad input file or label row. The message is one line: "<path>: <problem>".
 
     Dataset scans catch it per file, skip the file and list it in their summary;

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import apply_geometry, preprocess
 from mammo_keras.data.readers import read_image
@@ -146,7 +147,7 @@ def load_dataset(
             report.add(DataError(record.path, f"no {task} target among {list(names)} "
                                               f"(got {value!r})"))
     if not usable:
-        raise ValueError(f"No records with a {task} target among {list(names)}.")
+        raise UserError(f"No records with a {task} target among {list(names)}.")
     shuffle = training if shuffle is None else shuffle
     augment = training if augment is None else augment
     segmentation = task == "segmentation" or "mask" in (targets or ())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mammo_keras.errors import UserError
 from mammo_keras.data.breast_mask import breast_mask, breast_masks
 
 # geometry vector: [flipped (0/1), top, left, height, width] in original pixels
@@ -39,7 +40,7 @@ def preprocessing_options(options: dict | None = None) -> dict:
     options = dict(options or {})
     unknown = sorted(set(options) - set(PREPROCESSING_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown preprocessing option(s) {unknown}; valid: "
+        raise UserError(f"unknown preprocessing option(s) {unknown}; valid: "
                          f"{list(PREPROCESSING_DEFAULTS)}")
     return {key: bool(options.get(key, default)) for key, default in PREPROCESSING_DEFAULTS.items()}
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.records import Record, Records, worst_label
 
@@ -118,7 +119,7 @@ def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str
     with open(path, newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
             if row["path"] not in by_path:
-                raise ValueError(f"{path}:{line}: {row['path']} is not among the dataset's records")
+                raise UserError(f"{path}:{line}: {row['path']} is not among the dataset's records")
             result[row["split"]].append(by_path[row["path"]])
     return dict(result)
 

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError  # noqa: E402
 from mammo_keras.data.preprocessing import invert_geometry, preprocess  # noqa: E402
 from mammo_keras.data.readers import read_image  # noqa: E402
@@ -80,7 +81,7 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
 
     class_names = list(class_names or description_of(model).class_names)
     if target_class is not None and target_class not in class_names:
-        raise ValueError(f"--class {target_class!r} is not one of {list(class_names)}")
+        raise UserError(f"--class {target_class!r} is not one of {list(class_names)}")
     class_index = None if target_class is None else list(class_names).index(target_class)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

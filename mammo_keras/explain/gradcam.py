@@ -20,32 +20,36 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mammo_keras.models.description import description_of
+from mammo_keras.errors import UserError
+from mammo_keras.models.description import description_of, label_tensor
 from mammo_keras.models.logits import logits_model
 
 METHODS = ("gradcam", "gradcam++")
 
 
 def find_target_layer(model: keras.Model) -> str:
-    """The name of the last layer with a 4-D (N, h, w, C) output: the backbone's last map."""
-    for layer in reversed(model.layers):
+    """The name of the last layer with a 4-D (N, h, w, C) output on the way to the class
+    output: the backbone's last map (not, in a two-output model, the mask head's)."""
+    label = label_tensor(model, description_of(model).label_output)
+    on_path = keras.Model(model.inputs, label).layers  # only the layers the label depends on
+    for layer in reversed(on_path):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         shape = getattr(layer.output, "shape", None)
         if shape is not None and len(shape) == 4:
             return layer.name
-    raise ValueError(f"model {model.name!r} has no layer with a 4-D feature map for Grad-CAM")
+    raise UserError(f"model {model.name!r} has no layer with a 4-D feature map for Grad-CAM")
 
 
 def _probe(model: keras.Model, layer: str):
     try:
         features = model.get_layer(layer).output
     except ValueError as error:
-        raise ValueError(f"Grad-CAM of {model.name!r}: {error}") from None
+        raise UserError(f"Grad-CAM of {model.name!r}: {error}") from None
     try:
         return logits_model(model, [features], description_of(model).label_output)
     except ValueError as error:
-        raise ValueError(f"Grad-CAM of {model.name!r}: {error}") from None
+        raise UserError(f"Grad-CAM of {model.name!r}: {error}") from None
 
 
 def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = None,
@@ -63,7 +67,7 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
         (maps (N, h, w) float32 in [0, 1], class_index (N,) int, probabilities (N, K)).
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
+        raise UserError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
     probe = _probe(model, layer or find_target_layer(model))
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:

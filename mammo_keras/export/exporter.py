@@ -22,6 +22,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_json_atomically
 from mammo_keras.data import LABELS, Record, load_dataset, load_records
 from mammo_keras.data.preprocessing import preprocess
@@ -38,7 +39,7 @@ FLOAT_TOLERANCE = 1e-4
 MIN_AGREEMENT = 0.98
 
 
-class ExportParityError(ValueError):
+class ExportParityError(UserError):
     """The exported model does not reproduce the Keras model within the tolerance."""
 
 
@@ -48,11 +49,11 @@ def classifier_to_export(model: keras.Model, label_output: str | None = None) ->
     shape = model.input_shape
     if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] != 1 or \
             shape[1] is None or shape[1] != shape[2]:
-        raise ValueError(f"model {model.name!r} takes {shape}; export needs one square "
+        raise UserError(f"model {model.name!r} takes {shape}; export needs one square "
                          "grayscale input (N, S, S, 1)")
     probabilities = label_tensor(model, label_output)
     if len(probabilities.shape) != 2:
-        raise ValueError(f"model {model.name!r} must have one (N, num_classes) class output "
+        raise UserError(f"model {model.name!r} must have one (N, num_classes) class output "
                          f"to export, it has {model.output_shape}")
     if probabilities is model.output:
         return model
@@ -160,9 +161,9 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
             whose near-uniform outputs make top-1 agreement meaningless.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
+        raise UserError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
     if quantize not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
+        raise UserError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: model file not found")
@@ -170,7 +171,7 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
         loaded = keras.saving.load_model(model_path)
     except (TypeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{model_path}: cannot be loaded for export ({first})") from None
+        raise UserError(f"{model_path}: cannot be loaded for export ({first})") from None
     description = description_of(loaded, model_path)
     model = classifier_to_export(loaded, description.label_output)
     size = int(model.input_shape[1])

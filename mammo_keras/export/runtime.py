@@ -18,6 +18,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from mammo_keras.errors import UserError
 from mammo_keras.export.metadata import description_from_metadata
 from mammo_keras.models.description import (ModelDescription, default_class_names,
                                             description_of, label_tensor)
@@ -45,7 +46,7 @@ class Predictor:
             self.description.class_names = default_class_names(self.num_classes,
                                                                self.description.task)
         if len(self.description.class_names) != self.num_classes:
-            raise ValueError(f"{self.path}: {len(self.description.class_names)} class names "
+            raise UserError(f"{self.path}: {len(self.description.class_names)} class names "
                              f"{list(self.description.class_names)} for a model with "
                              f"{self.num_classes} class outputs")
 
@@ -103,7 +104,7 @@ def savedmodel_version(path: Path) -> Path:
     versions = sorted((child for child in path.iterdir() if child.name.isdigit()
                        and (child / "saved_model.pb").is_file()), key=lambda c: int(c.name))
     if not versions:
-        raise ValueError(f"{path}: not a SavedModel (no saved_model.pb here or in a version "
+        raise UserError(f"{path}: not a SavedModel (no saved_model.pb here or in a version "
                          "folder)")
     return versions[-1]
 
@@ -156,5 +157,5 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
                          description)
     if path.suffix.lower() == ".keras":
         return keras_predictor(keras.saving.load_model(path), str(path))
-    raise ValueError(f"{path}: not a model (expected a .keras file, a SavedModel folder or a "
+    raise UserError(f"{path}: not a model (expected a .keras file, a SavedModel folder or a "
                      ".tflite file)")

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_bytes_atomically
 from mammo_keras.export.metadata import METADATA_NAME
 
@@ -34,9 +35,9 @@ def tflite_bytes(model: keras.Model, quantize: str = "none",
                  representative: np.ndarray | None = None) -> bytes:
     """Convert `model`; int8 needs `representative` images (M, S, S, 1) float32."""
     if quantize not in QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
+        raise UserError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
     if quantize == "int8" and (representative is None or len(representative) == 0):
-        raise ValueError("int8 quantization needs representative images (the training split "
+        raise UserError("int8 quantization needs representative images (the training split "
                          "of the run, or --calibration-data).")
     size = int(model.input_shape[1])
     archive = keras.export.ExportArchive()
@@ -110,7 +111,7 @@ def read_tflite_metadata(path: str | Path, name: str = METADATA_NAME) -> dict | 
                     return json.loads(content[buffer.Offset():buffer.Offset() + buffer.Size()])
                 return json.loads(buffer.DataAsNumpy().tobytes())
     except (IndexError, ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: unreadable TFLite metadata ({error})") from None
+        raise UserError(f"{path}: unreadable TFLite metadata ({error})") from None
     return None
 
 
@@ -127,7 +128,7 @@ class TFLiteRunner:
             self.interpreter = tf.lite.Interpreter(model_path=str(self.path),
                                                    num_threads=threads)
         except ValueError as error:
-            raise ValueError(f"{self.path}: not a readable TFLite model ({error})") from None
+            raise UserError(f"{self.path}: not a readable TFLite model ({error})") from None
         detail = self.interpreter.get_input_details()[0]
         self.input_index = detail["index"]
         self.image_size = int(detail["shape"][1])

@@ -16,6 +16,7 @@ from typing import Callable
 
 import keras
 
+from mammo_keras.errors import UserError
 from mammo_keras.models.baseline_cnn import MIN_INPUT_SIZE as BASELINE_MIN_SIZE
 from mammo_keras.models.baseline_cnn import BaselineCNN
 
@@ -59,7 +60,7 @@ def _inception_v3(input_tensor, weights):
 
 def _baseline_cnn(input_tensor, weights):
     if weights == "imagenet":
-        raise ValueError("baseline_cnn has no ImageNet weights; use weights=None or a local file.")
+        raise UserError("baseline_cnn has no ImageNet weights; use weights=None or a local file.")
     return BaselineCNN(input_tensor)
 
 
@@ -81,7 +82,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.") from None
+        raise UserError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.") from None
 
 
 def build_backbone(name: str, input_tensor, weights: str | Path | None = None) -> keras.Model:
@@ -125,7 +126,7 @@ def load_weights_file(model: keras.Model, path: Path) -> None:
             model.load_weights(str(path))
         except Exception as error:  # Keras raises ValueError, h5py OSError/KeyError
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"{path}: weights do not fit backbone {model.name!r} "
+            raise UserError(f"{path}: weights do not fit backbone {model.name!r} "
                              f"({first_line})") from error
 
 
@@ -153,7 +154,7 @@ def feature_pyramid(model: keras.Model, levels: tuple[int, ...] = PYRAMID_LEVELS
     """
     height = model.inputs[0].shape[1]
     if height is None:
-        raise ValueError(f"model {model.name!r} has a variable input size; build it with a "
+        raise UserError(f"model {model.name!r} has a variable input size; build it with a "
                          "fixed one to find its pyramid")
     found, named = {}, {}
     builder = getattr(getattr(model, "description", None), "builder", None) or {}

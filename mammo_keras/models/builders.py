@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import keras
 
+from mammo_keras.errors import UserError
+
 BUILDERS: dict[str, str] = {
     "classifier": "mammo_keras.models.classifier:build_classifier",
 }
@@ -31,12 +33,12 @@ def get_builder(name: str) -> Callable[..., keras.Model]:
     target = BUILDERS.get(name, name)
     module, sep, attribute = str(target).partition(":")
     if not sep:
-        raise ValueError(f"unknown model builder {name!r}; choose one of {sorted(BUILDERS)} "
+        raise UserError(f"unknown model builder {name!r}; choose one of {sorted(BUILDERS)} "
                          "or name a function as 'package.module:function'")
     try:
         return getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"model.builder {name!r}: cannot import it ({error})") from None
+        raise UserError(f"model.builder {name!r}: cannot import it ({error})") from None
 
 
 def builder_parameters(name: str) -> list[str]:
@@ -52,7 +54,7 @@ def check_builder_arguments(name: str, arguments: dict, where: str = "") -> None
     valid = builder_parameters(name)
     for key in arguments:
         if key not in valid:
-            raise ValueError(f"{where}unknown key 'model.{key}' for builder {name!r}; valid "
+            raise UserError(f"{where}unknown key 'model.{key}' for builder {name!r}; valid "
                              f"keys: {['builder'] + valid}")
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import keras
 
+from mammo_keras.errors import UserError
 from mammo_keras.layers import GAGM, GrayscaleAdapter, SEVector
 from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
 from mammo_keras.models.backbones import build_backbone, get_backbone_spec
@@ -90,14 +91,14 @@ def build_classifier(
     """
     spec = get_backbone_spec(backbone)
     if head not in HEADS:
-        raise ValueError(f"Unknown head {head!r}; choose one of {list(HEADS)}.")
+        raise UserError(f"Unknown head {head!r}; choose one of {list(HEADS)}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+        raise UserError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
     input_shape = _validated_input_shape(input_shape, spec.name, spec.min_size)
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+        raise UserError(f"dropout must be in [0, 1); got {dropout!r}.")
     if weights == "imagenet" and not spec.has_imagenet:
-        raise ValueError(f"Backbone {spec.name!r} has no ImageNet weights; use weights=None or "
+        raise UserError(f"Backbone {spec.name!r} has no ImageNet weights; use weights=None or "
                          "the path of a local weights file.")
 
     inputs = keras.Input(shape=input_shape, name="image")
@@ -131,10 +132,10 @@ def _pool(features, head: str, se_reduction: int, gagm_fusion: str):
 def _validated_input_shape(input_shape, backbone: str, min_size: int) -> tuple:
     shape = tuple(input_shape)
     if len(shape) != 3 or shape[-1] != 1:
-        raise ValueError(f"input_shape must be (height, width, 1) for grayscale mammograms; "
+        raise UserError(f"input_shape must be (height, width, 1) for grayscale mammograms; "
                          f"got {shape!r}.")
     for size in shape[:2]:
         if size is not None and size < min_size:
-            raise ValueError(f"Input {shape[0]}x{shape[1]} is too small for backbone {backbone!r}, "
+            raise UserError(f"Input {shape[0]}x{shape[1]} is too small for backbone {backbone!r}, "
                              f"which needs at least {min_size}x{min_size} px.")
     return shape

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import keras
 
+from mammo_keras.errors import UserError
 from mammo_keras.data.preprocessing import preprocessing_options
 
 MALIGNANCY_CLASSES = ("normal", "benign", "malignant")
@@ -109,16 +110,16 @@ def label_tensor(model: keras.Model, label_output: str | None = None):
     if isinstance(output, dict):
         if label_output is None:
             if len(output) != 1:
-                raise ValueError(f"model {model.name!r} has outputs {sorted(output)}; its "
+                raise UserError(f"model {model.name!r} has outputs {sorted(output)}; its "
                                  "description must name the label_output")
             label_output = next(iter(output))
         if label_output not in output:
-            raise ValueError(f"model {model.name!r} has no output {label_output!r}; it has "
+            raise UserError(f"model {model.name!r} has no output {label_output!r}; it has "
                              f"{sorted(output)}")
         return output[label_output]
     if isinstance(output, (list, tuple)):
         if len(output) != 1:
-            raise ValueError(f"model {model.name!r} has {len(output)} unnamed outputs; name "
+            raise UserError(f"model {model.name!r} has {len(output)} unnamed outputs; name "
                              "them (a dict of outputs) and set label_output")
         return output[0]
     return output
@@ -179,7 +180,7 @@ def describe(model: keras.Model, **fields: Any) -> DescribedModel:
         model.description = dataclasses.replace(model.description, **fields)
         return model
     if not hasattr(model, "_outputs_struct"):  # Sequential and subclassed models have no graph
-        raise ValueError(f"model {model.name!r} is not functional; build it with keras.Model("
+        raise UserError(f"model {model.name!r} is not functional; build it with keras.Model("
                          "inputs, outputs) to describe it")
     base = description_of(model)
     return DescribedModel(model.input, model.output, name=model.name,
@@ -238,6 +239,6 @@ def validated_class_names(names: Sequence[str] | None, model: keras.Model,
         return None
     count = class_count(model, label_output)
     if count is not None and len(names) != count:
-        raise ValueError(f"{len(names)} class names {list(names)} for a model with {count} "
+        raise UserError(f"{len(names)} class names {list(names)} for a model with {count} "
                          "class outputs")
     return tuple(names)

@@ -22,6 +22,8 @@ from typing import Sequence
 
 import keras
 
+from mammo_keras.errors import UserError
+
 _REGISTRY: dict[str, type["Task"]] = {}
 
 
@@ -94,8 +96,11 @@ class Task:
         raise NotImplementedError
 
     def summary(self, metrics: dict) -> dict:
-        """The headline figures of done.json: {"metrics": {...}, ...}."""
-        return {"metrics": metrics}
+        """The headline figures of done.json: {"metrics": {name: number}, "confidence_intervals":
+        {name: (low, high)}, ...}; by default every number `evaluate` returned."""
+        return {"metrics": {key: value for key, value in metrics.items()
+                            if isinstance(value, (int, float)) and not isinstance(value, bool)},
+                "confidence_intervals": metrics.get("confidence_intervals", {})}
 
 
 def register_task(task: type[Task]) -> type[Task]:
@@ -122,11 +127,11 @@ def get_task_class(name: str) -> type[Task]:
         try:
             task = getattr(importlib.import_module(module), attribute)
         except (ImportError, AttributeError) as error:
-            raise ValueError(f"data.task {name!r}: cannot import it ({error})") from None
+            raise UserError(f"data.task {name!r}: cannot import it ({error})") from None
         if not (isinstance(task, type) and issubclass(task, Task)):
-            raise ValueError(f"data.task {name!r} is not a mammo_keras.tasks.Task subclass")
+            raise UserError(f"data.task {name!r} is not a mammo_keras.tasks.Task subclass")
         return task
-    raise ValueError(f"unknown task {name!r}; choose one of {sorted(_REGISTRY)} or name a "
+    raise UserError(f"unknown task {name!r}; choose one of {sorted(_REGISTRY)} or name a "
                      "Task subclass as 'package.module:ClassName'")
 
 

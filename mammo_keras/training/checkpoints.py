@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 
+from mammo_keras.errors import UserError
 from mammo_keras.atomic import save_model_atomically, write_json_atomically
 
 
@@ -40,7 +41,7 @@ class TrainingState:
         try:
             return cls(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f"{path}: unreadable training state ({error})") from None
+            raise UserError(f"{path}: unreadable training state ({error})") from None
 
     def commit(self, folder: str | Path, trainer: keras.Model) -> None:
         """Save `trainer` as the checkpoint of `self.epoch`, then point state.json at it."""

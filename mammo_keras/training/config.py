@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from mammo_keras.atomic import write_text_atomically
+from mammo_keras.errors import UserError
 
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
@@ -98,7 +99,7 @@ _CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot be used; the message names the key (and the file)."""
 
 

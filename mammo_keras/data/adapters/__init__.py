@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from mammo_keras.errors import UserError
 from mammo_keras.data.adapters.cbis_ddsm import load_cbis_ddsm
 from mammo_keras.data.adapters.folder import load_class_folders
 from mammo_keras.data.adapters.inbreast import load_inbreast
@@ -53,14 +54,14 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     name = str(name_or_path)
     if name in ADAPTERS:
         if root is None:
-            raise ValueError(f"load_records({name!r}) needs root=<where the dataset is>.")
+            raise UserError(f"load_records({name!r}) needs root=<where the dataset is>.")
         return ADAPTERS[name](root, **options)
     if root is not None:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(ADAPTERS)} "
+        raise UserError(f"Unknown dataset {name!r}; choose one of {sorted(ADAPTERS)} "
                          "or pass a path.")
     path = Path(name)
     if not path.exists():
-        raise ValueError(f"{name}: neither a dataset name ({', '.join(sorted(ADAPTERS))}) "
+        raise UserError(f"{name}: neither a dataset name ({', '.join(sorted(ADAPTERS))}) "
                          "nor an existing file or folder.")
     if (path / MANIFEST).is_file():
         return load_synthetic(path, **options)

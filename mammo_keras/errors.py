@@ -1,0 +1,12 @@
+"""`UserError`: the base of every error that is the user's to fix (a file, an option, a config).
+
+The command line reports a `UserError` (and `FileNotFoundError`) as one line and exit
+status 2; any other exception is a bug and shows its traceback. It is a `ValueError`,
+so library callers that catch `ValueError` keep working.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """A mistake in what the user gave; the message is one line naming the thing and the problem."""
