@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -140,4 +141,4 @@ def test_a_user_mistake_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, caps
         raise ValueError("an internal invariant broke")
 
     with pytest.raises(ValueError, match="internal invariant"):
-        cli._dispatch(type("Args", (), {"handler": internal_bug, "command": "evaluate"})())
+        cli._dispatch(SimpleNamespace(handler=internal_bug, command="evaluate"))

@@ -25,7 +25,7 @@ BUILDERS: dict[str, str] = {
     "classifier": "mammo_keras.models.classifier:build_classifier",
 }
 # What the task passes itself; a config may not set them.
-TASK_ARGUMENTS = ("num_classes", "input_shape")
+TASK_ARGUMENTS = ("num_classes", "input_shape", "task")
 
 
 def get_builder(name: str) -> Callable[..., keras.Model]:
@@ -58,8 +58,10 @@ def check_builder_arguments(name: str, arguments: dict, where: str = "") -> None
                              f"keys: {['builder'] + valid}")
 
 
-def build_model(section: dict, num_classes: int, image_size: int) -> keras.Model:
-    """Build the model of a config's `model` section for `num_classes` classes at `image_size`."""
+def build_model(section: dict, num_classes: int, image_size: int,
+                task: str | None = None) -> keras.Model:
+    """Build the model of a config's `model` section for `num_classes` classes at `image_size`
+    (and `task`, for builders that take one)."""
     from mammo_keras.models.description import describe
 
     name = section.get("builder", "classifier")
@@ -72,7 +74,7 @@ def build_model(section: dict, num_classes: int, image_size: int) -> keras.Model
         given["num_classes"] = num_classes
     if "input_shape" in accepted:
         given["input_shape"] = (image_size, image_size, 1)
-    model = builder(**given)
+    model = builder(**given, **({"task": task} if "task" in accepted else {}))
     return describe(model, image_size=image_size,
                     builder={"name": name, "arguments": _jsonable(given)})
 

@@ -43,6 +43,7 @@ def build_classifier(
     se_reduction: int = 16,
     gagm_fusion: str = "concat",
     name: str | None = None,
+    task: str | None = "malignancy",
 ) -> keras.Model:
     """Build a mammogram classifier: grayscale image in [0, 1] -> class probabilities.
 
@@ -63,6 +64,10 @@ def build_classifier(
         se_reduction: SEVector reduction ratio r (default 16, our choice).
         gagm_fusion: "concat" (default, our choice) or "sum".
         name: model name; default "<backbone>_<head>".
+        task: the task its description names ("malignancy": the Dahes classifier,
+            whose 3 classes are then normal / benign / malignant; "density", ...; None
+            for a model whose classes are only class0..). Training sets it from the
+            config's `data.task`.
 
     Returns:
         A functional `DescribedModel` mapping (N, H, W, 1) float in [0, 1] to
@@ -113,7 +118,8 @@ def build_classifier(
                  "input_shape": list(input_shape), "dropout": dropout,
                  "se_reduction": se_reduction, "gagm_fusion": gagm_fusion}
     description = ModelDescription(
-        image_size=input_shape[0], builder={"name": "classifier", "arguments": arguments})
+        task=task, image_size=input_shape[0],
+        builder={"name": "classifier", "arguments": arguments})
     model = DescribedModel(inputs, outputs, name=name or f"{spec.name}_{head}",
                            description=description)
     return use_channelwise_convolutions(model)

@@ -71,7 +71,7 @@ class Task:
         from mammo_keras.models.builders import build_model
 
         return build_model(self.config["model"], num_classes=len(class_names),
-                           image_size=image_size)
+                           image_size=image_size, task=self.name or None)
 
     def training_model(self, model: keras.Model, class_weights: list[float] | None
                        ) -> keras.Model:
