@@ -25,8 +25,7 @@ TINY = {"synthetic": {"count": 24, "size": 256}, "image_size": 32, "split": [0.5
 def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     config = {"name": "toy", "data": {**TINY, "task": "tests.toy_task:ToyMaskTask"},
               "model": {"builder": "tests.toy_task:build", "width": 4},
-              "training": {"epochs": 2, "batch_size": 4, "tensorboard": False,
-                           "monitor": "val_loss"},
+              "training": {"epochs": 2, "batch_size": 4, "tensorboard": False},
               "evaluation": {"resamples": 10}}
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -34,6 +33,7 @@ def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     assert cli.main(["train", "--config", str(path), "--out", str(out)]) == 0
     done = json.loads((out / "done.json").read_text())
     assert done["task"] == "tests.toy_task:ToyMaskTask" and done["epochs_run"] == 2
+    assert done["monitor"] == "val_loss"  # the task's own, as the config names none
     model = keras.saving.load_model(out / "model.keras")
     assert set(model.output) == {"label", "mask"}
     description = description_of(model)

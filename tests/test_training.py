@@ -252,6 +252,54 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, data_dir
     assert train(config, tmp_path / "whole", data_dir=data_dir, verbose=0) == whole
 
 
+def history_rows(run: Path) -> list[dict]:
+    return list(csv.DictReader(open(run / "history.csv")))
+
+
+def test_stages_change_the_input_size_and_resume_inside_a_later_stage(tmp_path, data_dir):
+    config = tiny_config(deterministic=True, monitor="val_loss",
+                         stages=[{"image_size": 32, "epochs": 1},
+                                 {"image_size": 48, "epochs": 2, "learning_rate": 1e-4}])
+    whole = train(config, tmp_path / "whole", data_dir=data_dir, verbose=0)
+    rows = history_rows(tmp_path / "whole")
+    assert [(row["stage"], row["image_size"]) for row in rows] == [("1", "32"), ("2", "48"),
+                                                                    ("2", "48")]
+    # each stage decays to its own floor (1 % of its peak): 1e-3 in stage 1, 1e-4 in stage 2
+    rates = [float(row["learning_rate"]) for row in rows]
+    assert rates[0] == pytest.approx(1e-5, rel=1e-4) and rates[2] == pytest.approx(1e-6, rel=1e-4)
+    assert 1e-6 < rates[1] < 1e-4
+    model = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+    assert model.input_shape == (None, 48, 48, 1)
+    # a fresh optimizer per stage: step 5 is the middle of the last epoch (3 steps per epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0,
+              callbacks=[Interrupt(at_step=5)])
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2
+    resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
+    for a, b in zip(rows, history_rows(tmp_path / "resumed"), strict=True):
+        for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
+            assert float(a[key]) == float(b[key]), (a["epoch"], key)
+    weights = [keras.saving.load_model(tmp_path / run / "model.keras").get_weights()
+               for run in ("whole", "resumed")]
+    assert all(np.array_equal(x, y) for x, y in zip(*weights, strict=True))
+    assert whole["metrics"] == resumed["metrics"]
+
+
+def test_zero_epochs_evaluates_the_built_model_without_training(tmp_path, data_dir):
+    summary = train(tiny_config(epochs=0), tmp_path / "run", data_dir=data_dir, verbose=0)
+    run = tmp_path / "run"
+    assert not (run / "history.csv").exists() and not (run / "checkpoints").exists()
+    assert summary["images"] == {"train": 12, "val": 6, "test": 6}
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.input_shape == (None, 64, 64, 1)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert sum(row["support"] for row in metrics["per_class"].values()) == 6
+    assert np.sum(metrics["confusion_matrix"]) == 6
+    assert summary["metrics"]["accuracy"] == metrics["accuracy"]
+    assert json.loads((run / "done.json").read_text())["name"] == "tiny"
+
+
 def test_grid_rerun_skips_finished_cells_and_reports_failures(tmp_path, data_dir, monkeypatch):
     config = tiny_config(epochs=1)
     config["evaluation"]["resamples"] = 0

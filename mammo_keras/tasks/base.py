@@ -35,11 +35,14 @@ class Task:
         target_names: None for one unnamed target (a class index), or the names of a
             dict of targets (a subset of "label", "mask") matching the model's outputs.
         target_field: the record field holding the class ("label" or "density").
+        monitor: the logged value that picks the best epoch when `training.monitor` is
+            not set (a loss is minimised; an accuracy / AUC / F1 maximised).
     """
 
     name: str = ""
     target_names: tuple[str, ...] | None = None
     target_field: str = "label"
+    monitor: str = "val_loss"
 
     def __init__(self, config: dict):
         self.config = config

@@ -23,6 +23,8 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc
 class ClassificationTask(Task):
     """One class per image from a record field; evaluated by `evaluate_model`."""
 
+    monitor = "val_cross_entropy"  # comparable across FSL lambdas
+
     def training_model(self, model: keras.Model, class_weights: list[float] | None
                        ) -> keras.Model:
         from mammo_keras.losses import FeatureSmoothingLoss

@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "fsl_centres": "ema",         # ema | batch
         "fsl_momentum": 0.9,
         "augment": True,
-        "monitor": "val_cross_entropy",  # comparable across FSL lambdas
+        "monitor": None,              # None: the task's own (`Task.monitor`)
         "patience": 0,                # early stopping after this many epochs without gain; 0: off
         "precision": "auto",          # auto (mixed_float16 on GPU) | float32 | mixed_float16
         "jit_compile": "auto",        # auto | true | false
@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
 
 # Keys whose value may be of several types (anything else must match its default's type).
 _FREE_KEYS = {"data.root", "data.classes", "model.weights", "training.jit_compile", "grid",
-              "training.stages",
+              "training.stages", "training.monitor",
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
               "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
@@ -168,7 +168,7 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
         raise ConfigError(f"{where}model must be a mapping, got {model!r}")
     config = _merge(DEFAULTS, user, "", where)
     config["model"] = _resolve_model(model, where)
-    _check_task(config["data"]["task"], where)
+    task = _task_class(config["data"]["task"], where)
     split = config["data"]["split"]
     if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
         raise ConfigError(f"data.split must be three shares summing to 1, got {split!r}")
@@ -176,6 +176,11 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
     if data["folds"] and not 0 <= data["fold"] < data["folds"]:
         raise ConfigError(f"data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
     training = config["training"]
+    if training["monitor"] is None:
+        training["monitor"] = task.monitor
+    if not isinstance(training["monitor"], str):
+        raise ConfigError(f"{where}training.monitor must be a logged metric's name, "
+                          f"got {training['monitor']!r}")
     if training["epochs"] < 0 or training["batch_size"] < 1:
         raise ConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
     training["stages"] = _resolve_stages(training["stages"], config, where)
@@ -200,11 +205,11 @@ def _resolve_model(model: dict, where: str) -> dict:
     return resolved
 
 
-def _check_task(name: str, where: str) -> None:
+def _task_class(name: str, where: str) -> type:
     from mammo_keras.tasks import get_task_class
 
     try:
-        get_task_class(name)
+        return get_task_class(name)
     except ValueError as error:
         raise ConfigError(f"{where}{error}") from None
 
