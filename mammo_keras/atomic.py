@@ -9,11 +9,39 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from mammo_keras.errors import UserError
+
 if TYPE_CHECKING:
     import keras
+
+
+def check_destination(path: str | Path, folder: bool = False) -> Path:
+    """Make sure `path` can be written before any work is done for it: a file path (or a
+    folder, with `folder`) whose nearest existing folder takes new files. Creates nothing.
+
+    Raises:
+        UserError: one line naming `path` and what is wrong with it.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{path}: the output folder is a file; name a folder")
+    if not folder and path.is_dir():
+        raise UserError(f"{path}: the output is a folder; name a file")
+    existing = path if folder else path.parent  # nothing is created here: its nearest
+    while not existing.exists() and existing != existing.parent:  # existing folder is tried
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{path}: cannot be created, {existing} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check."):
+            pass
+    except OSError as error:
+        raise UserError(f"{path}: cannot write there ({error.strerror or error})") from None
+    return path
 
 
 def _remove(path: Path) -> None:

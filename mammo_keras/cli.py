@@ -185,7 +185,7 @@ def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from mammo_keras.data import load_records, read_split_manifest
+    from mammo_keras.data import Records, load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
     from mammo_keras.models import description_of
 
@@ -196,7 +196,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.subset not in subsets:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
-        records = subsets[args.subset]
+        records = Records(subsets[args.subset], skipped=records.skipped)
     description = description_of(model, args.model, fill=False)
     classes = args.classes.split(",") if args.classes else description.class_names
     result = evaluate_model(model, records, args.out, class_names=classes,
@@ -612,8 +612,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _dispatch(args)
 
 
+# --out names a file when it ends in one of these, else a folder
+_FILE_SUFFIXES = (".csv", ".json", ".png", ".jpg", ".pdf", ".html")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    from mammo_keras.atomic import check_destination
+
     try:
+        if getattr(args, "out", None):  # before any work: a bad destination loses nothing
+            check_destination(args.out, folder=Path(args.out).suffix.lower()
+                              not in _FILE_SUFFIXES)
         return args.handler(args)
     except (UserError, FileNotFoundError) as error:  # ConfigError, DataError are UserErrors
         print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)

@@ -142,3 +142,37 @@ def test_a_user_mistake_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, caps
 
     with pytest.raises(ValueError, match="internal invariant"):
         cli._dispatch(SimpleNamespace(handler=internal_bug, command="evaluate"))
+
+
+def test_a_bad_destination_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """predict / export / train learn that --out cannot be written before they load or compute."""
+    import os
+
+    import mammo_keras.export as export
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the destination was checked")
+
+    monkeypatch.setattr(export, "load_predictor", no_work)
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder.csv").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    model, image = str(tmp_path / "m.keras"), str(tmp_path / "i.png")
+    cases = [(["predict", model, image, "--out", str(tmp_path / "a_file" / "p.csv")],
+              "a_file is a file"),
+             (["predict", model, image, "--out", str(tmp_path / "a_folder.csv")],
+              "the output is a folder; name a file"),
+             (["export", model, "--out", str(tmp_path / "a_file")],
+              "the output folder is a file"),
+             (["train", "--config", "c.yaml", "--out", str(tmp_path / "a_file" / "run")],
+              "a_file is a file")]
+    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only binds other users
+        cases.append((["predict", model, image, "--out", str(locked / "p.csv")],
+                      "cannot write there (Permission denied)"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error, (argv, error)
+        assert error.startswith(f"mammo-keras {argv[0]}: error: ")

@@ -121,7 +121,7 @@ def test_mias_style_folder_with_every_kind_of_row(tmp_path):
     assert any("mdb007: abnormality ARCH without severity" in p for p in problems)
     assert any("film mdb008 is listed but its image is missing" in p for p in problems)
     assert any(p.startswith(str(tmp_path / "mdb009.pgm")) and "no row" in p for p in problems)
-    assert any("mdb010: coordinates ['x', 'y', '2'] are not numbers" in p for p in problems)
+    assert any("mdb010: x 'x' is not a number" in p for p in problems)
     assert "skipped  5" in records.summary()
 
 
@@ -131,3 +131,60 @@ def test_mias_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no Info.txt"):
         load_records("mias", root=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("row, problem", [
+    ("mdb001 G CIRC B nan 4 3", "x 'nan' is not a finite number"),
+    ("mdb001 G CIRC B 8 inf 3", "y 'inf' is not a finite number"),
+    ("mdb001 G CIRC B -8 4 3", "x = -8 is outside the 1024 x 1024 film"),
+    ("mdb001 G CIRC B 1e9 4 3", "x = 1e+09 is outside the 1024 x 1024 film"),
+    ("mdb001 G CIRC B 8 4 1e308", "radius = 1e+308 must be in 1..1024 px"),
+    ("mdb001 G CIRC B 8 4 0", "radius = 0 must be in 1..1024 px"),
+    ("mdb001 G CIRC B 8 4", "radius missing after the severity"),
+    ("mdb001 G CIRC B 8 4 3 9", "extra fields after the severity"),
+    ("mdb001 G CIRC B 8 4 3\nmdb001 D CIRC B 9 9 3", "rows disagree (background tissue D after G)"),
+    ("mdb001 G NORM\nmdb001 G CIRC B 9 9 3", "rows disagree (a normal row and an abnormality"),
+    ("mdb001 G CIRC B 8 4 3\nmdb001 G CIRC B 8 4 3", "rows disagree (the same row twice)"),
+])
+def test_mias_impossible_rows_leave_their_film_out_with_the_reason(tmp_path, row, problem):
+    write_pgm(tmp_path / "mdb001.pgm")
+    write_pgm(tmp_path / "mdb002.pgm")
+    (tmp_path / "Info.txt").write_text(row + "\nmdb002 G NORM\n")
+    records = load_records(tmp_path)
+    assert [record.extra["refnum"] for record in records] == ["mdb002"]
+    assert any(problem in str(error) for error in records.skipped), records.skipped
+
+
+def test_rows_left_out_are_listed_by_train_and_evaluate(tmp_path):
+    """Films dropped from a corrupted Info.txt reach done.json, metrics.json and the CLI."""
+    import json
+
+    from mammo_keras import cli
+    from mammo_keras.training import train
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for number in range(1, 25):
+        noise = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+        (tmp_path / f"mdb{number:03d}.pgm").write_bytes(b"P5\n64 64\n255\n" + noise.tobytes())
+        rows.append(f"mdb{number:03d} G " + ("NORM" if number % 3 else "CIRC B 30 30 5"))
+    rows[4] = "mdb005 G CIRC B nan 30 5"
+    rows[9] = "mdb010 G CIRC B 30 30"
+    (tmp_path / "Info.txt").write_text("\n".join(rows) + "\n")
+    config = {"name": "mias_bad_rows",
+              "data": {"dataset": "mias", "root": str(tmp_path), "image_size": 32,
+                       "split": [0.5, 0.25, 0.25], "classes": ["normal", "benign"]},
+              "training": {"epochs": 1, "batch_size": 4, "tensorboard": False,
+                           "class_balance": "none"},
+              "evaluation": {"resamples": 0}}
+    summary = train(config, tmp_path / "run", verbose=0)
+    for where in (summary["skipped"],
+                  json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped"]):
+        assert any("mdb005: x 'nan' is not a finite number" in line for line in where), where
+        assert any("mdb010: radius missing" in line for line in where), where
+    assert sum(summary["images"].values()) == 22
+    assert cli.main(["evaluate", str(tmp_path / "run" / "model.keras"), "--data", "mias",
+                     "--root", str(tmp_path), "--out", str(tmp_path / "eval"),
+                     "--resamples", "0"]) == 0
+    skipped = json.loads((tmp_path / "eval" / "metrics.json").read_text())["skipped"]
+    assert sum("mdb005" in line or "mdb010" in line for line in skipped) == 2

@@ -123,7 +123,8 @@ def test_serving_graph_windows_and_scales_12_bit_pngs_as_training_does(tmp_path,
 
     model = keras.saving.load_model(trained)
     options = {"crop": True, "flip": True, "window": True, "equalize": False}
-    target = export_savedmodel(model, tmp_path, ["normal", "benign", "malignant"], options)
+    target = export_savedmodel(model, tmp_path / "savedmodel", ["normal", "benign", "malignant"],
+                               options)
     case = make_case(5, "presentation", "C", "MLO", "R", size=320)
     path = tmp_path / "digital_12bit.png"
     Image.fromarray(np.round(case.image * 4095).astype(np.uint16)).save(path)
@@ -218,3 +219,81 @@ def test_export_errors_are_clear(tmp_path, capsys):
     assert "export needs one square grayscale input" in error and "\n" not in error
     assert cli.main(["export", str(tmp_path / "none.keras"), "--out", str(tmp_path / "o")]) == 2
     assert "none.keras: model file not found" in capsys.readouterr().err
+
+
+def _relabelled_other_model(trained: Path, path: Path) -> Path:
+    """The trained model with its logits negated (other outputs) and classes reversed."""
+    from mammo_keras.models import describe
+
+    model = keras.saving.load_model(trained)
+    logits = model.get_layer("logits")
+    logits.set_weights([-weight for weight in logits.get_weights()])
+    describe(model, class_names=("malignant", "benign", "normal"))
+    model.save(path)
+    return path
+
+
+def test_a_killed_re_export_leaves_the_old_artefacts_whole(tmp_path, trained, monkeypatch):
+    """A re-export killed at its parity check (SIGKILL stand-in: an exception nothing
+    catches) publishes nothing: each old artefact loads with its own classes and outputs."""
+    from mammo_keras.export import exporter
+
+    out = tmp_path / "export"
+    export_model(trained, out, samples=8)
+    images = np.random.default_rng(0).uniform(size=(4, 32, 32, 1)).astype("float32")
+    before = {name: load_predictor(out / name) for name in ("savedmodel", "model.tflite")}
+    expected = {name: predictor(images) for name, predictor in before.items()}
+    other = _relabelled_other_model(trained, tmp_path / "other.keras")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    for format in ("savedmodel", "tflite"):
+        monkeypatch.setattr(exporter, "check_parity", killed)
+        with pytest.raises(KeyboardInterrupt):
+            export_model(other, out, fmt=format, samples=8)
+        monkeypatch.undo()
+        for name, probabilities in expected.items():
+            predictor = load_predictor(out / name)
+            assert predictor.class_names == ("normal", "benign", "malignant"), (format, name)
+            np.testing.assert_allclose(predictor(images), probabilities, atol=1e-6)
+    assert sorted(path.name for path in out.iterdir()) == ["model.json", "model.tflite",
+                                                           "savedmodel"]
+    # finished, the re-export replaces both with the new weights and their own names
+    result = export_model(other, out, samples=8)
+    for name in ("savedmodel", "model.tflite"):
+        predictor = load_predictor(out / name)
+        assert predictor.class_names == ("malignant", "benign", "normal")
+        assert not np.allclose(predictor(images), expected[name], atol=1e-3)
+    assert all("artefact_sha256" in meta for meta in result.values())
+
+
+def test_metadata_that_belongs_to_other_weights_is_refused(tmp_path, trained):
+    import shutil
+
+    from mammo_keras.errors import UserError
+    from mammo_keras.export.tflite import tflite_bytes
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_model(trained, first, samples=8)
+    export_model(_relabelled_other_model(trained, tmp_path / "other.keras"), second, samples=8)
+    # the second export's weights under the first's own metadata asset: its hash differs
+    version = first / "savedmodel" / "1"
+    shutil.rmtree(version / "variables")
+    shutil.copytree(second / "savedmodel" / "1" / "variables", version / "variables")
+    with pytest.raises(UserError, match="mammo_keras.json: this metadata belongs to another "
+                                        "export"):
+        load_predictor(first / "savedmodel")
+    # a TFLite file without metadata inside, beside the JSON of another export
+    model = keras.saving.load_model(tmp_path / "other.keras")
+    (first / "model.tflite").write_bytes(tflite_bytes(model))
+    with pytest.raises(UserError, match="model.json: this metadata belongs to another export"):
+        load_predictor(first / "model.tflite")
+
+
+def test_an_export_killed_earlier_leaves_no_staging_behind(tmp_path, trained):
+    out = tmp_path / "export"
+    stale = out / ".export-staging.999999999"  # a process id no process has
+    (stale / "savedmodel").mkdir(parents=True)
+    export_model(trained, out, fmt="tflite", samples=8)
+    assert sorted(path.name for path in out.iterdir()) == ["model.json", "model.tflite"]

@@ -139,8 +139,9 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     in the same pass; patients are the bootstrap groups.
     Besides `evaluate_predictions`' files, writes `predictions.csv` (`prediction_rows`),
     which the dashboard's cohort page reads.
-    Records that cannot be read are skipped by the pipeline and reported; the metrics
-    cover the images that were read.
+    Records that cannot be read are skipped by the pipeline and reported, together with
+    what the scan of the dataset skipped when `records` is a `Records` (its `skipped`),
+    in `metrics.json`'s "skipped"; the metrics cover the images that were read.
     """
     from mammo_keras.data.pipeline import DataReport, class_names_for, load_dataset
 
@@ -179,6 +180,8 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
         embedding=np.concatenate(embeddings) if embeddings else None,
         groups=groups, resamples=resamples,
         title=f"Evaluation of {model.name}")
-    result["skipped"] = [str(error) for error in report.skipped]
+    # what the dataset scan left out (a `Records`' skipped rows) and what the pipeline could not read
+    result["skipped"] = list(dict.fromkeys(
+        str(error) for error in [*getattr(records, "skipped", ()), *report.skipped]))
     write_text_atomically(Path(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -23,12 +22,12 @@ import keras
 import numpy as np
 
 from mammo_keras.errors import UserError
-from mammo_keras.atomic import write_json_atomically
 from mammo_keras.data import LABELS, Record, load_dataset, load_records
 from mammo_keras.data.preprocessing import preprocess
 from mammo_keras.data.synthetic import generate_phantom, synthetic_specs
 from mammo_keras.evaluation.metrics import macro_auc
 from mammo_keras.export.metadata import build_metadata
+from mammo_keras.export.publish import publish, staging_folder
 from mammo_keras.export.runtime import load_predictor
 from mammo_keras.export.savedmodel import export_savedmodel, write_savedmodel_metadata
 from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite, write_tflite_metadata
@@ -141,6 +140,28 @@ def check_parity(reference: np.ndarray, exported: np.ndarray, quantize: str,
     return report
 
 
+def _check_and_publish(staged: Path, target: Path, kind: str, quantization: str,
+                       model: keras.Model, description, reference: np.ndarray,
+                       sample: tuple, enforce_parity: bool) -> dict:
+    """Check the staged artefact's parity, store its metadata inside, then publish it at
+    `target` (`publish`); its metadata. A failed check raises before anything is visible."""
+    images, labels, source = sample
+    exported = load_predictor(staged)(images)
+    try:
+        parity = {"sample": source, "passed": True,
+                  **check_parity(reference, exported, quantization, labels, str(target))}
+    except ExportParityError as error:
+        if enforce_parity:
+            raise
+        parity = {"sample": source, "passed": False, "failure": str(error)}
+    meta = build_metadata(model, description, str(target), kind, quantization, parity)
+    if kind == "tflite":
+        write_tflite_metadata(staged, meta)
+    else:
+        write_savedmodel_metadata(staged, meta)
+    return publish(staged, target, meta)
+
+
 def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
                  quantize: str = "none", calibration_data: str | None = None,
                  samples: int = 32, version: int = 1, enforce_parity: bool = True) -> dict:
@@ -179,33 +200,19 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
                                            calibration_data, description.preprocessing)
     reference = keras.ops.convert_to_numpy(model(images, training=False))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    if fmt in ("savedmodel", "all"):
-        target = export_savedmodel(model, out, list(description.class_names),
-                                   description.preprocessing, version)
-        written[target] = ("savedmodel", "none")
-    if fmt in ("tflite", "all"):
-        name = "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
-        target = export_tflite(model, out / name, quantize, images)
-        written[target] = ("tflite", quantize)
     result = {}
-    for target, (kind, quantization) in written.items():
-        exported = load_predictor(target)(images)
-        try:
-            parity = {"sample": source, "passed": True,
-                      **check_parity(reference, exported, quantization, labels, str(target))}
-        except ExportParityError as error:
-            if enforce_parity:  # leave no artefact that could pass for a checked one
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-                raise
-            parity = {"sample": source, "passed": False, "failure": str(error)}
-        meta = build_metadata(model, description, str(target), kind, quantization, parity)
-        if kind == "tflite":
-            write_tflite_metadata(target, meta)
-            write_json_atomically(target.with_suffix(".json"), meta)
-        else:
-            write_savedmodel_metadata(target, meta)
-            write_json_atomically(target.with_name(target.name + ".json"), meta)
-        result[str(target)] = meta
+    with staging_folder(out) as staging:
+        if fmt in ("savedmodel", "all"):
+            staged = export_savedmodel(model, staging / "savedmodel",
+                                       list(description.class_names), description.preprocessing)
+            target = out / "savedmodel" / str(version)
+            result[str(target)] = _check_and_publish(
+                staged, target, "savedmodel", "none", model, description, reference,
+                (images, labels, source), enforce_parity)
+        if fmt in ("tflite", "all"):
+            name = "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+            staged = export_tflite(model, staging / name, quantize, images)
+            result[str(out / name)] = _check_and_publish(
+                staged, out / name, "tflite", quantize, model, description, reference,
+                (images, labels, source), enforce_parity)
     return json.loads(json.dumps(result))

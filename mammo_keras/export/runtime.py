@@ -110,10 +110,17 @@ def savedmodel_version(path: Path) -> Path:
 
 
 def metadata_beside(path: str | Path) -> dict:
-    """The metadata JSON `mammo-keras export` wrote beside an artefact ({} when there is none)."""
-    path = Path(path)
-    beside = path.with_suffix(".json") if path.suffix else path.with_name(path.name + ".json")
-    return json.loads(beside.read_text()) if beside.is_file() else {}
+    """The metadata JSON `mammo-keras export` wrote beside an artefact ({} when there is none).
+
+    Raises:
+        UserError: it records a content hash ("artefact_sha256") the artefact does not have.
+    """
+    from mammo_keras.export.publish import beside_path, check_belongs
+
+    beside = beside_path(path)
+    if not beside.is_file():
+        return {}
+    return check_belongs(path, json.loads(beside.read_text()), str(beside))
 
 
 def artefact_metadata(path: str | Path) -> dict:
@@ -139,9 +146,9 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
         import tensorflow as tf
 
         version = savedmodel_version(path)
+        description = description_from_metadata(artefact_metadata(version))  # checked first
         serve = tf.saved_model.load(str(version)).signatures["serve_preprocessed"]
         size = int(serve.structured_input_signature[1]["images"].shape[1])
-        description = description_from_metadata(artefact_metadata(version))
 
         def run(images: np.ndarray) -> np.ndarray:
             return serve(images=tf.constant(images))["probabilities"].numpy()
@@ -151,8 +158,8 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
     if path.suffix.lower() == ".tflite":
         from mammo_keras.export.tflite import TFLiteRunner
 
-        runner = TFLiteRunner(path, num_threads)
         description = description_from_metadata(artefact_metadata(path))
+        runner = TFLiteRunner(path, num_threads)
         return Predictor(str(path), "tflite", runner.image_size, runner.num_classes, runner,
                          description)
     if path.suffix.lower() == ".keras":

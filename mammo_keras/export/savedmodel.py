@@ -26,9 +26,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from mammo_keras.atomic import atomic_path, write_json_atomically
+from mammo_keras.atomic import write_json_atomically
 from mammo_keras.data.preprocessing import preprocess, preprocessing_options
 from mammo_keras.export.metadata import METADATA_NAME
+from mammo_keras.export.publish import check_belongs, content_digest
 
 METADATA_ASSET = f"assets/{METADATA_NAME}.json"
 
@@ -58,9 +59,10 @@ def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
     return tf.minimum(tf.cast(image, tf.float32) / scale, 1.0)
 
 
-def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str],
-                      preprocessing: dict, version: int = 1) -> Path:
-    """Write `model` as OUT/savedmodel/<version>/ (replacing an older export of that version)."""
+def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[str],
+                      preprocessing: dict) -> Path:
+    """Write `model` as a SavedModel into `folder` (a new path; `export_model` builds it in
+    a staging folder and publishes it as OUT/savedmodel/<version>/ once checked)."""
     size = int(model.input_shape[1])
     options = preprocessing_options(preprocessing)
 
@@ -88,22 +90,30 @@ def export_savedmodel(model: keras.Model, out: str | Path, class_names: list[str
         tf.TensorSpec((None,), tf.string, name="png")])
     archive.add_endpoint("serve_preprocessed", classify, input_signature=[
         tf.TensorSpec((None, size, size, 1), tf.float32, name="images")])
-    target = Path(out) / "savedmodel" / str(version)
-    with atomic_path(target) as partial:
-        archive.write_out(str(partial), verbose=False)
-    return target
+    archive.write_out(str(folder), verbose=False)
+    return Path(folder)
 
 
 def write_savedmodel_metadata(version_folder: str | Path, metadata: dict) -> Path:
     """Store `metadata` inside a SavedModel version folder (`assets/mammo_keras.json`).
 
     A file under assets/ travels with the SavedModel (TF Serving and `gsutil cp -r`
-    copy the folder whole) and does not change its graph.
+    copy the folder whole) and does not change its graph. It records "content_sha256",
+    the hash of every other file of the folder, so that it cannot describe other weights.
     """
-    return write_json_atomically(Path(version_folder) / METADATA_ASSET, metadata)
+    digest = content_digest(version_folder, exclude=(METADATA_ASSET,))
+    return write_json_atomically(Path(version_folder) / METADATA_ASSET,
+                                 {**metadata, "content_sha256": digest})
 
 
 def read_savedmodel_metadata(version_folder: str | Path) -> dict | None:
-    """The metadata stored by `write_savedmodel_metadata`, or None when there is none."""
+    """The metadata stored by `write_savedmodel_metadata`, or None when there is none.
+
+    Raises:
+        UserError: it records a content hash that the folder's files do not have.
+    """
     path = Path(version_folder) / METADATA_ASSET
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return check_belongs(version_folder, json.loads(path.read_text()), str(path),
+                         key="content_sha256", exclude=(METADATA_ASSET,))

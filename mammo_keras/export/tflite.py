@@ -32,8 +32,13 @@ QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
 def tflite_bytes(model: keras.Model, quantize: str = "none",
-                 representative: np.ndarray | None = None) -> bytes:
-    """Convert `model`; int8 needs `representative` images (M, S, S, 1) float32."""
+                 representative: np.ndarray | None = None,
+                 workdir: str | Path | None = None) -> bytes:
+    """Convert `model`; int8 needs `representative` images (M, S, S, 1) float32.
+
+    The converter reads an intermediate SavedModel, written in a temporary folder inside
+    `workdir` (default: the system's temporary folder).
+    """
     if quantize not in QUANTIZATIONS:
         raise UserError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
     if quantize == "int8" and (representative is None or len(representative) == 0):
@@ -46,7 +51,7 @@ def tflite_bytes(model: keras.Model, quantize: str = "none",
                                                          tf.float32),
                          input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32,
                                                         name="images")])
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=workdir) as folder:
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"])
         _configure(converter, quantize, representative)
@@ -70,8 +75,10 @@ def _configure(converter, quantize: str, representative: np.ndarray | None) -> N
 
 def export_tflite(model: keras.Model, path: str | Path, quantize: str = "none",
                   representative: np.ndarray | None = None) -> Path:
-    """Write the converted model to `path` (.tflite) atomically."""
-    return write_bytes_atomically(path, tflite_bytes(model, quantize, representative))
+    """Write the converted model to `path` (.tflite) atomically; the converter works in
+    `path`'s folder."""
+    content = tflite_bytes(model, quantize, representative, workdir=Path(path).parent)
+    return write_bytes_atomically(path, content)
 
 
 def with_metadata(content: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:

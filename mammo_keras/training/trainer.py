@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
                                 write_json_atomically)
-from mammo_keras.data import DataReport, load_dataset, write_split_manifest
+from mammo_keras.data import DataReport, Records, load_dataset, write_split_manifest
 from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.models.description import describe
 from mammo_keras.tasks import get_task
@@ -263,7 +263,7 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     options = task.dataset_options(names)
     stages = training_stages(config)
     batch, seed = training["batch_size"], training["seed"]
-    report = DataReport()
+    report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
     if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
         size = stages[-1]["image_size"]
         model = _describe_for_run(task.build_model(names, size), task, names, options, size)
@@ -351,7 +351,8 @@ def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names:
     if not subsets.get(subset):
         subset = "val"
     model = keras.saving.load_model(out / "model.keras")
-    metrics = task.evaluate(model, subsets[subset], out, names,
+    evaluated = Records(subsets[subset], skipped=report.skipped)
+    metrics = task.evaluate(model, evaluated, out, names,
                             batch_size=config["training"]["batch_size"],
                             resamples=config["evaluation"]["resamples"])
     headline = task.summary(metrics)

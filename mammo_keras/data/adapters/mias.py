@@ -13,6 +13,7 @@ database's own notes:
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -47,13 +48,43 @@ def _parse_row(line: str, where: str) -> tuple[str, str, str, str | None, ROI | 
     severity = SEVERITIES[fields[0]]
     if len(fields) == 1:
         return refnum, tissue, abnormality, severity, None  # spread out: no coordinates
-    try:
-        x, y, radius = (float(value) for value in fields[1:4])
-    except ValueError:
-        raise DataError(where, f"row {refnum}: coordinates {fields[1:]} are not numbers") from None
+    if len(fields) != 4:
+        problem = {2: "y and radius missing", 3: "radius missing"}.get(len(fields),
+                                                                      "extra fields")
+        raise DataError(where, f"row {refnum}: {problem} after the severity (x y radius "
+                               f"expected, got {fields[1:]})")
+    x, y, radius = (_number(value, name, refnum, where)
+                    for value, name in zip(fields[1:], ("x", "y", "radius")))
+    for value, name in ((x, "x"), (y, "y")):
+        if not 0 <= value <= IMAGE_SIZE - 1:
+            raise DataError(where, f"row {refnum}: {name} = {value:g} is outside the "
+                                   f"{IMAGE_SIZE} x {IMAGE_SIZE} film")
+    if not 0 < radius <= IMAGE_SIZE:
+        raise DataError(where, f"row {refnum}: radius = {radius:g} must be in 1..{IMAGE_SIZE} px")
     roi = ROI(x=x, y=IMAGE_SIZE - 1 - y, radius=radius, abnormality=abnormality,
               severity=severity)
     return refnum, tissue, abnormality, severity, roi
+
+
+def _number(text: str, name: str, refnum: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(where, f"row {refnum}: {name} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(where, f"row {refnum}: {name} {text!r} is not a finite number")
+    return value
+
+
+def _conflict(film: dict, tissue: str, abnormality: str, line: str) -> str | None:
+    """Why a further row of a film contradicts its earlier ones (None: it does not)."""
+    if tissue != film["tissue"]:
+        return f"background tissue {tissue} after {film['tissue']}"
+    if (abnormality == "NORM") != (film["findings"][0][0] == "NORM"):
+        return "a normal row and an abnormality row"
+    if line in film["lines"]:
+        return "the same row twice"
+    return None
 
 
 def _locate(root: Path) -> tuple[str, dict[str, str]]:
@@ -82,8 +113,9 @@ def load_mias(root: str | Path) -> Records:
 
     Returns:
         `Records` in film order. In `Records.skipped`: rows that cannot be read
-        (their film is left out whole, as its worst finding is unsure), films
-        without an image, and images without a row.
+        (their film is left out whole, as its worst finding is unsure: impossible
+        coordinates and rows of one film that disagree included), films without an
+        image, and images without a row.
     """
     root = Path(root)
     if not root.exists():
@@ -102,7 +134,14 @@ def load_mias(root: str | Path) -> Records:
             skipped.append(error)
             unreadable.add(line.split()[0])
             continue
-        film = films.setdefault(refnum, {"tissue": tissue, "findings": [], "rois": []})
+        film = films.setdefault(refnum, {"tissue": tissue, "findings": [], "rois": [],
+                                         "lines": []})
+        conflict = film["findings"] and _conflict(film, tissue, abnormality, " ".join(line.split()))
+        if conflict:
+            skipped.append(DataError(info_path, f"film {refnum}: its rows disagree ({conflict})"))
+            unreadable.add(refnum)
+            continue
+        film["lines"].append(" ".join(line.split()))
         film["findings"].append((abnormality, severity))
         if roi is not None:
             film["rois"].append(roi)
