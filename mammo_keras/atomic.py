@@ -44,6 +44,18 @@ def check_destination(path: str | Path, folder: bool = False) -> Path:
     return path
 
 
+def os_error_cause(error: BaseException) -> OSError | None:
+    """The first OSError with an errno in `error`'s chain (libraries such as pydicom re-raise
+    a write failure as a new OSError of the message alone, the errno in its cause)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -75,6 +87,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if partial.is_dir():
             _remove(path)
         os.replace(partial, path)
+    except OSError as error:  # name the destination, not its hidden partial copy
+        cause = os_error_cause(error)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror, str(path)) from error
     finally:
         _remove(partial)
 

@@ -6,6 +6,7 @@ User mistakes end in one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.metadata
 import os
 import subprocess
@@ -627,6 +628,36 @@ def _dispatch(args: argparse.Namespace) -> int:
     except (UserError, FileNotFoundError) as error:  # ConfigError, DataError are UserErrors
         print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        problem = _storage_problem(error)
+        if problem is None:
+            raise  # a bug: its traceback
+        print(f"mammo-keras {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+
+
+# errno values of a destination that cannot take the output; the user's to fix
+_STORAGE_ERRORS = {errno.ENOSPC: "no space left on the device",
+                   errno.EFBIG: "file too large for the file system or the process's limit",
+                   errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded",
+                   errno.EACCES: "permission denied"}
+
+
+def _storage_problem(error: BaseException) -> str | None:
+    """One line for a full, read-only or size-limited destination, raised as an OSError or
+    inside TensorFlow (whose errors carry only the text); None for anything else."""
+    from mammo_keras.atomic import os_error_cause
+
+    cause = os_error_cause(error)
+    if cause is not None and cause.errno in _STORAGE_ERRORS:
+        where = f" {cause.filename}" if cause.filename else ""
+        return f"cannot write{where}: {_STORAGE_ERRORS[cause.errno]}"
+    if type(error).__module__.startswith("tensorflow"):
+        text = str(error)
+        for number, meaning in _STORAGE_ERRORS.items():
+            if os.strerror(number) in text or meaning in text.lower():
+                return f"cannot write the output: {meaning}"
+    return None
 
 
 if __name__ == "__main__":

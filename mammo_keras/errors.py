@@ -8,5 +8,15 @@ so library callers that catch `ValueError` keep working.
 from __future__ import annotations
 
 
+MAX_MESSAGE = 1000  # characters: a message quoting a huge value is cut, not printed whole
+
+
 class UserError(ValueError):
-    """A mistake in what the user gave; the message is one line naming the thing and the problem."""
+    """A mistake in what the user gave; the message is one line naming the thing and the problem
+    (at most MAX_MESSAGE characters, with the length of what was cut)."""
+
+    def __init__(self, message: object = ""):
+        text = str(message)
+        if len(text) > MAX_MESSAGE:
+            text = f"{text[:MAX_MESSAGE]}... ({len(text):,} characters in all)"
+        super().__init__(text)

@@ -176,3 +176,34 @@ def test_a_bad_destination_is_refused_before_any_work(tmp_path, capsys, monkeypa
         error = capsys.readouterr().err.strip()
         assert message in error and "\n" not in error, (argv, error)
         assert error.startswith(f"mammo-keras {argv[0]}: error: ")
+
+
+def test_a_full_or_size_limited_disk_is_one_line(tmp_path):
+    """Under a file-size limit (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) the phantom
+    writer fails on its first image: one line naming the destination, exit 2."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run([sys.executable, "-m", "mammo_keras.cli", "data", "synth",
+                             "--count", "2", "--out", str(tmp_path / "phantoms")],
+                            capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("mammo-keras data: error: cannot write ") and "too large" in error
+    assert "Traceback" not in result.stderr and ".partial" not in error
+
+
+def test_a_run_folder_whose_config_is_not_a_mapping_is_named(tmp_path, capsys):
+    import keras
+
+    from mammo_keras.models import build_classifier
+
+    keras.Model.save(keras.Model.from_config(build_classifier(
+        "baseline_cnn", "gap", 3, (32, 32, 1)).get_config()), tmp_path / "model.keras")
+    (tmp_path / "config.yaml").write_text("- a\n- b\n")
+    assert main(["predict", str(tmp_path / "model.keras"), str(tmp_path / "x.png"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "config.yaml: not a mammo-keras run config" in error and "\n" not in error

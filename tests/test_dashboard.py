@@ -25,7 +25,7 @@ from mammo_keras.cli import main
 from mammo_keras.dashboard import (case_report, decide, error_cases, load_cohort, model_card,
                                    model_card_markdown, operating_point, read_upload,
                                    window_level)
-from mammo_keras.dashboard.cases import MAX_PIXELS
+from mammo_keras.data.limits import MAX_PIXELS
 from mammo_keras.dashboard.demo_model import DEMO_CONFIG, find_demo_run, train_demo_model
 from mammo_keras.dashboard.launch import streamlit_command
 from mammo_keras.data.errors import DataError
@@ -117,13 +117,13 @@ def test_read_upload_checks_sizes_before_decoding(mammogram):
     side = int(np.sqrt(MAX_PIXELS)) + 100  # a bilevel PNG of ~100 MP is only kilobytes
     huge = png_bytes(Image.new("1", (side, side)))
     assert len(huge) < 2_000_000
-    with pytest.raises(DataError, match="megapixels is over the limit"):
+    with pytest.raises(DataError, match="megapixels\) is over the limit"):
         read_upload("huge.png", huge)
     header = pydicom.dcmread(io.BytesIO(data))
     header.Rows = header.Columns = 20000  # the header claims 400 MP; the pixels are few
     buffer = io.BytesIO()
     header.save_as(buffer)
-    with pytest.raises(DataError, match="megapixels is over the limit"):
+    with pytest.raises(DataError, match="megapixels\) is over the limit"):
         read_upload("claims-huge.dcm", buffer.getvalue())
 
 

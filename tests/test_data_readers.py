@@ -228,3 +228,48 @@ def test_compressed_tar_is_decompressed_once_into_the_cache(tmp_path, monkeypatc
     with pytest.raises(DataError, match=r"broken\.tar\.gz: unreadable archive"):
         list_members(tmp_path / "broken.tar.gz")
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [cached[0].name]  # no leftovers
+
+
+def test_images_that_cannot_be_mammograms_are_refused_with_the_reason(tmp_path, image):
+    Image.new("L", (1, 1), 200).save(tmp_path / "pixel.png")
+    assert "1 x 1 px is smaller than 32 px on a side" in one_line_error(tmp_path / "pixel.png")
+    Image.new("L", (64, 64), 0).save(tmp_path / "blank.png")
+    assert "blank image: every pixel is 0" in one_line_error(tmp_path / "blank.png")
+    blank = write_dicom(tmp_path / "blank.dcm", np.full((64, 64), 0.5, np.float32))
+    assert "blank image" in one_line_error(blank)
+    pixels = np.asarray(image, np.float32).copy()
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tiff")
+    assert "not finite" in one_line_error(tmp_path / "nan.tiff")
+
+
+def test_impossible_dicom_tags_are_data_errors(tmp_path, image):
+    path = write_dicom(tmp_path / "x.dcm", image, window=(1500.0, 1000.0))
+    ds = pydicom.dcmread(path)
+    ds.WindowWidth = 0
+    ds.save_as(tmp_path / "width0.dcm")
+    assert "cannot apply its rescale / window tags" in one_line_error(tmp_path / "width0.dcm")
+    ds = pydicom.dcmread(write_dicom(tmp_path / "y.dcm", image))
+    ds.RescaleSlope, ds.RescaleIntercept = "1e308", "0"
+    ds.save_as(tmp_path / "slope.dcm")
+    assert "not finite" in one_line_error(tmp_path / "slope.dcm")
+
+
+def test_the_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, image, monkeypatch):
+    import tracemalloc
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "x.dcm", image))
+    ds.Rows = ds.Columns = 60000  # the header claims 3.6 gigapixels; the pixels are few
+    ds.save_as(tmp_path / "claims.dcm")
+    Image.new("1", (12000, 12000)).save(tmp_path / "huge.png")  # 144 MP in a few kilobytes
+    assert (tmp_path / "huge.png").stat().st_size < 100_000
+    tracemalloc.start()
+    for name, shape in (("claims.dcm", "60000 x 60000 px"), ("huge.png", "12000 x 12000 px")):
+        assert f"{shape}" in one_line_error(tmp_path / name)
+        assert "over the limit of 100 megapixels" in one_line_error(tmp_path / name)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6  # nothing of the claimed size was allocated
+    monkeypatch.setenv("MAMMO_KERAS_MAX_PIXELS", "1000")
+    assert "over the limit of 0.001 megapixels" in one_line_error(write_dicom(tmp_path / "z.dcm",
+                                                                            image))

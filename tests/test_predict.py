@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -53,3 +54,39 @@ def test_cli_writes_csv_and_json(tmp_path):
         "path", "prediction", "p_a", "p_b", "p_c"}
     assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
                  str(tmp_path / "out.txt")]) == 2
+
+
+def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
+    """WindowWidth 0, RescaleSlope 1e308, a 1 x 1 PNG and a blank image among good films: a
+    subprocess (a hang in tf.data fails the timeout) predicts the good ones and lists the rest."""
+    import subprocess
+    import sys
+
+    import pydicom
+
+    build_classifier("baseline_cnn", "gap", 3, (32, 32, 1)).save(tmp_path / "m.keras")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        write_dicom(scans / f"good{index}.dcm", rng.uniform(size=(96, 80)).astype(np.float32))
+    for name, tag, value in (("width0.dcm", "WindowWidth", 0), ("slope.dcm", "RescaleSlope", "1e308")):
+        ds = pydicom.dcmread(write_dicom(scans / name, rng.uniform(size=(96, 80)).astype(
+            np.float32), window=(2000.0, 1000.0)))
+        setattr(ds, tag, value)
+        ds.save_as(scans / name)
+    Image.new("L", (1, 1), 9).save(scans / "pixel.png")
+    Image.new("L", (64, 64), 0).save(scans / "blank.png")
+    result = subprocess.run([sys.executable, "-m", "mammo_keras.cli", "predict",
+                             str(tmp_path / "m.keras"), str(scans), "--out",
+                             str(tmp_path / "p.csv")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert sorted(Path(row.split(",")[0]).name for row in rows[1:]) == [
+        "good0.dcm", "good1.dcm", "good2.dcm"]
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 4
+    for name, reason in (("width0.dcm", "rescale / window"), ("slope.dcm", "not finite"),
+                         ("pixel.png", "smaller than 32 px"), ("blank.png", "blank image")):
+        assert any(name in line and reason in line for line in skipped), (name, skipped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import keras
@@ -361,3 +362,64 @@ def test_train_command_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["run", str(config), "--out", str(tmp_path / "o"), "--backend",
                      "tensorflow", "--set", "training.epochs=zero"]) == 2
     assert "training.epochs must be int" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("moment", ["before_commit", "after_commit"])
+def test_a_kill_around_the_last_commit_loses_no_history_row_and_logs_each_epoch_once(
+        tmp_path, data_dir, monkeypatch, moment):
+    from mammo_keras.training.checkpoints import TrainingState
+    from mammo_keras.training.tensorboard_log import logged_epochs
+
+    config = tiny_config(epochs=2, deterministic=True, tensorboard=True)
+    config["evaluation"]["resamples"] = 0
+    commit = TrainingState.commit
+
+    def killed_commit(state, folder, trainer):
+        if state.epoch == 2 and moment == "before_commit":
+            raise KeyboardInterrupt
+        commit(state, folder, trainer)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingState, "commit", killed_commit)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", data_dir=data_dir, verbose=0)
+    monkeypatch.undo()
+    train(config, tmp_path / "run", data_dir=data_dir, verbose=0, resume=True)
+    assert [row["epoch"] for row in history_rows(tmp_path / "run")] == ["1", "2"]
+    assert logged_epochs(tmp_path / "run" / "tensorboard") == [1, 2]
+
+
+def test_impossible_numbers_and_bad_files_are_one_line_config_errors(tmp_path):
+    for key, value, message in [("training.learning_rate", float("nan"), "must be in"),
+                                ("training.learning_rate", 0.0, "must be above 0"),
+                                ("data.image_size", 0, "data.image_size must be in"),
+                                ("data.image_size", -64, "data.image_size must be in"),
+                                ("training.label_smoothing", 1.0, "must be in [0, 1)"),
+                                ("model.dropout", "high", "must be a number")]:
+        section, name = key.split(".")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            resolve_config({section: {name: value}})
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n"
+        for i in range(8)) + "data:\n  classes: *i\n"
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    assert len(bomb) < 600
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values") as error:
+        load_config(tmp_path / "bomb.yaml")
+    assert len(str(error.value)) < 300
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="binary.yaml: not a text"):
+        load_config(tmp_path / "binary.yaml")
+
+
+def test_a_split_manifest_without_its_columns_is_named(tmp_path):
+    from mammo_keras.data import read_split_manifest
+    from mammo_keras.errors import UserError
+
+    (tmp_path / "s.csv").write_text("file,fold\na.png,1\n")
+    with pytest.raises(UserError, match=r"s\.csv: not a split manifest \(no path or split"):
+        read_split_manifest(tmp_path / "s.csv", [])
+    (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(UserError, match=r"b\.csv: not a text"):
+        read_split_manifest(tmp_path / "b.csv", [])

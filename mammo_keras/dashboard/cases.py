@@ -7,19 +7,15 @@ True
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import pydicom
 from PIL import Image, ImageDraw
 
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import crop_box_in_original
-from mammo_keras.data.readers import decode_image, sniff_format
+from mammo_keras.data.readers import decode_image
 
 UPLOAD_TYPES = ("dcm", "dicom", "png", "pgm", "jpg", "jpeg", "tif", "tiff", "bmp")
 DEFAULT_MAX_UPLOAD_MB = 200
-MAX_PIXELS = 100_000_000  # 10 000 x 10 000; full-field mammograms are at most ~30 MP
 
 
 def read_upload(name: str, data: bytes, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
@@ -27,8 +23,9 @@ def read_upload(name: str, data: bytes, max_upload_mb: float = DEFAULT_MAX_UPLOA
     """Decode an uploaded file into (image float32 (H, W) in [0, 1], metadata).
 
     The size is checked before anything is decoded: first the byte count against
-    `max_upload_mb`, then the pixel count in the file's header against MAX_PIXELS,
-    so a huge or decompression-bomb file costs no memory.
+    `max_upload_mb`, then (in every reader) the pixel count in the file's header against
+    the pixel limit (`mammo_keras.data.limits`), so a huge or decompression-bomb file
+    costs no memory.
 
     Raises:
         DataError: one line "<name>: <problem>" (too large, not an image, corrupt DICOM...).
@@ -37,30 +34,7 @@ def read_upload(name: str, data: bytes, max_upload_mb: float = DEFAULT_MAX_UPLOA
     if len(data) > limit:
         raise DataError(name, f"file of {len(data) / 1e6:.1f} MB is over the upload limit of "
                               f"{max_upload_mb:g} MB")
-    pixels = _header_pixel_count(name, data)
-    if pixels is not None and pixels > MAX_PIXELS:
-        raise DataError(name, f"image of {pixels / 1e6:.0f} megapixels is over the limit of "
-                              f"{MAX_PIXELS / 1e6:.0f} megapixels")
-    return decode_image(data, name)
-
-
-def _header_pixel_count(name: str, data: bytes) -> int | None:
-    """Rows x columns x frames from the file header, or None when the header cannot tell
-    (decode_image then reports the file)."""
-    fmt = sniff_format(data, name)
-    try:
-        if fmt == "dicom":
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-            rows, columns = header.get("Rows"), header.get("Columns")
-            if rows is None or columns is None:
-                return None
-            return int(rows) * int(columns) * int(header.get("NumberOfFrames", 1) or 1)
-        if fmt is not None:
-            width, height = Image.open(io.BytesIO(data)).size
-            return width * height
-    except Exception:  # a corrupt header: decode_image names the problem
-        return None
-    return None
+    return decode_image(data, name)  # it checks the header's pixel count before decoding
 
 
 def window_level(image: np.ndarray, center: float = 0.5, width: float = 1.0) -> np.ndarray:

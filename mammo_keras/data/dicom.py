@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.limits import check_content, check_pixel_count
 
 _VIEW_CODES = {"CC": "CC", "XCCL": "CC", "XCCM": "CC", "FB": "CC", "MLO": "MLO"}
 _VIEW_MEANINGS = {"cranio-caudal": "CC", "medio-lateral oblique": "MLO"}
@@ -91,6 +92,13 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
             from error
     if "PixelData" not in ds:
         raise DataError(path, "DICOM file has no pixel data")
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        check_pixel_count(path, ds.Rows, ds.Columns, frames)
+    except (AttributeError, TypeError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(path, f"unreadable image size in the header ({error})") from None
     syntax = ds.file_meta.get("TransferSyntaxUID")
     try:
         stored = ds.pixel_array
@@ -106,11 +114,21 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
         raise DataError(path, f"expected a grayscale image, got pixel array of shape {stored.shape}")
     if stored.size == 0:
         raise DataError(path, "empty image")
-    modality = apply_modality_lut(stored, ds)
-    windowed = apply_voi_lut(modality, ds)
-    voi_applied = windowed is not modality
-    lo, hi = _output_range(ds, windowed, voi_applied)
-    image = (np.asarray(windowed, np.float64) - lo) / max(hi - lo, 1e-12)
+    try:  # pydicom raises on impossible LUT tags (a WindowWidth of 0, say)
+        modality = apply_modality_lut(stored, ds)
+        windowed = apply_voi_lut(modality, ds)
+        voi_applied = windowed is not modality
+        lo, hi = _output_range(ds, windowed, voi_applied)
+    except Exception as error:
+        raise DataError(path, f"cannot apply its rescale / window tags ({type(error).__name__}: "
+                              f"{error})") from None
+    with np.errstate(all="ignore"):  # overflow shows as non-finite values, checked below
+        image = (np.asarray(windowed, np.float64) - lo) / max(hi - lo, 1e-12)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise DataError(path, f"pixel values are not finite numbers after its rescale "
+                              f"(RescaleSlope {ds.get('RescaleSlope', 1)!s}, "
+                              f"RescaleIntercept {ds.get('RescaleIntercept', 0)!s})")
+    check_content(image, path)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "MONOCHROME1":

@@ -164,8 +164,9 @@ def load_dataset(
             # the record's laterality wins over the file's tags and name
             side = record.laterality or meta.get("laterality") or ""
             return image, mask, True, np.bytes_(side)
-        except DataError as error:
-            report.add(error)
+        except Exception as error:  # escaping into tf.data, it can hang the process: skip the file
+            report.add(error if isinstance(error, DataError) else DataError(
+                record.path, f"cannot be read ({type(error).__name__}: {error})"))
             return np.zeros((1, 1), np.float32), np.zeros((1, 1), np.uint8), False, \
                 np.bytes_("")
 

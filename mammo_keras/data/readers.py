@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from mammo_keras.data.archive import read_bytes
 from mammo_keras.data.dicom import read_dicom
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.limits import check_content, check_pixel_count
 from mammo_keras.data.naming import laterality_and_view_from_name
 
 _RASTER_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff",
@@ -87,6 +88,8 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     """Decode a PGM / PNG / JPEG / TIFF / BMP file with Pillow into [0, 1]."""
     try:
         picture = Image.open(io.BytesIO(data))
+        check_pixel_count(path, picture.size[1], picture.size[0],
+                          getattr(picture, "n_frames", 1))
         picture.load()
     except Image.DecompressionBombError as error:
         raise DataError(path, f"image too large to decode safely ({error})") from error
@@ -117,7 +120,7 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     meta = {"format": fmt, "laterality": None, "view": None, "mode": mode,
             "bits_stored": bits if bits is not None else 8 if scale == 255.0 else None,
             "bits_rule": rule, "original_shape": tuple(pixels.shape)}
-    return np.nan_to_num(image).astype(np.float32), meta
+    return check_content(image, path).astype(np.float32), meta
 
 
 def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, dict]:
@@ -157,7 +160,10 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
 
     Raises:
         DataError (a ValueError): one line "<path>: <problem>" for a missing,
-            empty, truncated, corrupt or unsupported file.
+            empty, truncated, corrupt or unsupported file, and for one that is no
+            mammogram to classify (`mammo_keras.data.limits`: over the pixel limit, checked
+            from the header before decoding; under 32 px on a side; non-finite values;
+            blank).
 
     Example::
 

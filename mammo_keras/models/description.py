@@ -207,12 +207,15 @@ def description_of(model: keras.Model, path: str | Path | None = None,
 
 def legacy_description(folder: Path) -> ModelDescription:
     """What a run folder of mammo-keras 0.x says about its model.keras (config.yaml, done.json)."""
-    import yaml
+    from mammo_keras.yaml_files import read_yaml
 
     description = ModelDescription()
     config_path, done_path = folder / "config.yaml", folder / "done.json"
     if config_path.is_file():
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = read_yaml(config_path) or {}
+        if not isinstance(config, dict) or not isinstance(config.get("data", {}), dict):
+            raise UserError(f"{config_path}: not a mammo-keras run config (a mapping with a "
+                            "data section)")
         data = config.get("data", {})
         description.task = data.get("task")
         description.preprocessing = preprocessing_options(

@@ -25,6 +25,7 @@ import yaml
 
 from mammo_keras.atomic import write_text_atomically
 from mammo_keras.errors import UserError
+from mammo_keras.yaml_files import read_yaml, read_yaml_text
 
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
@@ -108,7 +109,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like section.key=value")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), read_yaml_text(value, f"override {key.strip()}")
+    except UserError as error:
+        raise ConfigError(str(error)) from None
 
 
 def set_dotted(config: dict, key: str, value: Any) -> None:
@@ -183,8 +187,41 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
                           f"got {training['monitor']!r}")
     if training["epochs"] < 0 or training["batch_size"] < 1:
         raise ConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+    _check_ranges(config, where)
     training["stages"] = _resolve_stages(training["stages"], config, where)
     return config
+
+
+# (low, high, high included) of numeric keys; a NaN fails every range
+_RANGES = {
+    "data.image_size": (1, 16384, True),  # each backbone then states its own minimum
+    "training.learning_rate": (0.0, 10.0, True),
+    "training.weight_decay": (0.0, 1.0, True),
+    "training.warmup_epochs": (0.0, 1e6, True),
+    "training.min_learning_rate_ratio": (0.0, 1.0, True),
+    "training.label_smoothing": (0.0, 1.0, False),
+    "training.fsl_lambda": (0.0, 1e6, True),
+    "training.fsl_momentum": (0.0, 1.0, False),
+    "model.dropout": (0.0, 1.0, False),
+}
+
+
+def _check_ranges(config: dict, where: str) -> None:
+    """Numbers that would train a NaN model or fail deep inside TensorFlow: one line each."""
+    for dotted, (low, high, inclusive) in _RANGES.items():
+        section, key = dotted.split(".")
+        if key not in config.get(section, {}):
+            continue  # a builder other than the classifier has its own keys
+        value = config[section][key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}{dotted} must be a number, got {value!r}")
+        inside = low <= value <= high if inclusive else low <= value < high
+        if not inside:  # NaN compares false: refused here
+            bound = "]" if inclusive else ")"
+            raise ConfigError(f"{where}{dotted} must be in [{low:g}, {high:g}{bound}, "
+                              f"got {value!r}")
+    if config["training"]["learning_rate"] == 0:
+        raise ConfigError(f"{where}training.learning_rate must be above 0")
 
 
 def _resolve_model(model: dict, where: str) -> dict:
@@ -268,9 +305,9 @@ def read_config_file(path: str | Path, _seen: tuple = ()) -> dict:
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: `base` files include each other")
     try:
-        user = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        user = read_yaml(path) or {}
+    except UserError as error:
+        raise ConfigError(str(error)) from None
     if not isinstance(user, dict):
         raise ConfigError(f"{path}: must be a YAML mapping")
     base = user.pop("base", None)

@@ -44,6 +44,7 @@ from mammo_keras.training.config import (ConfigError, config_hash, resolve_confi
                                          training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
 from mammo_keras.training.provenance import provenance
+from mammo_keras.training.tensorboard_log import log_epochs
 
 EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
 DONE = "done.json"
@@ -277,8 +278,6 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         trainer = keras.saving.load_model(checkpoints / state.checkpoint)
         trainer_stage = _stage_of(stages, max(state.epoch - 1, 0))
     callbacks = [EpochProgressBar(sum(stage["epochs"] for stage in stages))] + callbacks
-    if training["tensorboard"]:
-        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False))
     monitor, mode = training["monitor"], monitor_mode(training["monitor"])
     sampling = training["class_balance"] == "sampling"
     ends = list(itertools.accumulate(stage["epochs"] for stage in stages))
@@ -337,15 +336,21 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         if training["patience"] and state.epochs_without_gain >= training["patience"]:
             state.stopped_early = True  # the stage ends here; a later stage still runs
             state.epoch = ends[index]
-        state.commit(checkpoints, trainer)
+        # history.csv first: a kill before the commit retrains this epoch and rewrites it
         write_csv_atomically(out / "history.csv", state.history)
+        state.commit(checkpoints, trainer)
+        if training["tensorboard"]:
+            log_epochs(out / "tensorboard", state.history)
     return _finish(config, out, state, subsets, names, task, report)
 
 
 def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
             task, report: DataReport) -> dict:
     """Evaluate the best model, plot the curves, write done.json, drop checkpoints and cache."""
-    if state.history:
+    if state.history:  # rewritten: a kill after the last commit may have left it behind
+        write_csv_atomically(out / "history.csv", state.history)
+        if config["training"]["tensorboard"]:
+            log_epochs(out / "tensorboard", state.history)
         plot_training_history(state.history, out / "training.png")
     subset = config["evaluation"]["subset"]
     if not subsets.get(subset):

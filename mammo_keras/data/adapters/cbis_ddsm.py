@@ -57,9 +57,15 @@ def _resolve(root: Path, csv_path: str, index: dict[str, list[Path]], mask: bool
 
 
 def _read_rows(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return [{key.strip().lower(): (value or "").strip() for key, value in row.items() if key}
-                for row in csv.DictReader(handle)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return [{key.strip().lower(): (value or "").strip()
+                     for key, value in row.items() if isinstance(key, str)}
+                    for row in csv.DictReader(handle)]
+    except UnicodeDecodeError:
+        raise DataError(path, "not a text (UTF-8) CSV file") from None
+    except csv.Error as error:
+        raise DataError(path, f"unreadable CSV ({error})") from None
 
 
 def load_cbis_ddsm(root: str | Path) -> Records:

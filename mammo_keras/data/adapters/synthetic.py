@@ -21,21 +21,28 @@ def load_synthetic(root: str | Path) -> Records:
     if not manifest.is_file():
         raise DataError(root, f"no {MANIFEST}: write phantoms with `mammo-keras data synth`")
     records, skipped = [], []
-    with open(manifest, newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            where = f"{manifest}:{line}"
-            if row.get("label") not in LABELS:
-                skipped.append(DataError(where, f"unknown label {row.get('label')!r}"))
-                continue
-            path = root / row["path"]
-            if not path.is_file():
-                skipped.append(DataError(path, "listed in the manifest but missing"))
-                continue
-            mask = root / row["mask_path"] if row.get("mask_path") else None
-            records.append(Record(
-                path=str(path), label=row["label"], density=row["density"] or None,
-                patient_id=row["patient_id"] or None, laterality=row["laterality"] or None,
-                view=row["view"] or None, source="synthetic",
-                mask_paths=(str(mask),) if mask and mask.is_file() else (),
-                extra={"finding": row["finding"], "seed": int(row["seed"])}))
+    try:
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(manifest, f"unreadable manifest ({type(error).__name__})") from None
+    missing = {"path", "label", "patient_id"} - set(rows[0] if rows else ())
+    if rows and missing:
+        raise DataError(manifest, f"not a phantom manifest (no {sorted(missing)} columns)")
+    for line, row in enumerate(rows, start=2):
+        where = f"{manifest}:{line}"
+        if row.get("label") not in LABELS:
+            skipped.append(DataError(where, f"unknown label {row.get('label')!r}"))
+            continue
+        path = root / row["path"]
+        if not path.is_file():
+            skipped.append(DataError(path, "listed in the manifest but missing"))
+            continue
+        mask = root / row["mask_path"] if row.get("mask_path") else None
+        records.append(Record(
+            path=str(path), label=row["label"], density=row["density"] or None,
+            patient_id=row["patient_id"] or None, laterality=row["laterality"] or None,
+            view=row["view"] or None, source="synthetic",
+            mask_paths=(str(mask),) if mask and mask.is_file() else (),
+            extra={"finding": row["finding"], "seed": int(row["seed"])}))
     return Records(records, skipped)
