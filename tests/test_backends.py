@@ -101,10 +101,11 @@ def test_a_feature_smoothing_step_moves_the_weights_as_on_tensorflow(backend, tm
     """One SGD step of cross-entropy + FSL through GAGM, SEVector and BatchNorm: the same
     loss, class centres and weights as TensorFlow's from the same start.
 
-    TensorFlow runs with its oneDNN kernels off: they round differently (1e-5 relative on one
-    Conv + BatchNorm layer, measured), and through ten of them at batch 12 this step's
-    first-layer weights then differ from TensorFlow's plain kernels, JAX's and PyTorch's by
-    up to 1.6e-3 (those three agree to 1e-5). One step: after a second,
+    TensorFlow runs with its oneDNN kernels off (importing mammo_keras turns them on, for
+    speed): they round differently (1e-5 relative on one Conv + BatchNorm layer, measured),
+    and through ten of them at batch 12 this step's first-layer weights then differ from
+    TensorFlow's plain kernels, JAX's and PyTorch's by up to 1.6e-3 (those three agree to
+    1e-5). One step: after a second,
     round-off of 1e-6 has flipped a few max-pool and ReLU choices and the backends drift
     apart by about 1 % of an update, differently on each.
     """

@@ -232,11 +232,12 @@ def test_compressed_tar_is_decompressed_once_into_the_cache(tmp_path, monkeypatc
 
 def test_images_that_cannot_be_mammograms_are_refused_with_the_reason(tmp_path, image):
     Image.new("L", (1, 1), 200).save(tmp_path / "pixel.png")
-    assert "1 x 1 px is smaller than 32 px on a side" in one_line_error(tmp_path / "pixel.png")
+    assert "1 x 1 px is smaller than 16 px on a side" in one_line_error(tmp_path / "pixel.png")
     Image.new("L", (64, 64), 0).save(tmp_path / "blank.png")
     assert "blank image: every pixel is 0" in one_line_error(tmp_path / "blank.png")
     blank = write_dicom(tmp_path / "blank.dcm", np.full((64, 64), 0.5, np.float32))
     assert "blank image" in one_line_error(blank)
+    assert read_image(blank, mammogram=False)[0].shape == (64, 64)  # a normal film's mask
     pixels = np.asarray(image, np.float32).copy()
     pixels[3, 4] = np.nan
     Image.fromarray(pixels, mode="F").save(tmp_path / "nan.tiff")

@@ -88,5 +88,5 @@ def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
     skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
     assert len(skipped) == 4
     for name, reason in (("width0.dcm", "rescale / window"), ("slope.dcm", "not finite"),
-                         ("pixel.png", "smaller than 32 px"), ("blank.png", "blank image")):
+                         ("pixel.png", "smaller than 16 px"), ("blank.png", "blank image")):
         assert any(name in line and reason in line for line in skipped), (name, skipped)

@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from mammo_keras.data.errors import DataError
-from mammo_keras.data.limits import check_content, check_pixel_count
+from mammo_keras.data.limits import check_finite, check_pixel_count
 
 _VIEW_CODES = {"CC": "CC", "XCCL": "CC", "XCCM": "CC", "FB": "CC", "MLO": "MLO"}
 _VIEW_MEANINGS = {"cranio-caudal": "CC", "medio-lateral oblique": "MLO"}
@@ -128,7 +128,7 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
         raise DataError(path, f"pixel values are not finite numbers after its rescale "
                               f"(RescaleSlope {ds.get('RescaleSlope', 1)!s}, "
                               f"RescaleIntercept {ds.get('RescaleIntercept', 0)!s})")
-    check_content(image, path)
+    check_finite(image, path)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "MONOCHROME1":

@@ -22,7 +22,7 @@ from mammo_keras.data.errors import DataError
 from mammo_keras.errors import UserError
 
 MAX_PIXELS = 100_000_000
-MIN_SIDE = 32  # px: smaller is an icon or a thumbnail, never a mammogram to classify
+MIN_SIDE = 16  # px: smaller is an icon, never a mammogram (or lesion patch) to classify
 _VARIABLE = "MAMMO_KERAS_MAX_PIXELS"
 
 
@@ -51,16 +51,22 @@ def check_pixel_count(path: str | Path, rows: int, columns: int, frames: int = 1
                               "change it)")
 
 
-def check_content(image: np.ndarray, path: str | Path) -> np.ndarray:
-    """`image` (H, W) if it can be a mammogram: at least MIN_SIDE px on each side, finite
-    values, and not one value everywhere; otherwise a DataError naming the problem."""
+def check_finite(image: np.ndarray, path: str | Path) -> np.ndarray:
+    """`image` if every value is finite (a rescale can overflow); else a DataError."""
+    if not np.isfinite(image).all():
+        raise DataError(path, "pixel values are not finite numbers (NaN or infinity after "
+                              "the file's rescale)")
+    return image
+
+
+def check_mammogram(image: np.ndarray, path: str | Path) -> np.ndarray:
+    """`image` (H, W) if it can be a mammogram: at least MIN_SIDE px on each side and not
+    one value everywhere; otherwise a DataError naming the problem. (Masks are exempt:
+    a normal film's lesion mask is blank.)"""
     height, width = image.shape
     if min(height, width) < MIN_SIDE:
         raise DataError(path, f"image of {height} x {width} px is smaller than {MIN_SIDE} px on "
                               "a side: not a mammogram")
-    if not np.isfinite(image).all():
-        raise DataError(path, "pixel values are not finite numbers (NaN or infinity after "
-                              "the file's rescale)")
     if image.max() == image.min():
         raise DataError(path, f"blank image: every pixel is {float(image.flat[0]):.3g}")
     return image

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from mammo_keras.data.archive import read_bytes
 from mammo_keras.data.dicom import read_dicom
 from mammo_keras.data.errors import DataError
-from mammo_keras.data.limits import check_content, check_pixel_count
+from mammo_keras.data.limits import check_finite, check_mammogram, check_pixel_count
 from mammo_keras.data.naming import laterality_and_view_from_name
 
 _RASTER_MAGIC = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"II*\x00": "tiff",
@@ -120,11 +120,13 @@ def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     meta = {"format": fmt, "laterality": None, "view": None, "mode": mode,
             "bits_stored": bits if bits is not None else 8 if scale == 255.0 else None,
             "bits_rule": rule, "original_shape": tuple(pixels.shape)}
-    return check_content(image, path).astype(np.float32), meta
+    return check_finite(image, path).astype(np.float32), meta
 
 
-def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, dict]:
-    """Decode the bytes of an image file; `path` names it in errors and metadata."""
+def decode_image(data: bytes, path: str | Path, mammogram: bool = True
+                 ) -> tuple[np.ndarray, dict]:
+    """Decode the bytes of an image file; `path` names it in errors and metadata.
+    `mammogram`: refuse what cannot be one (`check_mammogram`); False for masks."""
     path = str(path)
     if not data:
         raise DataError(path, "empty file")
@@ -132,6 +134,8 @@ def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, dict]:
     if fmt is None:
         raise DataError(path, f"unsupported file format (expected {SUPPORTED})")
     image, meta = read_dicom(data, path) if fmt == "dicom" else read_raster(data, path, fmt)
+    if mammogram:
+        check_mammogram(image, path)
     meta["source_path"] = path
     named = dict(zip(("laterality", "view"), laterality_and_view_from_name(path)))
     for key, value in named.items():  # tags win over the name
@@ -141,12 +145,14 @@ def decode_image(data: bytes, path: str | Path) -> tuple[np.ndarray, dict]:
     return image, meta
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
+def read_image(path: str | Path, mammogram: bool = True) -> tuple[np.ndarray, dict]:
     """Read a mammogram at full resolution.
 
     Args:
         path: a file (DICOM, PGM, PNG 8/16-bit, JPEG, TIFF, BMP) or a member of an
             archive addressed as "<archive>::<member>" (e.g. "all-mias.tar.gz::mdb001.pgm").
+        mammogram: refuse an image that cannot be a mammogram (under 16 px on a side, or
+            blank); False to read a lesion mask, which may be blank.
 
     Returns:
         (image, meta): image float32 (H, W) in [0, 1], bright = dense (DICOM
@@ -162,8 +168,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         DataError (a ValueError): one line "<path>: <problem>" for a missing,
             empty, truncated, corrupt or unsupported file, and for one that is no
             mammogram to classify (`mammo_keras.data.limits`: over the pixel limit, checked
-            from the header before decoding; under 32 px on a side; non-finite values;
-            blank).
+            from the header before decoding; non-finite values; with `mammogram`, under
+            16 px on a side or blank).
 
     Example::
 
@@ -171,4 +177,4 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict]:
         image.dtype, image.min() >= 0, image.max() <= 1, meta["laterality"]
         # (dtype('float32'), True, True, 'L')
     """
-    return decode_image(read_bytes(path), path)
+    return decode_image(read_bytes(path), path, mammogram)

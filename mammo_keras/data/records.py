@@ -85,7 +85,7 @@ class Record:
         """Boolean lesion mask (H, W): the union of the pixel mask files when the dataset has
         them, else of the ROI discs (all False for normal images)."""
         if self.mask_paths:
-            masks = [read_image(path)[0] > 0.5 for path in self.mask_paths]
+            masks = [read_image(path, mammogram=False)[0] > 0.5 for path in self.mask_paths]
             if any(mask.shape != masks[0].shape for mask in masks):
                 raise DataError(self.path, f"its masks differ in shape: "
                                            f"{[mask.shape for mask in masks]}")
