@@ -50,10 +50,17 @@ def run_on_backend(backend: str, script: str, cwd: Path, **environment: str) -> 
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+CASES = {"baseline_cnn_gagm_se": ("baseline_cnn", 32), "convnext_tiny_gagm": ("convnext_tiny", 32),
+         "inception_v3_gap": ("inception_v3", 75)}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_saved_models_predict_the_same_probabilities_and_logits(backend, tmp_path):
-    cases = {"baseline_cnn_gagm_se": ("baseline_cnn", 32), "convnext_tiny_gagm": ("convnext_tiny", 32),
-             "inception_v3_gap": ("inception_v3", 75)}
+@pytest.mark.parametrize("names", [
+    pytest.param(("baseline_cnn_gagm_se", "convnext_tiny_gagm"), id="ours"),
+    # keras.applications' own layers only, and the slowest to build: `pytest -m slow`
+    pytest.param(("inception_v3_gap",), marks=pytest.mark.slow, id="inception")])
+def test_saved_models_predict_the_same_probabilities_and_logits(backend, names, tmp_path):
+    cases = {name: CASES[name] for name in names}
     expected = {}
     for name, (backbone, size) in cases.items():
         model = build_classifier(backbone, name.split(f"{backbone}_")[1], 3, (size, size, 1))
