@@ -162,11 +162,14 @@ def test_rows_left_out_are_listed_by_train_and_evaluate(tmp_path):
     from mammo_keras import cli
     from mammo_keras.training import train
 
-    rng = np.random.default_rng(0)
+    from mammo_keras.data import PhantomSpec, generate_phantom
+
     rows = []
     for number in range(1, 25):
-        noise = rng.integers(0, 255, (64, 64), dtype=np.uint8)
-        (tmp_path / f"mdb{number:03d}.pgm").write_bytes(b"P5\n64 64\n255\n" + noise.tobytes())
+        film = generate_phantom(PhantomSpec(seed=number, size=256))[0]
+        pixels = np.round(film * 255).astype(np.uint8)
+        header = f"P5\n{pixels.shape[1]} {pixels.shape[0]}\n255\n".encode()
+        (tmp_path / f"mdb{number:03d}.pgm").write_bytes(header + pixels.tobytes())
         rows.append(f"mdb{number:03d} G " + ("NORM" if number % 3 else "CIRC B 30 30 5"))
     rows[4] = "mdb005 G CIRC B nan 30 5"
     rows[9] = "mdb010 G CIRC B 30 30"

@@ -57,8 +57,9 @@ def test_cli_writes_csv_and_json(tmp_path):
 
 
 def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
-    """WindowWidth 0, RescaleSlope 1e308, a 1 x 1 PNG and a blank image among good films: a
-    subprocess (a hang in tf.data fails the timeout) predicts the good ones and lists the rest."""
+    """WindowWidth 0, RescaleSlope 1e308, a 1 x 1 PNG, a blank image and uniform noise (no
+    breast) among good films: a subprocess (a hang in tf.data fails the timeout) predicts the
+    good ones and lists the rest."""
     import subprocess
     import sys
 
@@ -69,7 +70,9 @@ def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
     scans.mkdir()
     rng = np.random.default_rng(0)
     for index in range(3):
-        write_dicom(scans / f"good{index}.dcm", rng.uniform(size=(96, 80)).astype(np.float32))
+        write_dicom(scans / f"good{index}.dcm",
+                    generate_phantom(PhantomSpec(seed=index, size=256))[0])
+    write_dicom(scans / "noise.dcm", rng.uniform(size=(96, 80)).astype(np.float32))
     for name, tag, value in (("width0.dcm", "WindowWidth", 0), ("slope.dcm", "RescaleSlope", "1e308")):
         ds = pydicom.dcmread(write_dicom(scans / name, rng.uniform(size=(96, 80)).astype(
             np.float32), window=(2000.0, 1000.0)))
@@ -86,7 +89,8 @@ def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
     assert sorted(Path(row.split(",")[0]).name for row in rows[1:]) == [
         "good0.dcm", "good1.dcm", "good2.dcm"]
     skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
-    assert len(skipped) == 4
+    assert len(skipped) == 5
     for name, reason in (("width0.dcm", "rescale / window"), ("slope.dcm", "not finite"),
-                         ("pixel.png", "smaller than 16 px"), ("blank.png", "blank image")):
+                         ("pixel.png", "smaller than 16 px"), ("blank.png", "blank image"),
+                         ("noise.dcm", "no breast found")):
         assert any(name in line and reason in line for line in skipped), (name, skipped)

@@ -4,7 +4,8 @@
     function export uses too) -> cache -> shuffle -> [class-balanced sampling] -> batch
     -> [Keras augmentation, training only] -> prefetch
 
-Files that cannot be read are skipped, each with a warning and an entry in the
+Files that cannot be read, and images in which the breast crop finds no breast (under
+`MIN_BREAST_FRACTION` of the image), are skipped, each with a warning and an entry in the
 `DataReport` passed in; nothing is dropped silently.
 """
 
@@ -21,7 +22,8 @@ import tensorflow as tf
 
 from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError
-from mammo_keras.data.preprocessing import apply_geometry, preprocess
+from mammo_keras.data.preprocessing import (MIN_BREAST_FRACTION, apply_geometry,
+                                            preprocess_with_breast)
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.records import LABELS, Record
 
@@ -176,25 +178,40 @@ def load_dataset(
         image.set_shape([None, None])
         mask.set_shape([None, None])
         side.set_shape([])
-        return image, mask, ok, side, target
+        return image, mask, ok, side, target, index
 
-    def prepare(image, mask, ok, side, target):
-        processed, geometry = preprocess(image, image_size, crop=crop, flip=flip, window=window,
-                                         equalize=equalize, laterality=side)
+    def prepare(image, mask, ok, side, target, index):
+        processed, geometry, breast = preprocess_with_breast(
+            image, image_size, crop=crop, flip=flip, window=window, equalize=equalize,
+            laterality=side)
         mask_target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
                               tf.float32) if segmentation else None
         if targets is not None:
             named = {"label": target, "mask": mask_target}
-            return processed, {name: named[name] for name in targets}
-        return processed, mask_target if segmentation else target
+            example = (processed, {name: named[name] for name in targets})
+        else:
+            example = (processed, mask_target if segmentation else target)
+        return example, breast, index
+
+    def keep_or_report(breast, index):
+        if breast >= MIN_BREAST_FRACTION:
+            return np.bool_(True)
+        report.add(DataError(usable[int(index)].path, f"no breast found ({breast:.1%} of the "
+                                                      "image is tissue): not a mammogram"))
+        return np.bool_(False)
+
+    def has_breast(example, breast, index):
+        keep = tf.numpy_function(keep_or_report, [breast, index], tf.bool, stateful=True)
+        return tf.reshape(keep, [])
 
     indices = tf.data.Dataset.from_tensor_slices(
         (np.arange(len(usable), dtype=np.int64), np.asarray(labels, np.int32)))
     if shuffle and not cache:  # shuffle file order early when nothing is cached
         indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.filter(lambda image, mask, ok, side, target: ok)
+    dataset = dataset.filter(lambda image, mask, ok, side, target, index: ok)
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.filter(has_breast).map(lambda example, breast, index: example)
     if cache:
         dataset = dataset.cache("" if cache is True else str(cache))
         if shuffle:

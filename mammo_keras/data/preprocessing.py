@@ -25,6 +25,9 @@ import tensorflow as tf
 from mammo_keras.errors import UserError
 from mammo_keras.data.breast_mask import breast_mask, breast_masks
 
+# Less of the image than this is breast: none was found (an icon, noise, a page of text), and
+# the data pipeline skips the file rather than classify it.
+MIN_BREAST_FRACTION = 0.01
 # geometry vector: [flipped (0/1), top, left, height, width] in original pixels
 GEOMETRY_FIELDS = ("flipped", "top", "left", "height", "width")
 # The options of `preprocess` a model is trained with and must be served with.
@@ -274,9 +277,19 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         (image, geometry): geometry is [flipped, top, left, height, width] in
         original pixels; pass it to `apply_geometry` to transform a mask the same way.
     """
+    return preprocess_with_breast(image, size, crop=crop, flip=flip, window=window,
+                                  equalize=equalize, laterality=laterality)[:2]
+
+
+def preprocess_with_breast(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = True,
+                           window: bool = False, equalize: bool = False, laterality=None
+                           ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """`preprocess`, and the share of the image the breast covers (scalar float32 in [0, 1],
+    on the analysis grid): under `MIN_BREAST_FRACTION` no breast was found."""
     image = tf.convert_to_tensor(image, tf.float32)
     image = tf.reshape(image, tf.shape(image)[:2])
     mask, whole = breast_masks(image) if window else (breast_mask(image), None)
+    breast_fraction = tf.reduce_mean(tf.cast(mask, tf.float32))
     geometry = geometry_of_mask(mask, tf.shape(image), laterality=laterality)
     shape = tf.cast(tf.shape(image), tf.float32)
     if not flip:  # keep the orientation; the box was found on the flipped image: mirror it
@@ -292,4 +305,4 @@ def preprocess(image: tf.Tensor, size: int, *, crop: bool = True, flip: bool = T
         output = intensity_window(output, breast=breast)
     if equalize:
         output = tf.where(output > 0.0, clahe(output), 0.0)
-    return output, geometry
+    return output, geometry, breast_fraction
