@@ -11,12 +11,12 @@ even when patients have different numbers of images or a class has few patients.
 from __future__ import annotations
 
 import collections
-import csv
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.records import Record, Records, worst_label
@@ -116,22 +116,15 @@ def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str
     """Re-create a written split from `records`; a path of the manifest missing from them is an error."""
     by_path = {record.path: record for record in records}
     result: dict[str, Records] = collections.defaultdict(Records)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [name for name in ("path", "split") if name not in (reader.fieldnames or ())]
-            if missing:
-                raise UserError(f"{path}: not a split manifest (no {' or '.join(missing)} column; "
-                                f"it has {reader.fieldnames or 'none'})")
-            for line, row in enumerate(reader, start=2):
-                if row["path"] not in by_path:
-                    raise UserError(f"{path}:{line}: {row['path']} is not among the dataset's "
-                                    "records")
-                result[row["split"]].append(by_path[row["path"]])
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text (UTF-8) CSV file") from None
-    except csv.Error as error:
-        raise UserError(f"{path}: unreadable CSV ({error})") from None
+    columns, rows = read_csv_rows(path)
+    missing = [name for name in ("path", "split") if name not in columns]
+    if missing:
+        raise UserError(f"{path}: not a split manifest (no {' or '.join(missing)} column; "
+                        f"it has {columns or 'none'})")
+    for line, row in enumerate(rows, start=2):
+        if row["path"] not in by_path:
+            raise UserError(f"{path}:{line}: {row['path']} is not among the dataset's records")
+        result[row["split"]].append(by_path[row["path"]])
     return dict(result)
 
 

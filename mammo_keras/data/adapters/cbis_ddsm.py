@@ -17,10 +17,10 @@ CBIS-DDSM has no normal images: labels are benign / malignant (worst per image).
 from __future__ import annotations
 
 import collections
-import csv
 import os
 from pathlib import Path
 
+from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import Record, Records, worst_label
 
@@ -57,15 +57,9 @@ def _resolve(root: Path, csv_path: str, index: dict[str, list[Path]], mask: bool
 
 
 def _read_rows(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            return [{key.strip().lower(): (value or "").strip()
-                     for key, value in row.items() if isinstance(key, str)}
-                    for row in csv.DictReader(handle)]
-    except UnicodeDecodeError:
-        raise DataError(path, "not a text (UTF-8) CSV file") from None
-    except csv.Error as error:
-        raise DataError(path, f"unreadable CSV ({error})") from None
+    return [{key.strip().lower(): (value or "").strip()
+             for key, value in row.items() if isinstance(key, str)}
+            for row in read_csv_rows(path, encoding="utf-8-sig")[1]]
 
 
 def load_cbis_ddsm(root: str | Path) -> Records:

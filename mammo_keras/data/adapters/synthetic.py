@@ -6,9 +6,9 @@ laterality, view, finding, and the phantom's parameters).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import LABELS, Record, Records
 from mammo_keras.data.synthetic_writer import MANIFEST
@@ -21,12 +21,8 @@ def load_synthetic(root: str | Path) -> Records:
     if not manifest.is_file():
         raise DataError(root, f"no {MANIFEST}: write phantoms with `mammo-keras data synth`")
     records, skipped = [], []
-    try:
-        with open(manifest, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(manifest, f"unreadable manifest ({type(error).__name__})") from None
-    missing = {"path", "label", "patient_id"} - set(rows[0] if rows else ())
+    columns, rows = read_csv_rows(manifest)
+    missing = {"path", "label", "patient_id"} - set(columns)
     if rows and missing:
         raise DataError(manifest, f"not a phantom manifest (no {sorted(missing)} columns)")
     for line, row in enumerate(rows, start=2):
