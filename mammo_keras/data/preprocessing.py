@@ -165,7 +165,8 @@ def invert_geometry(image: tf.Tensor, geometry: tf.Tensor, shape) -> tf.Tensor:
     """The inverse of `apply_geometry`: a (size, size[, C]) map back onto the original (H, W[, C]).
 
     Drops the padding, resizes (bilinear) to the crop box, places it in a zero image of
-    `shape` = (H, W) and undoes the flip. Used to draw heat-maps on the uncropped mammogram.
+    `shape` = (H, W) (integers or a tensor) and undoes the flip. Used to draw heat-maps and
+    masks on the uncropped mammogram.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     image = image if image.shape.rank == 3 else image[..., None]
@@ -176,7 +177,7 @@ def invert_geometry(image: tf.Tensor, geometry: tf.Tensor, shape) -> tf.Tensor:
     new_width = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
     content = image[:new_height, :new_width]
     restored = tf.image.resize(content, tf.stack([height, width]), method="bilinear")
-    full = tf.image.pad_to_bounding_box(restored, top, left, int(shape[0]), int(shape[1]))
+    full = tf.image.pad_to_bounding_box(restored, top, left, shape[0], shape[1])
     return tf.cond(geometry[0] > 0.5, lambda: tf.reverse(full, [1]), lambda: full)
 
 

@@ -2,7 +2,10 @@
 
 `explain_files` writes, per image, `<n>_<name>_overlay.png` (the uncropped mammogram,
 at most 1024 px high, with the heat-map blended in) and `<n>_<name>_map.png` (the raw
-map, 16-bit, at the original resolution), plus `explanations.csv`.
+map, 16-bit, at the original resolution), plus `explanations.csv`. A model whose
+description names mask outputs (a segmentation, `mammo_keras.models.outputs`) also gets
+`<n>_<name>_<mask>.png` per mask: its probabilities (16-bit) on the uncropped mammogram,
+the model's own answer to "where", beside Grad-CAM's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mammo_keras.data.readers import read_image  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
 from mammo_keras.atomic import write_csv_atomically  # noqa: E402
 from mammo_keras.models.description import description_of  # noqa: E402
+from mammo_keras.models.outputs import mask_outputs  # noqa: E402
 
 DISPLAY_HEIGHT = 1024
 
@@ -39,7 +43,8 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
 
     Returns {"heatmap": (H, W) float32 in [0, 1] (0 outside the breast crop),
     "class_index": int, "probabilities": (K,), "input": (S, S) model input,
-    "geometry": [flipped, top, left, height, width] of the crop}.
+    "geometry": [flipped, top, left, height, width] of the crop, "masks": {name: (H, W)
+    float32 probabilities} of the mask outputs its description names ({} for a classifier)}.
     """
     description = description_of(model)
     options = {**description.preprocessing, **(preprocessing or {})}
@@ -50,7 +55,19 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     heatmap = invert_geometry(square, geometry, image.shape[:2])[..., 0].numpy()
     return {"heatmap": np.clip(heatmap, 0.0, 1.0).astype(np.float32),
             "class_index": int(chosen[0]), "probabilities": probabilities[0],
-            "input": processed.numpy()[..., 0], "geometry": geometry.numpy()}
+            "input": processed.numpy()[..., 0], "geometry": geometry.numpy(),
+            "masks": _masks_on_image(model, description, processed, geometry, image.shape[:2])}
+
+
+def _masks_on_image(model: keras.Model, description, processed, geometry, shape) -> dict:
+    """{name: (H, W) float32} of the model's mask outputs, mapped back onto the image."""
+    masks = mask_outputs(model, description)
+    if not masks:
+        return {}
+    predicted = keras.Model(model.inputs, masks)(processed[None], training=False)
+    return {name: np.clip(invert_geometry(keras.ops.convert_to_numpy(value)[0], geometry,
+                                          shape)[..., 0].numpy(), 0.0, 1.0).astype(np.float32)
+            for name, value in predicted.items()}
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
@@ -99,11 +116,15 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
         overlay(image, result["heatmap"]).save(out / f"{stem}_overlay.png")
         Image.fromarray(np.round(result["heatmap"] * 65535).astype(np.uint16)).save(
             out / f"{stem}_map.png")
+        for name, mask in result["masks"].items():
+            Image.fromarray(np.round(mask * 65535).astype(np.uint16)).save(
+                out / f"{stem}_{name}.png")
         probabilities = result["probabilities"]
         rows.append({"path": path, "prediction": class_names[int(np.argmax(probabilities))],
                      "explained_class": class_names[result["class_index"]],
                      **{f"p_{name}": float(p) for name, p in zip(class_names, probabilities)},
-                     "overlay": f"{stem}_overlay.png", "map": f"{stem}_map.png"})
+                     "overlay": f"{stem}_overlay.png", "map": f"{stem}_map.png",
+                     **{name: f"{stem}_{name}.png" for name in result["masks"]}})
         if progress is not None:
             progress(number, len(files))
     if rows:

@@ -1,11 +1,13 @@
-"""`export_model`: a trained `.keras` classifier -> SavedModel and / or TFLite, checked for parity.
+"""`export_model`: a trained `.keras` model -> SavedModel and / or TFLite, checked for parity.
 
 The class names, task and preprocessing come from the model's own description
 and are stored inside every artefact (and in a JSON beside it). Parity is
 checked at export time on a sample of real images (`calibration_data`, the
 training split of the run folder the model lies in, or else synthetic
 phantoms): the exported artefact and the Keras model see the same preprocessed
-batch. Float32 exports must agree within `FLOAT_TOLERANCE` in every probability;
+batch. What is exported is what the model's description serves
+(`mammo_keras.models.outputs`): the class probabilities, and the masks of a model
+that segments, each checked. Float32 exports must agree within `FLOAT_TOLERANCE` in every probability;
 quantised TFLite models (dynamic, float16, int8) must keep top-1 agreement of at
 least `MIN_AGREEMENT`, and the change in macro ROC-AUC on the sample is reported
 when it has labels. A failure raises `ExportParityError` with the figures.
@@ -32,6 +34,7 @@ from mammo_keras.export.runtime import load_predictor
 from mammo_keras.export.savedmodel import export_savedmodel, write_savedmodel_metadata
 from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite, write_tflite_metadata
 from mammo_keras.models.description import description_of, label_tensor
+from mammo_keras.models.outputs import served_model, split_outputs
 
 FORMATS = ("savedmodel", "tflite", "all")
 FLOAT_TOLERANCE = 1e-4
@@ -42,21 +45,20 @@ class ExportParityError(UserError):
     """The exported model does not reproduce the Keras model within the tolerance."""
 
 
-def classifier_to_export(model: keras.Model, label_output: str | None = None) -> keras.Model:
-    """The part of `model` mammo-keras exports: its one square grayscale (N, S, S, 1) input
-    to its (N, K) class probabilities (`label_output` of a model with several outputs)."""
+def model_to_export(model: keras.Model, description) -> keras.Model:
+    """The part of `model` mammo-keras exports (`served_model`): its one square grayscale
+    (N, S, S, 1) input to its (N, K) class probabilities, and to the masks its description
+    names."""
     shape = model.input_shape
     if not isinstance(shape, tuple) or len(shape) != 4 or shape[-1] != 1 or \
             shape[1] is None or shape[1] != shape[2]:
         raise UserError(f"model {model.name!r} takes {shape}; export needs one square "
                          "grayscale input (N, S, S, 1)")
-    probabilities = label_tensor(model, label_output)
+    probabilities = label_tensor(model, description.label_output)
     if len(probabilities.shape) != 2:
         raise UserError(f"model {model.name!r} must have one (N, num_classes) class output "
                          f"to export, it has {model.output_shape}")
-    if probabilities is model.output:
-        return model
-    return keras.Model(model.inputs, probabilities, name=model.name)
+    return served_model(model, description)
 
 
 def _records_from_manifest(path: str, subset: str = "train") -> list[Record]:
@@ -140,16 +142,44 @@ def check_parity(reference: np.ndarray, exported: np.ndarray, quantize: str,
     return report
 
 
+def check_mask_parity(reference: dict, exported: dict, quantize: str, artefact: str) -> dict:
+    """Compare mask outputs {name: (M, S, S, 1)}: float32 exports within FLOAT_TOLERANCE in
+    every pixel, quantised ones with at least MIN_AGREEMENT of the pixels on the same side
+    of 0.5; {name: figures}. Raises ExportParityError outside the tolerance."""
+    report = {}
+    for name, expected in reference.items():
+        if name not in exported:
+            raise ExportParityError(f"{artefact}: the exported model has no mask {name!r}")
+        got = exported[name]
+        if not np.all(np.isfinite(got)):
+            raise ExportParityError(f"{artefact}: mask {name!r} is not finite on the sample")
+        difference = float(np.max(np.abs(expected - got)))
+        agreement = float(np.mean((expected > 0.5) == (got > 0.5)))
+        report[name] = {"max_abs_difference": difference, "pixel_agreement": agreement}
+        if quantize == "none" and difference > FLOAT_TOLERANCE:
+            raise ExportParityError(f"{artefact}: mask {name!r} differs from the Keras model by "
+                                    f"up to {difference:.2e} (> {FLOAT_TOLERANCE})")
+        if quantize != "none" and agreement < MIN_AGREEMENT:
+            raise ExportParityError(f"{artefact}: {quantize} quantization keeps {agreement:.3f} "
+                                    f"of mask {name!r}'s pixels (< {MIN_AGREEMENT})")
+    return report
+
+
 def _check_and_publish(staged: Path, target: Path, kind: str, quantization: str,
-                       model: keras.Model, description, reference: np.ndarray,
+                       model: keras.Model, description, reference: tuple,
                        sample: tuple, enforce_parity: bool) -> dict:
     """Check the staged artefact's parity, store its metadata inside, then publish it at
     `target` (`publish`); its metadata. A failed check raises before anything is visible."""
     images, labels, source = sample
-    exported = load_predictor(staged)(images)
+    expected, expected_masks = reference
+    exported = load_predictor(staged).outputs(images)
     try:
         parity = {"sample": source, "passed": True,
-                  **check_parity(reference, exported, quantization, labels, str(target))}
+                  **check_parity(expected, exported["probabilities"], quantization, labels,
+                                 str(target))}
+        if expected_masks:
+            parity["masks"] = check_mask_parity(expected_masks, exported, quantization,
+                                                str(target))
     except ExportParityError as error:
         if enforce_parity:
             raise
@@ -194,11 +224,13 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{model_path}: cannot be loaded for export ({first})") from None
     description = description_of(loaded, model_path)
-    model = classifier_to_export(loaded, description.label_output)
+    model = model_to_export(loaded, description)
     size = int(model.input_shape[1])
     images, labels, source = sample_images(model_path.parent / "splits.csv", size, samples,
                                            calibration_data, description.preprocessing)
-    reference = keras.ops.convert_to_numpy(model(images, training=False))
+    probabilities, masks = split_outputs(model(images, training=False))
+    reference = (keras.ops.convert_to_numpy(probabilities),
+                 {name: keras.ops.convert_to_numpy(mask) for name, mask in masks.items()})
     out = Path(out)
     result = {}
     with staging_folder(out) as staging:

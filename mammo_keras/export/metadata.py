@@ -40,6 +40,7 @@ def build_metadata(model: keras.Model, description: ModelDescription, artefact: 
         "task": description.task,
         "class_names": list(description.class_names),
         "label_output": description.label_output,
+        "outputs": description.outputs,
         "input": {"size": [size, size, 1], "dtype": "float32", "range": [0.0, 1.0],
                   "layout": "NHWC grayscale, after preprocessing"},
         "preprocessing": {**description.preprocessing,
@@ -78,4 +79,4 @@ def description_from_metadata(meta: dict) -> ModelDescription:
     return ModelDescription(task=meta.get("task"), class_names=meta.get("class_names"),
                             image_size=int(size[0]) if size else None,
                             preprocessing=preprocessing, label_output=meta.get("label_output"),
-                            builder=meta.get("builder"), provenance=provenance)
+                            outputs=meta.get("outputs"), builder=meta.get("builder"), provenance=provenance)

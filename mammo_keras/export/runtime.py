@@ -21,23 +21,25 @@ import numpy as np
 from mammo_keras.errors import UserError
 from mammo_keras.export.metadata import description_from_metadata
 from mammo_keras.models.description import (ModelDescription, default_class_names,
-                                            description_of, label_tensor)
+                                            description_of)
+from mammo_keras.models.outputs import RESERVED, served_model, split_outputs
 
 
 @dataclasses.dataclass
 class Predictor:
     """A classifier of preprocessed images, whatever its format.
 
-    Calling it maps (N, S, S, 1) float32 in [0, 1] to class probabilities (N, K).
-    `description` says what the model is for; its class names are always set
-    (class0.. when the artefact does not name them).
+    Calling it maps (N, S, S, 1) float32 in [0, 1] to class probabilities (N, K);
+    `outputs` gives every served output ({"probabilities": (N, K), <mask name>:
+    (N, S, S, 1)}, see `mammo_keras.models.outputs`). `description` says what the model
+    is for; its class names are always set (class0.. when the artefact does not name them).
     """
 
     path: str
     format: str
     image_size: int
     num_classes: int
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
     description: ModelDescription = dataclasses.field(default_factory=ModelDescription)
 
     def __post_init__(self) -> None:
@@ -51,7 +53,12 @@ class Predictor:
                              f"{self.num_classes} class outputs")
 
     def __call__(self, images) -> np.ndarray:
-        return np.asarray(self.run(np.asarray(images, np.float32)), np.float32)
+        return self.outputs(images)["probabilities"]
+
+    def outputs(self, images) -> dict[str, np.ndarray]:
+        """Every served output of a batch (N, S, S, 1), float32 arrays by name."""
+        return {name: np.asarray(value, np.float32)
+                for name, value in self.run(np.asarray(images, np.float32)).items()}
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -85,11 +92,12 @@ def keras_predictor(model: keras.Model, path: str | None = None) -> Predictor:
     """Wrap a Keras model; its description from the model (or, for a model saved before
     descriptions existed, from the run folder around `path`)."""
     description = description_of(model, path)
-    probabilities = model if description.label_output is None else \
-        keras.Model(model.inputs, label_tensor(model, description.label_output))
+    served = served_model(model, description)
 
-    def run(images: np.ndarray) -> np.ndarray:
-        return keras.ops.convert_to_numpy(probabilities(images, training=False))
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        probabilities, masks = split_outputs(served(images, training=False))
+        return {name: keras.ops.convert_to_numpy(value)
+                for name, value in {"probabilities": probabilities, **masks}.items()}
 
     return Predictor(path=path or "<in memory>", format="keras",
                      image_size=int(description.image_size),
@@ -150,8 +158,13 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
         serve = tf.saved_model.load(str(version)).signatures["serve_preprocessed"]
         size = int(serve.structured_input_signature[1]["images"].shape[1])
 
-        def run(images: np.ndarray) -> np.ndarray:
-            return serve(images=tf.constant(images))["probabilities"].numpy()
+        # every output of the graph but the class names, prediction and crop geometry
+        served = [name for name in serve.structured_outputs if name not in RESERVED]
+
+        def run(images: np.ndarray) -> dict[str, np.ndarray]:
+            outputs = serve(images=tf.constant(images))
+            return {"probabilities": outputs["probabilities"].numpy(),
+                    **{name: outputs[name].numpy()[..., None] for name in served}}
 
         classes = int(serve.structured_outputs["probabilities"].shape[-1])
         return Predictor(str(path), "savedmodel", size, classes, run, description)
@@ -160,8 +173,8 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
 
         description = description_from_metadata(artefact_metadata(path))
         runner = TFLiteRunner(path, num_threads)
-        return Predictor(str(path), "tflite", runner.image_size, runner.num_classes, runner,
-                         description)
+        return Predictor(str(path), "tflite", runner.image_size, runner.num_classes,
+                         runner.outputs, description)
     if path.suffix.lower() == ".keras":
         return keras_predictor(keras.saving.load_model(path), str(path))
     raise UserError(f"{path}: not a model (expected a .keras file, a SavedModel folder or a "

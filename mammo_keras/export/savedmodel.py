@@ -15,6 +15,13 @@ Signatures (all return "probabilities" (N, K) float32, "prediction" (N,) string 
 - `serve_png`: "png" (N,) string, encoded 8- or 16-bit grayscale PNG files of any size.
 - `serve_preprocessed`: "images" (N, S, S, 1) float32, already preprocessed.
 
+A model whose description names mask outputs (`mammo_keras.models.outputs`) also returns
+each mask under its output's name, float32 probabilities in [0, 1]: (N, H, W) on the raw
+images for `serving_default` (mapped back through the crop, resize and flip; 0 outside
+the crop), (N, S, S) on the model's grid for the other two, with "geometry" (N, 5)
+[flipped, top, left, height, width] of each crop (`mammo_keras.data.invert_geometry`
+maps a mask back).
+
 It loads with `tf.saved_model.load` alone: no mammo_keras or Keras needed.
 """
 
@@ -27,18 +34,22 @@ import keras
 import tensorflow as tf
 
 from mammo_keras.atomic import write_json_atomically
-from mammo_keras.data.preprocessing import preprocess, preprocessing_options
+from mammo_keras.data.preprocessing import invert_geometry, preprocess, preprocessing_options
 from mammo_keras.export.metadata import METADATA_NAME
 from mammo_keras.export.publish import check_belongs, content_digest
+from mammo_keras.models.outputs import split_outputs
 
 METADATA_ASSET = f"assets/{METADATA_NAME}.json"
 
 
-def _outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict:
+def _outputs(served, class_names: list[str]) -> dict:
+    """The signature outputs of what a `served_model` returns (a tensor or a dict)."""
+    probabilities, masks = split_outputs(served)
     names = tf.constant(class_names)
     return {"probabilities": tf.cast(probabilities, tf.float32),
             "prediction": tf.gather(names, tf.argmax(probabilities, axis=-1)),
-            "class_names": names}
+            "class_names": names,
+            **{name: tf.cast(mask[..., 0], tf.float32) for name, mask in masks.items()}}
 
 
 def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
@@ -61,26 +72,38 @@ def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
 
 def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[str],
                       preprocessing: dict) -> Path:
-    """Write `model` as a SavedModel into `folder` (a new path; `export_model` builds it in
-    a staging folder and publishes it as OUT/savedmodel/<version>/ once checked)."""
+    """Write `model` (a `served_model`: class probabilities, and masks when it has them) as a
+    SavedModel into `folder` (a new path; `export_model` builds it in a staging folder and
+    publishes it as OUT/savedmodel/<version>/ once checked)."""
     size = int(model.input_shape[1])
     options = preprocessing_options(preprocessing)
+    has_masks = isinstance(model.output, dict)
+    prepared_spec = (tf.TensorSpec((size, size, 1), tf.float32), tf.TensorSpec((5,), tf.float32))
 
-    def prepare(image: tf.Tensor) -> tf.Tensor:
-        return preprocess(image, size, **options)[0]
+    def prepare(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return preprocess(image, size, **options)
 
     def classify(images: tf.Tensor) -> dict:
         return _outputs(model(images, training=False), class_names)
 
+    def classify_with_geometry(batch: tf.Tensor, geometry: tf.Tensor) -> dict:
+        outputs = classify(batch)
+        return {**outputs, "geometry": geometry} if has_masks else outputs
+
     def serve_raw(images: tf.Tensor) -> dict:
-        batch = tf.map_fn(prepare, images, fn_output_signature=tf.TensorSpec(
-            (size, size, 1), tf.float32))
-        return classify(batch)
+        batch, geometry = tf.map_fn(prepare, images, fn_output_signature=prepared_spec)
+        outputs = classify_with_geometry(batch, geometry)
+        shape = tf.shape(images)[1:3]
+        for name in outputs.keys() - {"probabilities", "prediction", "class_names", "geometry"}:
+            outputs[name] = tf.map_fn(
+                lambda pair: invert_geometry(pair[0], pair[1], shape)[..., 0],
+                (outputs[name], geometry), fn_output_signature=tf.float32)
+        return outputs
 
     def serve_png(png: tf.Tensor) -> dict:
-        batch = tf.map_fn(lambda data: prepare(decode_png_unit(data)), png,
-                          fn_output_signature=tf.TensorSpec((size, size, 1), tf.float32))
-        return classify(batch)
+        batch, geometry = tf.map_fn(lambda data: prepare(decode_png_unit(data)), png,
+                                    fn_output_signature=prepared_spec)
+        return classify_with_geometry(batch, geometry)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

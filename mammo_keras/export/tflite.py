@@ -2,7 +2,8 @@
 
 The .tflite model takes preprocessed images (N, S, S, 1) float32 in [0, 1] and returns
 probabilities (N, K) float32 (int8 models quantise and dequantise at their edges, so
-callers pass and receive floats either way). Preprocessing stays outside: its
+callers pass and receive floats either way); a model with mask outputs returns them too,
+each (N, S, S, 1) under its name in the "serve" signature, beside "probabilities". Preprocessing stays outside: its
 breast detection uses ops TFLite lacks; `mammo_keras.data.preprocess` or the
 SavedModel's signatures do it.
 
@@ -47,8 +48,9 @@ def tflite_bytes(model: keras.Model, quantize: str = "none",
     size = int(model.input_shape[1])
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda images: tf.cast(model(images, training=False),
-                                                         tf.float32),
+    archive.add_endpoint("serve", lambda images: tf.nest.map_structure(
+                             lambda output: tf.cast(output, tf.float32),
+                             model(images, training=False)),
                          input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32,
                                                         name="images")])
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
@@ -123,7 +125,8 @@ def read_tflite_metadata(path: str | Path, name: str = METADATA_NAME) -> dict | 
 
 
 class TFLiteRunner:
-    """Runs a .tflite classifier on batches: (N, S, S, 1) float32 -> (N, K) float32.
+    """Runs a .tflite model on batches: (N, S, S, 1) float32 -> class probabilities (N, K)
+    float32 (`__call__`), or every output by name (`outputs`).
 
     `num_threads`: the interpreter's CPU threads; None: every core of this machine.
     """
@@ -139,11 +142,29 @@ class TFLiteRunner:
         detail = self.interpreter.get_input_details()[0]
         self.input_index = detail["index"]
         self.image_size = int(detail["shape"][1])
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
+        self.output_indices = self._named_outputs()
+        self.num_classes = int(next(
+            item["shape"][-1] for item in self.interpreter.get_output_details()
+            if item["index"] == self.output_indices["probabilities"]))
         self._batch = None
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def _named_outputs(self) -> dict[str, int]:
+        """{output name: tensor index}; a file with one unnamed output (written before
+        outputs were named) has it as "probabilities"."""
+        signatures = self.interpreter.get_signature_list()
+        outputs = {}
+        if "serve" in signatures:
+            details = self.interpreter.get_signature_runner("serve").get_output_details()
+            outputs = {name: int(item["index"]) for name, item in details.items()}
+        if "probabilities" not in outputs:
+            if len(outputs) > 1:
+                raise UserError(f"{self.path}: outputs {sorted(outputs)} and none is named "
+                                "'probabilities'")
+            outputs = {"probabilities": int(self.interpreter.get_output_details()[0]["index"])}
+        return outputs
+
+    def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """{"probabilities": (N, K), <mask name>: (N, S, S, 1), ...} float32."""
         images = np.asarray(images, np.float32)
         if self._batch != len(images):
             self.interpreter.resize_tensor_input(self.input_index, list(images.shape))
@@ -151,4 +172,8 @@ class TFLiteRunner:
             self._batch = len(images)
         self.interpreter.set_tensor(self.input_index, images)
         self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(self.output_index))
+        return {name: np.array(self.interpreter.get_tensor(index))
+                for name, index in self.output_indices.items()}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.outputs(images)["probabilities"]

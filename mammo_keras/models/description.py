@@ -50,6 +50,9 @@ class ModelDescription:
             equalize).
         label_output: the name of the output holding the class probabilities, for
             models with several outputs (a mask and a label); None: the only output.
+        outputs: {output name: kind} of the outputs export and explanation serve
+            (`mammo_keras.models.outputs`: "class_probabilities", "mask"); None: the
+            class probabilities alone.
         builder: {"name": ..., "arguments": {...}} of the builder that made it.
         provenance: after training: the dataset, commit and headline metrics.
     """
@@ -59,6 +62,7 @@ class ModelDescription:
     image_size: int | None = None
     preprocessing: dict = dataclasses.field(default_factory=preprocessing_options)
     label_output: str | None = None
+    outputs: dict | None = None
     builder: dict | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
 
@@ -66,6 +70,9 @@ class ModelDescription:
         if self.class_names is not None:
             self.class_names = tuple(str(name) for name in self.class_names)
         self.preprocessing = preprocessing_options(self.preprocessing)
+        from mammo_keras.models.outputs import check_output_kinds  # it imports this module
+
+        self.outputs = check_output_kinds(self.outputs)
 
     def to_dict(self) -> dict:
         """A JSON-able dict (the form stored in the model's config)."""

@@ -6,12 +6,16 @@ A task names, for one kind of study:
 - its model (`build_model`: the config's model section -> a `DescribedModel`);
 - how that model trains (`training_model`: the model `fit` runs, with its loss(es)
   and metrics, and `trained_model`: the model to save afterwards);
-- its evaluation report (`evaluate`) and the headline figures of a run (`summary`).
+- its evaluation report (`evaluate`) and the headline figures of a run (`summary`);
+- the kind of each output (`output_kinds`), stored in the saved model's description:
+  what export serves (its signatures) and explanation draws (Grad-CAM of the class
+  output, the masks mapped back onto the mammogram), with no task code at hand.
 
 The trainer (`mammo_keras.training.trainer`) calls only these, so a new study is a
 new task (a subclass, registered with `register_task` or named in a config as
 "package.module:ClassName"), not a fork of the trainer. Explanation and export read
-what they need from the saved model's description (`label_output`, class names).
+what they need from the saved model's description (`label_output`, `outputs`, class
+names), so a model exported on one machine serves on another without the task's module.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Sequence
 import keras
 
 from mammo_keras.errors import UserError
+from mammo_keras.models.outputs import TARGET_KINDS
 
 _REGISTRY: dict[str, type["Task"]] = {}
 
@@ -51,6 +56,16 @@ class Task:
     def pipeline_task(self) -> str:
         """The `load_dataset` task whose class field this task reads."""
         return "density" if self.target_field == "density" else "malignancy"
+
+    @property
+    def output_kinds(self) -> dict[str, str] | None:
+        """{output name: kind} of the outputs that export and explanation serve
+        (`mammo_keras.models.outputs`): by default each named target's kind ("label": class
+        probabilities, "mask": a mask); None: the one class output. Override to serve
+        fewer outputs than the model trains (deep-supervision exits stay out)."""
+        if self.target_names is None:
+            return None
+        return {name: TARGET_KINDS[name] for name in self.target_names}
 
     def class_names(self, records: Sequence) -> tuple[str, ...]:
         """The classes in index order: `data.classes`, else the records' own."""

@@ -249,7 +249,7 @@ def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, siz
     label_output = "label" if task.target_names and "label" in task.target_names else None
     return describe(model, task=task.name or task.config["data"]["task"], class_names=names,
                     image_size=size, preprocessing=preprocessing, label_output=label_output,
-                    **extra)
+                    outputs=task.output_kinds, **extra)
 
 
 def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
