@@ -16,6 +16,7 @@ from typing import Sequence
 
 from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
+from mammo_keras.data.errors import no_images
 from mammo_keras.errors import UserError
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
@@ -165,19 +166,6 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if pairs else 0
 
 
-def _load_model(path: str):
-    """A saved .keras model, or a one-line UserError when the file is missing."""
-    import keras
-
-    if not Path(path).is_file():
-        raise UserError(f"{path}: model file not found")
-    try:
-        return keras.saving.load_model(path)
-    except (OSError, TypeError, ValueError) as error:  # not a .keras archive, or a foreign one
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
-
-
 def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
         value, interval = metrics.get(key), intervals.get(key)
@@ -188,9 +176,9 @@ def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import Records, load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
-    from mammo_keras.models import description_of
+    from mammo_keras.models import description_of, load_model
 
-    model = _load_model(args.model)
+    model = load_model(args.model)
     records = load_records(args.data, root=args.root)
     if args.split:
         subsets = read_split_manifest(args.split, records)
@@ -222,11 +210,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     classes = args.classes.split(",") if args.classes else None
     rows, skipped = predict_files(load_predictor(args.model), args.inputs, class_names=classes,
                                   batch_size=args.batch_size)
+    if not rows:
+        raise no_images(", ".join(args.inputs), skipped)
     write_predictions(args.out, rows)
     print(f"{len(rows)} images predicted, written to {args.out}")
     for error in skipped:
         print(f"skipped {error}")
-    return 0 if rows else 1
+    return 0
 
 
 def _print_done(summary: dict, out: str) -> None:
@@ -286,19 +276,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mammo_keras.explain import explain_files
-    from mammo_keras.models import description_of
+    from mammo_keras.models import description_of, load_model
 
-    model = _load_model(args.model)
+    model = load_model(args.model)
     description = description_of(model, args.model)
     names = args.classes.split(",") if args.classes else description.class_names
     rows, skipped = explain_files(model, args.inputs, args.out, names, method=args.method,
                                   layer=args.layer, target_class=getattr(args, "class"),
                                   preprocessing=description.preprocessing,
                                   progress=_progress("explaining", 0))
+    if not rows:
+        raise no_images(", ".join(args.inputs), skipped)
     print(f"{len(rows)} heat-maps (overlays, raw maps, explanations.csv) written to {args.out}")
     for error in skipped:
         print(f"skipped {error}")
-    return 0 if rows else 1
+    return 0
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -312,7 +304,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _add_dashboard_command(commands) -> None:
-    from mammo_keras.dashboard.cases import DEFAULT_MAX_UPLOAD_MB
+    from mammo_keras.dashboard.settings import DEFAULT_MAX_UPLOAD_MB
 
     dashboard = commands.add_parser(
         "dashboard", help="the interactive dashboard (single case, cohort, model card)",
@@ -338,9 +330,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import write_json_atomically, write_text_atomically
     from mammo_keras.bench import markdown_table, plan, run
     from mammo_keras.bench.suite import print_progress
-    from mammo_keras.models import BACKBONES
+    from mammo_keras.models import BACKBONE_NAMES
 
-    specs = plan(args.model or sorted(BACKBONES), args.head or ["gagm_se"], [args.mode],
+    specs = plan(args.model or sorted(BACKBONE_NAMES), args.head or ["gagm_se"], [args.mode],
                  args.image_size, args.batch_size, args.backends or ["tensorflow"], args.steps,
                  args.repeats, references=not args.no_references)
 
@@ -356,7 +348,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_bench_command(commands) -> None:
     from mammo_keras.bench.runner import MODES
-    from mammo_keras.models import BACKBONES, HEADS
+    from mammo_keras.models import BACKBONE_NAMES, HEADS
 
     bench = commands.add_parser(
         "bench", help="throughput and memory against keras.applications, PyTorch and matmul",
@@ -365,7 +357,7 @@ def _add_bench_command(commands) -> None:
                     "same run: the naive keras.applications route, the same architecture in "
                     "plain PyTorch (when torch is installed) and the dense matmul ceiling. "
                     "Prints a Markdown table of ratios; medians of --repeats runs.")
-    bench.add_argument("--model", action="append", choices=sorted(BACKBONES),
+    bench.add_argument("--model", action="append", choices=BACKBONE_NAMES,
                        help="backbone (repeatable; default: all)")
     bench.add_argument("--head", action="append", choices=HEADS,
                        help="head (repeatable; default: gagm_se)")
@@ -403,8 +395,7 @@ def _add_explain_command(commands) -> None:
 
 
 def _add_export_command(commands) -> None:
-    from mammo_keras.export.exporter import FORMATS
-    from mammo_keras.export.tflite import QUANTIZATIONS
+    from mammo_keras.export import FORMATS, QUANTIZATIONS
 
     export = commands.add_parser(
         "export", help="SavedModel (TF Serving) and TFLite export, checked for parity",
@@ -581,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keras 3 / TensorFlow reference implementations of mammography papers: "
                     "GAGM / SEVector / FSL classifiers, breast density, MorphHR, HDS U-Net.")
     parser.add_argument("--version", action="version", version=_version_text())
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines (hidden by default)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     models = commands.add_parser("models", help="list backbones and heads (and their sizes)",
@@ -608,9 +601,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _tensorflow_logs(args.verbose)
     if getattr(args, "backend", None):
         return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
     return _dispatch(args)
+
+
+def _tensorflow_logs(verbose: bool) -> None:
+    """TensorFlow's start-up lines off the terminal, unless asked for (`--verbose`) or the
+    user set TF_CPP_MIN_LOG_LEVEL."""
+    from mammo_keras import USER_TF_LOG_LEVEL
+    from mammo_keras.quiet_tensorflow import silence_tensorflow_start
+
+    if verbose:
+        if USER_TF_LOG_LEVEL is None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    elif USER_TF_LOG_LEVEL is None:
+        silence_tensorflow_start()
 
 
 # --out names a file when it ends in one of these, else a folder

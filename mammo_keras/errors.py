@@ -7,6 +7,8 @@ so library callers that catch `ValueError` keep working.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
 
 MAX_MESSAGE = 1000  # characters: a message quoting a huge value is cut, not printed whole
 
@@ -20,3 +22,9 @@ class UserError(ValueError):
         if len(text) > MAX_MESSAGE:
             text = f"{text[:MAX_MESSAGE]}... ({len(text):,} characters in all)"
         super().__init__(text)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the choice closest to a misspelt `word`, else ""."""
+    close = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -206,7 +206,7 @@ def test_export_errors_are_clear(tmp_path, capsys):
     outputs = keras.layers.Dense(3, activation="softmax")(
         keras.layers.GlobalAveragePooling2D()(Mystery()(inputs)))
     keras.Model(inputs, outputs).save(tmp_path / "mystery.keras")
-    with pytest.raises(ValueError, match=r"mystery\.keras: cannot be loaded for export"):
+    with pytest.raises(ValueError, match=r"mystery\.keras: cannot be loaded as a Keras model"):
         export_model(tmp_path / "mystery.keras", tmp_path / "out")
     flat_in = keras.Input((16,))
     keras.Model(flat_in, keras.layers.Dense(3, activation="softmax")(flat_in)).save(

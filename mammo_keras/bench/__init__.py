@@ -9,7 +9,16 @@ fit), the same architecture in plain PyTorch (optional) and the machine's matmul
 ['convnext_tiny', 'keras.applications:convnext_tiny', 'pytorch:convnext_tiny', 'ceiling:matmul']
 """
 
-from mammo_keras.bench.flops import forward_flops
-from mammo_keras.bench.suite import ROW_KEYS, add_ratios, markdown_table, plan, run
+from mammo_keras.lazy import lazy_exports
 
-__all__ = ["ROW_KEYS", "add_ratios", "forward_flops", "markdown_table", "plan", "run"]
+# name -> the module it comes from, imported when first used (mammo_keras.lazy)
+_EXPORTS = {
+    "add_ratios": "mammo_keras.bench.suite",
+    "forward_flops": "mammo_keras.bench.flops",
+    "markdown_table": "mammo_keras.bench.suite",
+    "plan": "mammo_keras.bench.suite",
+    "ROW_KEYS": "mammo_keras.bench.suite",
+    "run": "mammo_keras.bench.suite",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,12 +9,21 @@ evaluated run), `model_card`, `case_report` (PNG / PDF) and `demo_model`.
 [0.0, 0.5, 1.0]
 """
 
-from mammo_keras.dashboard.case_report import case_report
-from mammo_keras.dashboard.cases import decide, positive_class, read_upload, window_level
-from mammo_keras.dashboard.cohort import error_cases, load_cohort, operating_point
-from mammo_keras.dashboard.model_card import model_card, model_card_markdown
-from mammo_keras.dashboard.settings import DashboardSettings
+from mammo_keras.lazy import lazy_exports
 
-__all__ = ["DashboardSettings", "case_report", "decide", "error_cases", "load_cohort",
-           "model_card", "model_card_markdown", "operating_point", "positive_class",
-           "read_upload", "window_level"]
+# name -> the module it comes from, imported when first used (mammo_keras.lazy)
+_EXPORTS = {
+    "case_report": "mammo_keras.dashboard.case_report",
+    "DashboardSettings": "mammo_keras.dashboard.settings",
+    "decide": "mammo_keras.dashboard.cases",
+    "error_cases": "mammo_keras.dashboard.cohort",
+    "load_cohort": "mammo_keras.dashboard.cohort",
+    "model_card": "mammo_keras.dashboard.model_card",
+    "model_card_markdown": "mammo_keras.dashboard.model_card",
+    "operating_point": "mammo_keras.dashboard.cohort",
+    "positive_class": "mammo_keras.dashboard.cases",
+    "read_upload": "mammo_keras.dashboard.cases",
+    "window_level": "mammo_keras.dashboard.cases",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

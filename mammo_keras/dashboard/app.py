@@ -48,12 +48,11 @@ class LoadedModel:
 
 @st.cache_resource(show_spinner="Loading the model...")
 def load_model(path: str) -> LoadedModel:
-    import keras
-
     from mammo_keras.export.runtime import keras_predictor, load_predictor
+    from mammo_keras.models.loading import load_model as load_keras_model
 
     if path.endswith(".keras"):
-        model = keras.saving.load_model(path)
+        model = load_keras_model(path)
         predictor = keras_predictor(model, path)
     else:
         model, predictor = None, load_predictor(path)

@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import crop_box_in_original
 from mammo_keras.data.readers import decode_image
+from mammo_keras.dashboard.settings import DEFAULT_MAX_UPLOAD_MB
 
 UPLOAD_TYPES = ("dcm", "dicom", "png", "pgm", "jpg", "jpeg", "tif", "tiff", "bmp")
-DEFAULT_MAX_UPLOAD_MB = 200
 
 
 def read_upload(name: str, data: bytes, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB

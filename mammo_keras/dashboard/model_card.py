@@ -24,11 +24,10 @@ def model_card(model_path: str | Path, model=None) -> dict:
     """
     path = Path(model_path)
     if path.suffix == ".keras":
-        import keras
-
         from mammo_keras.models.description import description_of
+        from mammo_keras.models.loading import load_model
 
-        model = model if model is not None else keras.saving.load_model(path)
+        model = model if model is not None else load_model(path)
         facts = build_metadata(model, description_of(model, path), str(path), "keras")
         fmt = "keras"
     else:

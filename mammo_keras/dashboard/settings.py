@@ -7,7 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from mammo_keras.dashboard.cases import DEFAULT_MAX_UPLOAD_MB
+DEFAULT_MAX_UPLOAD_MB = 200
 
 MODEL_VARIABLE = "MAMMO_KERAS_DASHBOARD_MODEL"
 RESULTS_VARIABLE = "MAMMO_KERAS_DASHBOARD_RESULTS"

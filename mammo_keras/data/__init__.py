@@ -11,18 +11,30 @@
 - `Record`, `ROI`, `Records`, `DataError`.
 """
 
-from mammo_keras.data.adapters import load_records
-from mammo_keras.data.errors import DataError
-from mammo_keras.data.readers import read_image
-from mammo_keras.data.pipeline import DataReport, load_dataset
-from mammo_keras.data.preprocessing import apply_geometry, invert_geometry, preprocess
-from mammo_keras.data.records import LABELS, ROI, Record, Records
-from mammo_keras.data.splits import (kfold_records, read_split_manifest, split_records,
-                                     write_split_manifest)
-from mammo_keras.data.synthetic import PhantomSpec, generate_phantom, synthetic_specs
-from mammo_keras.data.synthetic_writer import write_synthetic
+from mammo_keras.lazy import lazy_exports
 
-__all__ = ["DataError", "DataReport", "LABELS", "load_dataset", "PhantomSpec", "ROI", "Record", "Records", "apply_geometry", "invert_geometry",
-           "generate_phantom", "kfold_records", "load_records", "preprocess", "read_image",
-           "read_split_manifest", "split_records", "synthetic_specs", "write_split_manifest",
-           "write_synthetic"]
+# name -> the module it comes from, imported when first used (mammo_keras.lazy)
+_EXPORTS = {
+    "apply_geometry": "mammo_keras.data.preprocessing",
+    "DataError": "mammo_keras.data.errors",
+    "DataReport": "mammo_keras.data.pipeline",
+    "generate_phantom": "mammo_keras.data.synthetic",
+    "invert_geometry": "mammo_keras.data.preprocessing",
+    "kfold_records": "mammo_keras.data.splits",
+    "LABELS": "mammo_keras.data.records",
+    "load_dataset": "mammo_keras.data.pipeline",
+    "load_records": "mammo_keras.data.adapters",
+    "PhantomSpec": "mammo_keras.data.synthetic",
+    "preprocess": "mammo_keras.data.preprocessing",
+    "read_image": "mammo_keras.data.readers",
+    "read_split_manifest": "mammo_keras.data.splits",
+    "Record": "mammo_keras.data.records",
+    "Records": "mammo_keras.data.records",
+    "ROI": "mammo_keras.data.records",
+    "split_records": "mammo_keras.data.splits",
+    "synthetic_specs": "mammo_keras.data.synthetic",
+    "write_split_manifest": "mammo_keras.data.splits",
+    "write_synthetic": "mammo_keras.data.synthetic_writer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image
-from scipy.fft import dctn
 
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
 from mammo_keras.data.errors import DataError
-from mammo_keras.data.readers import read_image
-from mammo_keras.data.records import Record
+
+if TYPE_CHECKING:
+    from mammo_keras.data.records import Record
 
 THUMBNAIL = 64
 FREQUENCIES = 16
@@ -40,6 +40,8 @@ MAX_THRESHOLD = BLOCKS - 1  # the block index finds every pair up to 15 differin
 
 def _phash(thumbnail: np.ndarray) -> np.ndarray:
     """256-bit DCT hash (32 uint8): the 16 x 16 lowest frequencies against their median."""
+    from scipy.fft import dctn  # here: the command line reads the thresholds at start-up
+
     coefficients = dctn(thumbnail, norm="ortho")[:FREQUENCIES, :FREQUENCIES].ravel()
     return np.packbits(coefficients > np.median(coefficients[1:]))
 
@@ -64,6 +66,8 @@ def hash_records(records: Sequence[Record],
                  progress: Callable[[int, int], None] | None = None
                  ) -> tuple[np.ndarray, list[int], list[DataError]]:
     """Hashes (M, 8, 32) of the readable records, their indices into `records`, the skipped files."""
+    from mammo_keras.data.readers import read_image  # pydicom: not needed at start-up
+
     hashes, kept, skipped = [], [], []
     for index, record in enumerate(records):
         try:

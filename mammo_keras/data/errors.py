@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from mammo_keras.errors import UserError
 
@@ -18,3 +19,10 @@ class DataError(UserError):
         self.path = str(path)
         self.problem = " ".join(str(problem).split())  # one line, whatever the cause said
         super().__init__(f"{self.path}: {self.problem}")
+
+
+def no_images(where: str, skipped: Sequence = ()) -> UserError:
+    """The error of an input that holds no usable image: one line naming `where`, and how
+    many items were skipped, with the first."""
+    detail = f"; {len(skipped)} items skipped, the first: {skipped[0]}" if skipped else ""
+    return UserError(f"{where}: no images found{detail}")

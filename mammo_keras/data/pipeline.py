@@ -33,9 +33,15 @@ BIRADS_DENSITIES = ("A", "B", "C", "D")
 
 @dataclasses.dataclass
 class DataReport:
-    """What a pipeline skipped while it ran: `skipped` is a list of DataError (one per bad file)."""
+    """What a pipeline skipped while it ran: `skipped` is a list of DataError (one per bad file).
+
+    `announce`: also warn (`warnings.warn`) as each file is skipped, for a pipeline whose
+    caller holds no report to list them; a caller that lists them itself leaves it off, so
+    each skipped file is told once.
+    """
 
     skipped: list = dataclasses.field(default_factory=list)
+    announce: bool = False
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def kept(self, records: Sequence[Record]) -> list[Record]:
@@ -47,7 +53,8 @@ class DataReport:
         with self._lock:
             if all(str(error) != str(seen) for seen in self.skipped):
                 self.skipped.append(error)
-                warnings.warn(f"skipped {error}", stacklevel=2)
+                if self.announce:
+                    warnings.warn(f"skipped {error}", stacklevel=2)
 
 
 def class_names_for(records: Sequence[Record], task: str) -> tuple[str, ...]:
@@ -111,7 +118,8 @@ def load_dataset(
         crop, flip, window, equalize: passed to `preprocess` (equalize = CLAHE).
         seed: seeds shuffling and augmentation.
         deterministic: same order and augmentation on every run (slower).
-        report: collects the files skipped because they could not be read.
+        report: collects the files skipped because they could not be read (without one,
+            each is announced with `warnings.warn`).
         targets: for models with several outputs: the target names, a subset of
             ("label", "mask"); the targets are then a dict {"label": (B,) int32 class
             index for `task`, "mask": (B, S, S, 1) float32 lesion mask} and the mask
@@ -134,7 +142,7 @@ def load_dataset(
                          f"{list(targets or ())}")
     if targets is not None and "label" in targets and task in ("segmentation", None):
         raise ValueError(f"a label target needs a classification task, not {task!r}")
-    report = report if report is not None else DataReport()
+    report = report if report is not None else DataReport(announce=True)
     names = tuple(class_names) if class_names else class_names_for(records, task)
     usable, labels = [], []
     for record in records:

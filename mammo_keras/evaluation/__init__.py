@@ -10,11 +10,18 @@
   confusion / reliability / embedding plots and report.md in an output folder.
 """
 
-from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
-                                            embedding_metrics, expected_calibration_error,
-                                            reliability_curve, sensitivity_at_specificity)
+from mammo_keras.lazy import lazy_exports
 
-from mammo_keras.evaluation.report import evaluate_model, evaluate_predictions
-
-__all__ = ["evaluate_model", "evaluate_predictions", "bootstrap_intervals", "classification_metrics", "embedding_metrics",
-           "expected_calibration_error", "reliability_curve", "sensitivity_at_specificity"]
+# name -> the module it comes from, imported when first used (mammo_keras.lazy)
+_EXPORTS = {
+    "bootstrap_intervals": "mammo_keras.evaluation.metrics",
+    "classification_metrics": "mammo_keras.evaluation.metrics",
+    "embedding_metrics": "mammo_keras.evaluation.metrics",
+    "evaluate_model": "mammo_keras.evaluation.report",
+    "evaluate_predictions": "mammo_keras.evaluation.report",
+    "expected_calibration_error": "mammo_keras.evaluation.metrics",
+    "reliability_curve": "mammo_keras.evaluation.metrics",
+    "sensitivity_at_specificity": "mammo_keras.evaluation.metrics",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

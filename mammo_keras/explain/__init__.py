@@ -5,11 +5,22 @@
 ('gradcam', 'gradcam++')
 """
 
-from mammo_keras.explain.explain import explain_files, explain_image, overlay
-from mammo_keras.explain.gradcam import METHODS, find_target_layer, grad_cam, upsample
-from mammo_keras.explain.localization import (heatmap_iou, localization_metrics, pointing_hit,
-                                              wilson_interval)
+from mammo_keras.lazy import lazy_exports
 
-__all__ = ["METHODS", "explain_files", "explain_image", "find_target_layer", "grad_cam",
-           "heatmap_iou", "localization_metrics", "overlay", "pointing_hit", "upsample",
-           "wilson_interval"]
+# name -> the module it comes from, imported when first used (mammo_keras.lazy)
+_EXPORTS = {
+    "explain_files": "mammo_keras.explain.explain",
+    "explain_image": "mammo_keras.explain.explain",
+    "find_target_layer": "mammo_keras.explain.gradcam",
+    "grad_cam": "mammo_keras.explain.gradcam",
+    "heatmap_iou": "mammo_keras.explain.localization",
+    "localization_metrics": "mammo_keras.explain.localization",
+    "overlay": "mammo_keras.explain.explain",
+    "pointing_hit": "mammo_keras.explain.localization",
+    "upsample": "mammo_keras.explain.gradcam",
+    "wilson_interval": "mammo_keras.explain.localization",
+}
+# Here so the command line parses without importing TensorFlow.
+METHODS = ("gradcam", "gradcam++")
+__all__ = sorted([*_EXPORTS, "METHODS"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

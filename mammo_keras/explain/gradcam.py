@@ -21,10 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from mammo_keras.errors import UserError
+from mammo_keras.explain import METHODS
 from mammo_keras.models.description import description_of, label_tensor
 from mammo_keras.models.logits import logits_model
 
-METHODS = ("gradcam", "gradcam++")
 
 
 def find_target_layer(model: keras.Model) -> str:

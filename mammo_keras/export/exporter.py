@@ -32,11 +32,12 @@ from mammo_keras.export.metadata import build_metadata
 from mammo_keras.export.publish import publish, staging_folder
 from mammo_keras.export.runtime import load_predictor
 from mammo_keras.export.savedmodel import export_savedmodel, write_savedmodel_metadata
-from mammo_keras.export.tflite import QUANTIZATIONS, export_tflite, write_tflite_metadata
+from mammo_keras.export import FORMATS, QUANTIZATIONS
+from mammo_keras.export.tflite import export_tflite, write_tflite_metadata
 from mammo_keras.models.description import description_of, label_tensor
+from mammo_keras.models.loading import load_model
 from mammo_keras.models.outputs import served_model, split_outputs
 
-FORMATS = ("savedmodel", "tflite", "all")
 FLOAT_TOLERANCE = 1e-4
 MIN_AGREEMENT = 0.98
 
@@ -216,13 +217,7 @@ def export_model(model_path: str | Path, out: str | Path, fmt: str = "all",
     if quantize not in QUANTIZATIONS:
         raise UserError(f"Unknown quantization {quantize!r}; choose one of {list(QUANTIZATIONS)}.")
     model_path = Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"{model_path}: model file not found")
-    try:
-        loaded = keras.saving.load_model(model_path)
-    except (TypeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{model_path}: cannot be loaded for export ({first})") from None
+    loaded = load_model(model_path)
     description = description_of(loaded, model_path)
     model = model_to_export(loaded, description)
     size = int(model.input_shape[1])

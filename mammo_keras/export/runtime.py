@@ -22,6 +22,7 @@ from mammo_keras.errors import UserError
 from mammo_keras.export.metadata import description_from_metadata
 from mammo_keras.models.description import (ModelDescription, default_class_names,
                                             description_of)
+from mammo_keras.models.loading import load_model
 from mammo_keras.models.outputs import RESERVED, served_model, split_outputs
 
 
@@ -176,6 +177,6 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
         return Predictor(str(path), "tflite", runner.image_size, runner.num_classes,
                          runner.outputs, description)
     if path.suffix.lower() == ".keras":
-        return keras_predictor(keras.saving.load_model(path), str(path))
+        return keras_predictor(load_model(path), str(path))
     raise UserError(f"{path}: not a model (expected a .keras file, a SavedModel folder or a "
                      ".tflite file)")

@@ -27,9 +27,8 @@ import tensorflow as tf
 
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_bytes_atomically
+from mammo_keras.export import QUANTIZATIONS
 from mammo_keras.export.metadata import METADATA_NAME
-
-QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
 def tflite_bytes(model: keras.Model, quantize: str = "none",

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import keras
 
-from mammo_keras.errors import UserError
+from mammo_keras.errors import UserError, did_you_mean
 
 BUILDERS: dict[str, str] = {
     "classifier": "mammo_keras.models.classifier:build_classifier",
@@ -54,8 +54,8 @@ def check_builder_arguments(name: str, arguments: dict, where: str = "") -> None
     valid = builder_parameters(name)
     for key in arguments:
         if key not in valid:
-            raise UserError(f"{where}unknown key 'model.{key}' for builder {name!r}; valid "
-                             f"keys: {['builder'] + valid}")
+            raise UserError(f"{where}unknown key 'model.{key}' for builder {name!r}"
+                             f"{did_you_mean(key, valid)} (valid keys: {['builder'] + valid})")
 
 
 def build_model(section: dict, num_classes: int, image_size: int,

@@ -24,10 +24,10 @@ import keras
 from mammo_keras.errors import UserError
 from mammo_keras.layers import GAGM, GrayscaleAdapter, SEVector
 from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
+from mammo_keras.models import HEADS
 from mammo_keras.models.backbones import build_backbone, get_backbone_spec
 from mammo_keras.models.description import DescribedModel, ModelDescription
 
-HEADS = ("gap", "gagm", "gagm_se")
 EMBEDDING_LAYER = "embedding"
 DEFAULT_DROPOUT = 0.3
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from mammo_keras.atomic import write_text_atomically
-from mammo_keras.errors import UserError
+from mammo_keras.errors import UserError, did_you_mean
 from mammo_keras.yaml_files import read_yaml, read_yaml_text
 
 DEFAULTS: dict[str, Any] = {
@@ -137,8 +137,8 @@ def _merge(defaults: dict, user: dict, prefix: str, where: str) -> dict:
     for key, value in user.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
-            raise ConfigError(f"{where}unknown key {dotted!r}; valid keys here: "
-                              f"{sorted(defaults)}")
+            raise ConfigError(f"{where}unknown key {dotted!r}{did_you_mean(dotted, [prefix + k for k in defaults])} "
+                              f"(valid keys here: {sorted(defaults)})")
         default = defaults[key]
         if isinstance(default, dict) and dotted != "grid":
             if not isinstance(value, dict):
@@ -160,13 +160,22 @@ def _merge(defaults: dict, user: dict, prefix: str, where: str) -> dict:
 
 def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
                    source: str | None = None) -> dict:
-    """Defaults + `user` + "key=value" `overrides`, checked; `source` names the file in errors."""
+    """Defaults + `user` + "key=value" `overrides`, checked; errors name `source` (the file)
+    for what the file says, and the override itself for what an override changes."""
     user = copy.deepcopy(user or {})
     if not isinstance(user, dict):
         raise ConfigError(f"{source or 'config'}: must be a YAML mapping")
-    for text in overrides:
-        set_dotted(user, *parse_override(text))
-    where = f"{source}: " if source else ""
+    config = _resolve(copy.deepcopy(user), f"{source}: " if source else "")
+    for text in overrides:  # one at a time on a valid config: a new error is this one's
+        try:
+            set_dotted(user, *parse_override(text))
+        except ConfigError as error:
+            raise ConfigError(f"--set {text}: {error}") from None
+        config = _resolve(copy.deepcopy(user), f"--set {text}: ")
+    return config
+
+
+def _resolve(user: dict, where: str) -> dict:
     model = user.pop("model", None) or {}
     if not isinstance(model, dict):
         raise ConfigError(f"{where}model must be a mapping, got {model!r}")
@@ -175,10 +184,10 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
     task = _task_class(config["data"]["task"], where)
     split = config["data"]["split"]
     if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
-        raise ConfigError(f"data.split must be three shares summing to 1, got {split!r}")
+        raise ConfigError(f"{where}data.split must be three shares summing to 1, got {split!r}")
     data = config["data"]
     if data["folds"] and not 0 <= data["fold"] < data["folds"]:
-        raise ConfigError(f"data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
+        raise ConfigError(f"{where}data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
     training = config["training"]
     if training["monitor"] is None:
         training["monitor"] = task.monitor
@@ -186,7 +195,7 @@ def resolve_config(user: dict | None = None, overrides: Iterable[str] = (),
         raise ConfigError(f"{where}training.monitor must be a logged metric's name, "
                           f"got {training['monitor']!r}")
     if training["epochs"] < 0 or training["batch_size"] < 1:
-        raise ConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+        raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
     _check_ranges(config, where)
     training["stages"] = _resolve_stages(training["stages"], config, where)
     return config
@@ -262,8 +271,9 @@ def _resolve_stages(stages, config: dict, where: str) -> list[dict]:
             raise ConfigError(f"{where}training.stages[{index}] must be a mapping")
         unknown = sorted(set(stage) - set(STAGE_KEYS))
         if unknown:
-            raise ConfigError(f"{where}unknown key 'training.stages[{index}].{unknown[0]}'; "
-                              f"valid keys: {list(STAGE_KEYS)}")
+            raise ConfigError(f"{where}unknown key 'training.stages[{index}].{unknown[0]}'"
+                              f"{did_you_mean(unknown[0], STAGE_KEYS)} (valid keys: "
+                              f"{list(STAGE_KEYS)})")
         entry = {"image_size": config["data"]["image_size"], "epochs": training["epochs"],
                  "learning_rate": training["learning_rate"],
                  "warmup_epochs": training["warmup_epochs"], **stage}

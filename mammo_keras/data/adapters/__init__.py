@@ -18,6 +18,7 @@ from mammo_keras.data.adapters.inbreast import load_inbreast
 from mammo_keras.data.adapters.mias import load_mias
 from mammo_keras.data.adapters.synthetic import load_synthetic
 from mammo_keras.data.archive import is_archive
+from mammo_keras.data.errors import no_images
 from mammo_keras.data.records import Records
 
 ADAPTERS: dict[str, Callable[..., Records]] = {
@@ -45,6 +46,10 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     Returns:
         `Records`: a list of `Record`, with the skipped files and rows in `.skipped`.
 
+    Raises:
+        UserError: the dataset holds no usable image (one line naming where, and the
+            first skipped item when there were some).
+
     Example::
 
         records = load_records("mias", root="all-mias.tar.gz")
@@ -52,6 +57,18 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
         # (322, {'benign': 63, 'malignant': 52, 'normal': 207})
     """
     name = str(name_or_path)
+    where = f"{name} in {root}" if root is not None else name
+    return require_records(_adapter_records(name, root, **options), where)
+
+
+def require_records(records: Records, where: str) -> Records:
+    """`records` itself, or a one-line UserError when it holds no record."""
+    if len(records):
+        return records
+    raise no_images(where, records.skipped)
+
+
+def _adapter_records(name: str, root: str | Path | None, **options) -> Records:
     if name in ADAPTERS:
         if root is None:
             raise UserError(f"load_records({name!r}) needs root=<where the dataset is>.")

@@ -1,0 +1,79 @@
+"""The command line answers without TensorFlow: `--help`, `--version` and argument errors import
+neither TensorFlow nor Keras, and TensorFlow's start-up lines stay off the terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from mammo_keras.cli import main
+try:
+    status = main({argv!r})
+except SystemExit as stop:
+    status = stop.code
+heavy = sorted(name for name in ("tensorflow", "keras", "torch", "jax", "pydicom", "scipy")
+               if name in sys.modules)
+print("STATUS", status, "HEAVY", ",".join(heavy))
+"""
+
+
+def _probe(argv: list[str]) -> tuple[str, str]:
+    """(exit status, the heavy modules imported) of `mammo-keras ARGV` in a fresh process."""
+    result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True,
+                            text=True, timeout=120)
+    words = result.stdout.split()
+    at = len(words) - words[::-1].index("STATUS") - 1  # the probe's own line, after any help
+    return words[at + 1], " ".join(words[at + 3:])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
+                                  ["export", "m.keras", "--out", "o", "--format", "bogus"],
+                                  ["bench", "--model", "resnet"], ["no-such-command"]])
+def test_answers_that_need_no_model_import_no_tensorflow(argv):
+    status, heavy = _probe(argv)
+    assert status in ("0", "2") and heavy == "", (argv, status, heavy)
+
+
+def test_the_command_line_choices_are_the_registries():
+    from mammo_keras.models import BACKBONE_NAMES, BACKBONES
+
+    assert BACKBONE_NAMES == tuple(BACKBONES)
+
+
+def _stderr_of_tensorflow_import(quiet: bool) -> str:
+    code = ("from mammo_keras.quiet_tensorflow import silence_tensorflow_start\n"
+            + ("silence_tensorflow_start()\n" if quiet else "")
+            + "import mammo_keras, keras, tensorflow as tf\n"
+              "print(float(tf.reduce_sum(tf.ones(3))))")
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=environment, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "3.0", result.stderr
+    return result.stderr
+
+
+def test_tensorflow_start_up_lines_are_kept_off_the_terminal():
+    assert "oneDNN" in _stderr_of_tensorflow_import(quiet=False)  # what a user saw
+    assert _stderr_of_tensorflow_import(quiet=True) == ""
+
+
+def test_a_failed_quiet_import_shows_what_it_caught(tmp_path):
+    package = tmp_path / "tensorflow"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import os\nos.write(2, b'C++ says: cannot load libtensorflow\\n')\n"
+        "raise ImportError('broken wheel')\n")
+    code = ("from mammo_keras.quiet_tensorflow import silence_tensorflow_start\n"
+            "silence_tensorflow_start()\nimport tensorflow\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}"
+                                 f"{os.environ.get('PYTHONPATH', '')}"}, timeout=60)
+    assert result.returncode == 1
+    assert "C++ says: cannot load libtensorflow" in result.stderr
+    assert "ImportError: broken wheel" in result.stderr
