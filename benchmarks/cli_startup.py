@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,12 @@ def timed(command: list[str], env: dict, runs: int, cwd: Path | None = None) -> 
     """Median wall seconds and the largest peak RSS (MiB) over `runs` fresh processes."""
     seconds, peaks = [], []
     for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
-        subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest so far
         seconds.append(time.perf_counter() - started)
-        peaks.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+        peaks.append(usage.ru_maxrss)
     return {"median_s": round(statistics.median(seconds), 3),
             "peak_rss_mib": round(max(peaks) / 1024, 1)}
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -418,30 +419,62 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def served(run_folder):
-    """`mammo-keras dashboard --model ...` in a child process, until it answers."""
+def start_dashboard(folder: Path, *arguments: str) -> tuple[subprocess.Popen, str]:
+    """`mammo-keras dashboard ARGUMENTS` in a child process, once it answers: (process, url)."""
     port = free_port()
-    log = open(run_folder.parent / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "mammo_keras.cli", "dashboard", "--model",
-                               str(run_folder / "model.keras"), "--port", str(port),
-                               "--max-upload-mb", "5"], stdout=log, stderr=subprocess.STDOUT,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    log_path = folder / f"server-{port}.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mammo_keras.cli", "dashboard",
+                                   "--port", str(port), *arguments], stdout=log,
+                                  stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     deadline = time.monotonic() + 90
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
                 if answer.read() == b"ok":
-                    break
+                    return server, url
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((run_folder.parent / "server.log").read_text()[-2000:])
+                server.kill()
+                raise RuntimeError(log_path.read_text()[-2000:])
             time.sleep(0.5)
+
+
+@pytest.fixture
+def served(run_folder):
+    """`mammo-keras dashboard --model ...` in a child process, until it answers."""
+    server, url = start_dashboard(run_folder.parent, "--model", str(run_folder / "model.keras"),
+                                  "--max-upload-mb", "5")
     yield url
     server.terminate()
     server.wait(timeout=30)
-    log.close()
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("localhost", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_launcher_stops_the_server(tmp_path, stop):
+    server, url = start_dashboard(tmp_path)
+    port = int(url.rsplit(":", 1)[1])
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    launcher_mib = int(next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("VmHWM"))) / 1024
+    assert launcher_mib < 200, launcher_mib  # the launcher holds no TensorFlow
+    assert not _port_is_free(port)
+    server.send_signal(stop)
+    assert server.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while not _port_is_free(port):  # nothing is left listening
+        assert time.monotonic() < deadline, f"port {port} still held after the launcher stopped"
+        time.sleep(0.5)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,14 +39,37 @@ def streamlit_command(port: int, address: str, max_upload_mb: float) -> list[str
             "--client.toolbarMode=minimal", "--theme.base=light"]
 
 
+# Signals a user (or a process manager: systemd, Kubernetes, `kill PID`) stops the server with.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def serve(settings: DashboardSettings, port: int = 8501, address: str = "localhost") -> int:
-    """Serve the dashboard until interrupted; returns Streamlit's exit status."""
+    """Serve the dashboard until stopped; returns Streamlit's exit status (0 when stopped).
+
+    Streamlit runs as a child process; SIGTERM, SIGINT and SIGHUP sent to this process are
+    passed on to it, so stopping the launcher stops the server (no orphan holding the
+    port), and the launcher waits for it to finish.
+    """
     check_settings(settings)
     print(f"mammo-keras dashboard: serving on http://{address}:{port} (Ctrl-C stops it)",
           flush=True)
     environment = {**os.environ, **settings.environment()}
+    server = subprocess.Popen(streamlit_command(port, address, settings.max_upload_mb),
+                              env=environment)
+    stopped = []
+
+    def forward(number, _frame) -> None:
+        stopped.append(number)
+        if server.poll() is None:
+            server.send_signal(number)
+
+    previous = {number: signal.signal(number, forward) for number in FORWARDED_SIGNALS}
     try:
-        return subprocess.call(streamlit_command(port, address, settings.max_upload_mb),
-                               env=environment)
-    except KeyboardInterrupt:
-        return 0
+        status = server.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if server.poll() is None:  # the launcher itself failed: take the server down with it
+            server.terminate()
+            server.wait(timeout=30)
+    return 0 if stopped else status
