@@ -11,7 +11,6 @@ tensorflow` alone as the reference measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 
 CASES = {
     "--help": ["--help"],

@@ -21,7 +21,7 @@ from pathlib import Path
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
 from mammo_keras.bench import markdown_table, run
 from mammo_keras.bench.suite import CEILING, ceiling_spec, print_progress
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 
 ONEDNN_OFF = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 ONEDNN_ON = {"TF_ENABLE_ONEDNN_OPTS": "1"}

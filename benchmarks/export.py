@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from mammo_keras.export import export_model, load_predictor
 from mammo_keras.models import build_classifier
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 
 
 def median_seconds(run, repeats: int) -> float:

@@ -59,7 +59,7 @@ def main() -> None:
         child(args.child[0], int(args.child[1]), args.child[2])
         return
     from mammo_keras.data.synthetic_writer import write_synthetic
-    from mammo_keras.training.provenance import provenance
+    from mammo_keras.provenance import provenance
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

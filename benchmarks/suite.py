@@ -16,7 +16,7 @@ from pathlib import Path
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
 from mammo_keras.bench import markdown_table, plan, run
 from mammo_keras.bench.suite import CEILING, ceiling_spec, print_progress
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 
 CONFIGURATIONS = [  # (models, heads, image size, batch)
     (["baseline_cnn", "convnext_tiny", "inception_v3"], ["gap", "gagm_se"], 224, 16),

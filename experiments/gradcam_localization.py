@@ -22,7 +22,7 @@ from mammo_keras.explain import METHODS, localization_metrics
 from mammo_keras.export.metadata import build_metadata
 from mammo_keras.models import description_of
 from mammo_keras.training.data_setup import dataset_records
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 
 
 def subset_records(run: Path, subset: str, data_dir: Path | None):

@@ -330,7 +330,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import write_json_atomically, write_text_atomically
     from mammo_keras.bench import markdown_table, plan, run
     from mammo_keras.bench.suite import print_progress
-    from mammo_keras.models import BACKBONE_NAMES
+    from mammo_keras.catalogue import BACKBONE_NAMES
 
     specs = plan(args.model or sorted(BACKBONE_NAMES), args.head or ["gagm_se"], [args.mode],
                  args.image_size, args.batch_size, args.backends or ["tensorflow"], args.steps,
@@ -348,7 +348,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _add_bench_command(commands) -> None:
     from mammo_keras.bench.runner import MODES
-    from mammo_keras.models import BACKBONE_NAMES, HEADS
+    from mammo_keras.catalogue import BACKBONE_NAMES, HEADS
 
     bench = commands.add_parser(
         "bench", help="throughput and memory against keras.applications, PyTorch and matmul",

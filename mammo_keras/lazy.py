@@ -8,6 +8,7 @@ command line's argument parsing do not pay for TensorFlow until a command needs 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Callable
 
@@ -17,7 +18,14 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
 
     A name that is a submodule of `package` maps to that submodule itself. The value is
     cached in the package's namespace after its first use.
+
+    Raises:
+        ImportError: a name that is not its module's own name but equals a submodule's:
+            importing the submodule would put the module in its place.
     """
+    for name, module in exports.items():
+        if module != f"{package}.{name}" and importlib.util.find_spec(f"{package}.{name}"):
+            raise ImportError(f"{package}.{name} is both a submodule and an exported name")
 
     def __getattr__(name: str):
         if name not in exports:

@@ -77,3 +77,15 @@ def test_a_failed_quiet_import_shows_what_it_caught(tmp_path):
     assert result.returncode == 1
     assert "C++ says: cannot load libtensorflow" in result.stderr
     assert "ImportError: broken wheel" in result.stderr
+
+
+@pytest.mark.parametrize("package", ["bench", "dashboard", "data", "evaluation", "explain",
+                                     "export", "models", "tasks", "training"])
+def test_every_exported_name_is_what_its_module_defines(package):
+    import importlib
+    import types
+
+    namespace = importlib.import_module(f"mammo_keras.{package}")
+    for name in namespace.__all__:
+        value = getattr(namespace, name)
+        assert not isinstance(value, types.ModuleType), f"mammo_keras.{package}.{name}"

@@ -452,7 +452,9 @@ def served(run_folder):
 
 
 def _port_is_free(port: int) -> bool:
+    """Nothing listens on `port` (connections the server closed may linger in TIME_WAIT)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("localhost", port))
         except OSError:
@@ -469,8 +471,13 @@ def test_stopping_the_launcher_stops_the_server(tmp_path, stop):
                             if line.startswith("VmHWM"))) / 1024
     assert launcher_mib < 200, launcher_mib  # the launcher holds no TensorFlow
     assert not _port_is_free(port)
+    children = [int(pid) for task in Path(f"/proc/{server.pid}/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    assert children  # Streamlit runs as the launcher's child
     server.send_signal(stop)
     assert server.wait(timeout=60) == 0
+    for child in children:
+        assert not Path(f"/proc/{child}").exists(), f"Streamlit ({child}) outlived its launcher"
     deadline = time.monotonic() + 30
     while not _port_is_free(port):  # nothing is left listening
         assert time.monotonic() < deadline, f"port {port} still held after the launcher stopped"

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,3 +76,94 @@ def test_evaluate_model_keeps_patients_aligned_when_records_are_skipped(tmp_path
     assert [row["path"] for row in rows] == [record.path for record in kept]
     assert [row["label"] for row in rows] == [record.label for record in kept]
     assert set(result["confidence_intervals"]) >= {"accuracy", "macro_f1"}
+
+
+def _sensitivity_at_specificity(positive: np.ndarray, scores: np.ndarray, spec: float) -> float:
+    """Reference: every distinct score as a threshold (score >= t is positive)."""
+    best = 0.0
+    for threshold in np.concatenate([[np.inf], np.unique(scores)]):
+        called = scores >= threshold
+        specificity = np.mean(~called[~positive])
+        if specificity >= spec - 1e-12:
+            best = max(best, np.mean(called[positive]))
+    return best
+
+
+def test_sensitivity_at_fixed_specificity_has_its_interval(rng):
+    from mammo_keras.evaluation import bootstrap_intervals
+
+    y = rng.integers(0, 3, 80)
+    p = rng.dirichlet(np.ones(3), size=80)
+    p[:, 2] += 0.3 * (y == 2)
+    p /= p.sum(1, keepdims=True)
+    intervals = bootstrap_intervals(y, p, NAMES, resamples=60, seed=5, positive_class="malignant")
+    # the same resamples drawn here (images, with replacement), the statistic computed apart
+    draws = np.random.default_rng(5)
+    values = []
+    for _ in range(60):
+        index = draws.integers(80, size=80)
+        values.append(_sensitivity_at_specificity(y[index] == 2, p[index, 2], 0.9))
+    expected = (np.quantile(values, 0.025), np.quantile(values, 0.975))
+    np.testing.assert_allclose(intervals["sensitivity_at_specificity.malignant@0.9"], expected)
+    separated = np.eye(3)[y] * 0.9 + 0.1 / 3
+    perfect = bootstrap_intervals(y, separated, NAMES, resamples=20, positive_class="malignant")
+    assert perfect["sensitivity_at_specificity.malignant@0.95"] == (1.0, 1.0)
+
+
+def test_the_report_says_what_was_evaluated(tmp_path):
+    from mammo_keras.data import Records
+    from mammo_keras.models import describe
+
+    data = write_synthetic(tmp_path / "data", 12, size=256, fmt="dicom", seed=3)
+    records = load_records(data)
+    subset = Records(records, subset="test")
+    assert {"normal", "malignant"} <= {record.label for record in records}
+    model = describe(build_classifier("baseline_cnn", "gagm_se", 3, (64, 64, 1)),
+                     task="malignancy", provenance={"dataset": "mias", "root": "all-mias.tar.gz"})
+    result = evaluate_model(model, subset, tmp_path / "out", resamples=30)
+    patients = len({record.patient_id for record in records})
+    evaluated = result["evaluated"]
+    root = Path(evaluated["data"]["root"])
+    assert root.is_relative_to(data.resolve())
+    assert all(Path(record.path).resolve().is_relative_to(root) for record in records)
+    assert {key: value for key, value in evaluated["data"].items() if key != "root"} == \
+        {"sources": {"synthetic": 12}, "subset": "test", "images": 12, "patients": patients}
+    assert evaluated["model"]["input_size"] == 64 and evaluated["commit"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"test subset: 12 images, {patients} patients, synthetic phantoms" in report
+    assert "input 64 px" in report and "commit" in report
+    assert "Note**: the model was trained on MIAS" in report  # another source than training
+    interval = result["confidence_intervals"]["sensitivity_at_specificity.malignant@0.9"]
+    assert f"({interval[0]:.3f}-{interval[1]:.3f})" in report
+    assert "`recall_variance`: the variance of the per-class recalls" in report
+    assert "`ece`: expected calibration error" in report
+
+
+def test_plots_state_their_data_and_scales(tmp_path, monkeypatch, rng):
+    from mammo_keras.evaluation import plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.setdefault(
+        path.name, figure))
+    embedding = rng.normal(size=(40, 5)) * np.array([5.0, 2.0, 1.0, 0.5, 0.1])
+    y = rng.integers(0, 3, 40)
+    plots.plot_embedding(embedding, y, NAMES, tmp_path / "embedding.png", note="test: 40 images")
+    centred = embedding - embedding.mean(0)
+    shares = np.linalg.svd(centred, compute_uv=False) ** 2
+    shares /= shares.sum()
+    axis = figures["embedding.png"].axes[0]
+    assert axis.get_xlabel() == f"PC 1 ({shares[0]:.0%} of the variance)"
+    assert axis.get_ylabel() == f"PC 2 ({shares[1]:.0%} of the variance)"
+    assert axis.get_title().endswith("test: 40 images")
+    history = [{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.1, "accuracy": e / 10,
+                "val_accuracy": e / 11} for e in range(1, 6)]
+    plots.plot_training_history(history, tmp_path / "training.png", best_epoch=3,
+                                monitor="val_loss", note="run: 10 training images")
+    for axis in figures["training.png"].axes:
+        marks = [line for line in axis.get_lines() if line.get_label().startswith("best epoch")]
+        assert len(marks) == 1 and list(marks[0].get_xdata()) == [3, 3]
+        assert marks[0].get_label() == "best epoch 3 (val_loss)"
+    curve = {"confidence": [0.4, 0.7, 0.9], "accuracy": [0.3, 0.6, 0.95], "count": [4, 10, 26]}
+    plots.plot_reliability(curve, 0.05, tmp_path / "reliability.png")
+    labels = [text.get_text() for text in figures["reliability.png"].axes[0].get_legend().texts]
+    assert "6 images" in labels and "26 images" in labels  # the marker-size key

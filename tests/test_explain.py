@@ -165,7 +165,29 @@ def test_explain_command_writes_overlays_maps_and_a_table(tmp_path, capsys):
         raw = np.asarray(Image.open(tmp_path / "out" / row["map"]))
         original = np.asarray(Image.open(row["path"]))
         assert raw.shape == original.shape and raw.dtype == np.uint16
-        assert Image.open(tmp_path / "out" / row["overlay"]).mode == "RGB"
+        picture = Image.open(tmp_path / "out" / row["overlay"])
+        assert picture.mode == "RGB" and picture.height == original.shape[0] + 46  # + legend
     assert cli.main(["explain", str(tmp_path / "model.keras"), str(images), "--out",
                      str(tmp_path / "o2"), "--class", "cancer"]) == 2
     assert "'cancer' is not one of" in capsys.readouterr().err
+
+
+def test_an_overlay_with_a_caption_carries_the_colour_bar():
+    from matplotlib import colormaps
+
+    from mammo_keras.explain import overlay
+
+    image = np.linspace(0, 1, 300 * 200, dtype=np.float32).reshape(300, 200)
+    heatmap = np.zeros_like(image)
+    plain = overlay(image, heatmap)
+    captioned = overlay(image, heatmap, caption="Grad-CAM of malignant, P = 0.83")
+    assert plain.size == (200, 300)
+    assert captioned.size == (260, 346)  # a band of 46 px, at least 260 px wide for the text
+    pixels = np.asarray(captioned)
+    assert np.array_equal(pixels[:300, :200], np.asarray(plain))  # the picture is untouched
+    width = 200
+    ramp = pixels[300 + 4 + 18 + 5, 24:24 + width]  # the middle row of the colour bar
+    expected = (colormaps["jet"](np.linspace(0, 1, width))[:, :3] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(ramp, expected)
+    text = pixels[300:300 + 16, :200]
+    assert (text < 128).any()  # the caption is written in black on the white band

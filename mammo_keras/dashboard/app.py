@@ -17,20 +17,21 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from mammo_keras.dashboard.case_report import case_report
+from mammo_keras.dashboard.case_reports import case_report
 from mammo_keras.dashboard.cases import (UPLOAD_TYPES, crop_caption, decide, draw_crop_box,
                                          positive_class, read_upload, window_level)
 from mammo_keras.dashboard.cohort import (ERROR_KINDS, error_cases, load_cohort,
                                           operating_point, plot_operating_point)
 from mammo_keras.dashboard.demo_model import find_demo_run, train_demo_model
-from mammo_keras.dashboard.model_card import NOT_FOR_DIAGNOSIS, model_card, model_card_markdown
+from mammo_keras.dashboard.model_cards import NOT_FOR_DIAGNOSIS, model_card, model_card_markdown
 from mammo_keras.dashboard.settings import DashboardSettings
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
+from mammo_keras.explain import METHOD_NAMES
 
 LOG = logging.getLogger("mammo_keras.dashboard")
 PAGES = ("Single case", "Cohort", "Model card")
-METHOD_LABELS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
+METHOD_LABELS = {name: method for method, name in METHOD_NAMES.items()}
 CACHED_ANALYSES = 16
 
 
@@ -88,16 +89,21 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
 
 
 def display_picture(image: np.ndarray, heatmap: np.ndarray | None, opacity: float,
-                    center: float, width: float, geometry=None) -> Image.Image:
+                    center: float, width: float, geometry=None,
+                    caption: str | None = None) -> Image.Image:
     """The windowed mammogram with the heat-map blended in (at most 1024 px high) and,
-    given the geometry, the crop box: the part of the image the model sees."""
+    given the geometry, the crop box: the part of the image the model sees; with a heat-map,
+    `caption` (the class explained and its probability) and the colour bar under it."""
     from mammo_keras.explain import overlay
+    from mammo_keras.explain.explain import with_colour_bar
 
     windowed = window_level(image, center, width)
     if heatmap is None:
-        heatmap, opacity = np.zeros_like(windowed), 0.0
+        heatmap, opacity, caption = np.zeros_like(windowed), 0.0, None
     picture = overlay(windowed, heatmap, opacity)
-    return picture if geometry is None else draw_crop_box(picture, geometry, image.shape)
+    if geometry is not None:
+        picture = draw_crop_box(picture, geometry, image.shape)
+    return picture if caption is None else with_colour_bar(picture, caption)
 
 
 def heatmap_controls(loaded: LoadedModel, key: str) -> tuple[str, int | None, float]:
@@ -140,9 +146,10 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
                      meta.get("laterality"))
     probabilities = np.asarray(result["probabilities"], np.float64)
     decision = decide(probabilities, loaded.class_names, threshold)
-    picture = display_picture(image, result["heatmap"], opacity, center, width,
-                              result["geometry"])
     explained = loaded.class_names[result["class_index"]]
+    picture = display_picture(image, result["heatmap"], opacity, center, width,
+                              result["geometry"], caption=f"{METHOD_NAMES[method]} of "
+                              f"{explained}, P = {probabilities[result['class_index']]:.2f}")
     explanation = (f"{method} of class {explained}" if result["heatmap"] is not None
                    else "none (not a Keras model)")
     with left:
@@ -242,6 +249,13 @@ def cohort_page(loaded: LoadedModel, results: Path | None) -> None:
     result = analyse(loaded, row["path"], image, class_index, method)
     picture = mark_lesions(display_picture(image, result["heatmap"], opacity, 0.5, 1.0),
                            row, image.shape)
+    if result["heatmap"] is not None:
+        from mammo_keras.explain.explain import with_colour_bar
+
+        index = result["class_index"]
+        picture = with_colour_bar(picture, f"{METHOD_NAMES[method]} of "
+                                           f"{loaded.class_names[index]}, P = "
+                                           f"{float(result['probabilities'][index]):.2f}")
     st.image(picture, caption=f"{labels[chosen]}; annotated lesions outlined in green")
 
 

@@ -102,12 +102,15 @@ class Record:
 class Records(list):
     """A list of `Record` plus the files or rows a scan skipped (`skipped`, a list of DataError).
 
-    Nothing is dropped silently: every skipped item is listed with its reason.
+    Nothing is dropped silently: every skipped item is listed with its reason. `subset`
+    names the part of a split these are ("test", "fold2"), for reports; None: a whole set.
     """
 
-    def __init__(self, records: Iterable[Record] = (), skipped: Iterable[DataError] = ()):
+    def __init__(self, records: Iterable[Record] = (), skipped: Iterable[DataError] = (),
+                 subset: str | None = None):
         super().__init__(records)
         self.skipped: list[DataError] = list(skipped)
+        self.subset = subset
 
     def counts(self, field: str) -> dict:
         """How many records have each value of `field` (e.g. "label", "density", "source")."""

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn import metrics as sk
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
+SPECIFICITIES = (0.9, 0.95)  # the fixed specificities of the sensitivity figures
 
 
 def _validated(y_true, probabilities, class_names) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +70,7 @@ def sensitivity_at_specificity(positive: np.ndarray, scores: np.ndarray,
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
                            class_names: Sequence[str], positive_class: str | None = "malignant",
-                           specificities: Sequence[float] = (0.9, 0.95),
+                           specificities: Sequence[float] = SPECIFICITIES,
                            calibration_bins: int = 15) -> dict:
     """All classification metrics of one set of predictions.
 
@@ -142,9 +143,13 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
 
 def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
                         groups: Sequence | None = None, resamples: int = 1000, seed: int = 0,
-                        confidence: float = 0.95,
-                        keys: Sequence[str] = HEADLINE) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap confidence intervals of the headline metrics.
+                        confidence: float = 0.95, keys: Sequence[str] = HEADLINE,
+                        positive_class: str | None = None,
+                        specificities: Sequence[float] = SPECIFICITIES
+                        ) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals of the headline metrics, and of the
+    sensitivity of `positive_class` at each fixed specificity (keys
+    "sensitivity_at_specificity.<class>@<specificity>", as `classification_metrics` names them).
 
     Resamples whole groups (patients) with replacement when `groups` is given, so that
     correlated images of one patient do not narrow the interval; images otherwise.
@@ -156,14 +161,23 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
     y_true, probabilities = _validated(y_true, probabilities, class_names)
     rng = np.random.default_rng(seed)
     members = _group_members(len(y_true), groups)
-    values: dict[str, list[float]] = {key: [] for key in keys}
+    sensitivities = {}
+    k = list(class_names).index(positive_class) if positive_class in class_names else None
+    if k is not None and (y_true == k).any() and (y_true != k).any():  # as the point estimate
+        sensitivities = {f"sensitivity_at_specificity.{positive_class}@{spec:g}": (k, spec)
+                         for spec in specificities}
+    values: dict[str, list[float]] = {key: [] for key in [*keys, *sensitivities]}
     for _ in range(resamples):
         chosen = rng.integers(len(members), size=len(members))
         index = np.concatenate([members[g] for g in chosen])
         with warnings.catch_warnings():  # a resample may lack a class: expected here
             warnings.simplefilter("ignore", UserWarning)
             sample = _headline(y_true[index], probabilities[index], keys)
-        for key in keys:
+        for key, (k, spec) in sensitivities.items():
+            positive = y_true[index] == k
+            sample[key] = sensitivity_at_specificity(positive, probabilities[index, k], spec) \
+                if positive.any() and (~positive).any() else None
+        for key in values:
             if sample[key] is not None:
                 values[key].append(sample[key])
     tail = (1.0 - confidence) / 2

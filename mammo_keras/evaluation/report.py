@@ -1,8 +1,16 @@
-"""Evaluation runs: predictions -> metrics.json, plots and report.md in an output folder."""
+"""Evaluation runs: predictions -> metrics.json, plots and report.md in an output folder.
+
+The report says what it is about before its figures: which data (source, folder, subset,
+images and patients), which model (builder, input size, preprocessing, what it was trained
+on) and which commit, and it says so when the data or preprocessing differ from the
+model's training; the figures are explained where their names are not standard.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -17,10 +25,47 @@ from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
 
 
+SOURCE_NAMES = {"synthetic": "synthetic phantoms (mammo-keras' generator)", "mias": "MIAS",
+                "cbis_ddsm": "CBIS-DDSM", "inbreast": "INbreast",
+                "kaggle_merged": "the Kaggle merged set", "folder": "image folders"}
+
+# What the figures of the report mean, where the name alone does not say.
+GLOSSARY = {
+    "balanced_accuracy": "the mean of the per-class recalls (chance: 1 / classes)",
+    "macro_f1": "the unweighted mean of the per-class F1 scores",
+    "roc_auc_macro": "one-vs-rest ROC-AUC of each class present, averaged (chance: 0.5)",
+    "pr_auc_macro": "one-vs-rest average precision of each class present, averaged",
+    "recall_variance": "the variance of the per-class recalls: 0 when every class is "
+                       "recalled equally well (Dahes 2025's stability figure)",
+    "ece": "expected calibration error: |accuracy - confidence| per confidence bin (15 bins), "
+           "weighted by the bin's images; 0 = calibrated",
+    "quadratic_kappa": "Cohen's kappa with quadratic weights: agreement beyond chance, "
+                       "counting far misses more (for ordered classes such as density)",
+    "sensitivity at specificity s": "the class's highest recall among thresholds that keep "
+                                    "its one-vs-rest specificity at s or more",
+    "embedding": "intra-class variance: mean squared distance of an image's embedding to its "
+                 "class mean; silhouette (-1..1) and Fisher ratio (between- / within-class "
+                 "scatter): how separated the classes are",
+}
+
+
+def describe_data(context: dict | None) -> str:
+    """A short line naming the data: "test subset: 44 images, 22 patients, synthetic phantoms"."""
+    data = (context or {}).get("data") or {}
+    if not data:
+        return ""
+    sources = ", ".join(SOURCE_NAMES.get(source, str(source))
+                        for source in data.get("sources", {})) or "images"
+    patients = f", {data['patients']} patients" if data.get("patients") else ""
+    subset = f"{data['subset']} subset: " if data.get("subset") else ""
+    return f"{subset}{data['images']} images{patients}, {sources}"
+
+
 def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out: str | Path,
                          embedding: np.ndarray | None = None, groups: Sequence | None = None,
                          positive_class: str | None = "malignant", resamples: int = 1000,
-                         seed: int = 0, title: str = "Evaluation") -> dict:
+                         seed: int = 0, title: str = "Evaluation",
+                         context: dict | None = None) -> dict:
     """Metrics with 95 % bootstrap intervals, plots and a report, written to `out`.
 
     Args:
@@ -32,6 +77,8 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
         groups: optional patient id per prediction: the bootstrap resamples patients.
         positive_class: the class of the sensitivity-at-specificity figures.
         resamples: bootstrap resamples (0 to skip the intervals).
+        context: what was evaluated (`evaluation_context`), stated in the report, in the
+            plots' titles and in metrics.json ("evaluated").
 
     Returns:
         The metrics dict, also written as `out/metrics.json` (keys include `accuracy`,
@@ -47,42 +94,75 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     result["images"] = int(len(y_true))
     result["confidence_intervals"] = bootstrap_intervals(
         y_true, probabilities, class_names, groups=groups, resamples=resamples,
-        seed=seed) if resamples else {}
+        seed=seed, positive_class=positive_class) if resamples else {}
+    if context is not None:
+        result["evaluated"] = context
+    note = describe_data(context) or f"{len(y_true)} images"
     curve = reliability_curve(y_true, probabilities)
-    plot_roc(y_true, probabilities, class_names, out / "roc.png")
-    plot_precision_recall(y_true, probabilities, class_names, out / "pr.png")
-    plot_confusion(result["confusion_matrix"], class_names, out / "confusion.png")
-    plot_reliability(curve, result["ece"], out / "reliability.png")
+    plot_roc(y_true, probabilities, class_names, out / "roc.png", note)
+    plot_precision_recall(y_true, probabilities, class_names, out / "pr.png", note)
+    plot_confusion(result["confusion_matrix"], class_names, out / "confusion.png", note)
+    plot_reliability(curve, result["ece"], out / "reliability.png", note)
     if embedding is not None:
         result["embedding"] = embedding_metrics(embedding, y_true)
-        plot_embedding(embedding, y_true, class_names, out / "embedding.png")
+        plot_embedding(embedding, y_true, class_names, out / "embedding.png", note)
     write_text_atomically(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_text_atomically(out / "report.md", render_report(result, title, embedding is not None,
                                                  grouped=groups is not None))
     return result
 
 
+def _context_lines(context: dict) -> list[str]:
+    """The "What was evaluated" section of report.md."""
+    data, model = context.get("data") or {}, context.get("model") or {}
+    lines = ["## What was evaluated", ""]
+    if data:
+        root = f" under `{data['root']}`" if data.get("root") else ""
+        lines.append(f"- **Data**: {describe_data(context)}{root}.")
+    if model:
+        builder = model.get("builder") or {}
+        arguments = ", ".join(f"{key}={value}" for key, value in
+                              (builder.get("arguments") or {}).items() if value is not None)
+        made = f" ({builder.get('name')}: {arguments})" if builder.get("name") else ""
+        options = ", ".join(key for key, on in (model.get("preprocessing") or {}).items() if on)
+        lines.append(f"- **Model**: `{model.get('name')}`{made}, task {model.get('task')}, "
+                     f"input {model.get('input_size')} px, preprocessing: {options or 'none'}.")
+    trained = context.get("trained_on") or {}
+    if any(trained.values()):
+        place = f" (`{trained['root']}`)" if trained.get("root") else ""
+        run = f", run {trained['run']}" if trained.get("run") else ""
+        commit = f", commit {trained['commit']}" if trained.get("commit") else ""
+        lines.append(f"- **Trained on**: {trained.get('dataset')}{place}{run}{commit}.")
+    if context.get("commit"):
+        lines.append(f"- **Evaluated by** mammo-keras at commit {context['commit']}.")
+    for warning in context.get("warnings") or []:
+        lines.append(f"- **Note**: {warning}")
+    return lines + [""]
+
+
 def render_report(result: dict, title: str, with_embedding: bool, grouped: bool) -> str:
-    """report.md: headline metrics with intervals, per-class table, plots."""
+    """report.md: what was evaluated, headline metrics with intervals, per-class table, plots,
+    and what the less standard figures mean."""
     intervals = result.get("confidence_intervals", {})
 
-    def headline(key: str) -> str:
-        value = result.get(key)
+    def with_interval(value, low_high) -> str:
         if value is None:
             return "n/a"
-        low_high = intervals.get(key)
         return f"{value:.3f} ({low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else f"{value:.3f}"
 
-    lines = [f"# {title}", "", f"{result['images']} images. 95 % bootstrap intervals "
-             f"({'resampling patients' if grouped else 'resampling images'}) in brackets.", "",
-             "| metric | value |", "|---|---:|"]
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
-        lines.append(f"| {key} | {headline(key)} |")
-    for key in ("weighted_f1", "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa"):
-        value = result.get(key)
-        lines.append(f"| {key} | {'n/a' if value is None else f'{value:.3f}'} |")
+    lines = [f"# {title}", ""]
+    if result.get("evaluated"):
+        lines += _context_lines(result["evaluated"])
+    lines += ["## Figures", "", f"{result['images']} images. 95 % bootstrap intervals "
+              f"({'resampling patients' if grouped else 'resampling images'}) in brackets.", "",
+              "| metric | value |", "|---|---:|"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "weighted_f1",
+                "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa"):
+        lines.append(f"| {key} | {with_interval(result.get(key), intervals.get(key))} |")
     for key, value in result.get("sensitivity_at_specificity", {}).items():
-        lines.append(f"| sensitivity {key.replace('@', ' at specificity ')} | {value:.3f} |")
+        interval = intervals.get(f"sensitivity_at_specificity.{key}")
+        lines.append(f"| sensitivity {key.replace('@', ' at specificity ')} | "
+                     f"{with_interval(value, interval)} |")
     lines += ["", "| class | precision | recall | specificity | F1 | ROC-AUC | PR-AUC | images |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -103,7 +183,48 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
               "![reliability](reliability.png)"]
     if with_embedding:
         lines += ["", "![embedding](embedding.png)"]
+    lines += ["", "## What the figures mean", ""]
+    lines += [f"- `{name}`: {meaning}." for name, meaning in GLOSSARY.items()
+              if with_embedding or name != "embedding"]
     return "\n".join(lines) + "\n"
+
+
+def evaluation_context(model: keras.Model, description, records: Sequence,
+                       kept: Sequence, preprocessing: dict) -> dict:
+    """What an evaluation is about, for its report: the data (sources, common folder, subset,
+    images and patients), the model (builder, input size, preprocessing), what it was
+    trained on, the commit, and warnings where the data or preprocessing differ from
+    training (`preprocessing`: the options this evaluation used)."""
+    from mammo_keras.provenance import git_commit
+
+    folders = [os.path.dirname(os.path.abspath(record.path.split("::")[0])) for record in kept]
+    try:
+        root = os.path.commonpath(folders) if folders else None
+    except ValueError:  # paths on different drives
+        root = None
+    sources = collections.Counter(record.source for record in kept)
+    patients = {record.patient_id for record in kept if record.patient_id}
+    provenance = description.provenance or {}
+    trained = {key: provenance.get(key) for key in ("dataset", "root", "run", "commit")}
+    warnings = []
+    if trained["dataset"] in SOURCE_NAMES and sources and trained["dataset"] not in sources:
+        warnings.append(f"the model was trained on {SOURCE_NAMES[trained['dataset']]}; these "
+                        f"images are {', '.join(SOURCE_NAMES.get(s, str(s)) for s in sources)}: "
+                        "figures on another source need not match the training figures")
+    changed = {key: value for key, value in preprocessing.items()
+               if description.preprocessing.get(key) != value}
+    if changed:
+        warnings.append(f"preprocessing differs from training ({changed} here, "
+                        f"{ {key: description.preprocessing.get(key) for key in changed} } "
+                        "in training)")
+    return {"data": {"sources": dict(sources), "root": root,
+                     "subset": getattr(records, "subset", None), "images": len(kept),
+                     "patients": len(patients) or None},
+            "model": {"name": model.name, "task": description.task,
+                      "input_size": description.image_size, "builder": description.builder,
+                      "preprocessing": dict(preprocessing)},
+            "trained_on": trained if any(trained.values()) else None,
+            "commit": git_commit(), "warnings": warnings}
 
 
 def prediction_rows(records: Sequence, y_true: np.ndarray, probabilities: np.ndarray,
@@ -175,11 +296,13 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     probabilities = np.concatenate(probabilities)
     write_csv_atomically(Path(out) / "predictions.csv",
                          prediction_rows(kept, y_true, probabilities, names))
+    preprocessing = {key: options[key] for key in description.preprocessing if key in options}
     result = evaluate_predictions(
         y_true, probabilities, names, out,
         embedding=np.concatenate(embeddings) if embeddings else None,
         groups=groups, resamples=resamples,
-        title=f"Evaluation of {model.name}")
+        title=f"Evaluation of {model.name}",
+        context=evaluation_context(model, description, records, kept, preprocessing))
     # what the dataset scan left out (a `Records`' skipped rows) and what the pipeline could not read
     result["skipped"] = list(dict.fromkeys(
         str(error) for error in [*getattr(records, "skipped", ()), *report.skipped]))

@@ -22,5 +22,6 @@ _EXPORTS = {
 }
 # Here so the command line parses without importing TensorFlow.
 METHODS = ("gradcam", "gradcam++")
-__all__ = sorted([*_EXPORTS, "METHODS"])
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}  # as captions print them
+__all__ = sorted([*_EXPORTS, "METHODS", "METHOD_NAMES"])
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

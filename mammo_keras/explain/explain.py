@@ -1,7 +1,8 @@
 """Heat-maps on the original mammogram: preprocess -> Grad-CAM -> back through the geometry.
 
 `explain_files` writes, per image, `<n>_<name>_overlay.png` (the uncropped mammogram,
-at most 1024 px high, with the heat-map blended in) and `<n>_<name>_map.png` (the raw
+at most 1024 px high, with the heat-map blended in, and under it the class explained, its
+probability and the heat-map's colour bar) and `<n>_<name>_map.png` (the raw
 map, 16-bit, at the original resolution), plus `explanations.csv`. A model whose
 description names mask outputs (a segmentation, `mammo_keras.models.outputs`) also gets
 `<n>_<name>_<mask>.png` per mask: its probabilities (16-bit) on the uncropped mammogram,
@@ -19,12 +20,13 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError  # noqa: E402
 from mammo_keras.data.preprocessing import invert_geometry, preprocess  # noqa: E402
 from mammo_keras.data.readers import read_image  # noqa: E402
+from mammo_keras.explain import METHOD_NAMES  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
 from mammo_keras.atomic import write_csv_atomically  # noqa: E402
 from mammo_keras.models.description import description_of  # noqa: E402
@@ -71,8 +73,12 @@ def _masks_on_image(model: keras.Model, description, processed, geometry, shape)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
-            height: int = DISPLAY_HEIGHT) -> Image.Image:
-    """An RGB picture: the grayscale image with the heat-map (jet) blended in where it is warm."""
+            height: int = DISPLAY_HEIGHT, caption: str | None = None) -> Image.Image:
+    """An RGB picture: the grayscale image with the heat-map (jet) blended in where it is warm.
+
+    `caption` (e.g. "Grad-CAM of malignant, P = 0.83") adds a band under the picture with
+    it and the colour bar of the heat-map's 0..1 scale.
+    """
     scale = min(1.0, height / image.shape[0])
     shape = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     gray = np.asarray(Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
@@ -81,7 +87,26 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
     colours = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
     weight = opacity * np.clip(heat, 0, 1)[..., None]
     blended = (1 - weight) * gray[..., None] + weight * colours
-    return Image.fromarray((np.clip(blended, 0, 1) * 255).astype(np.uint8))
+    picture = Image.fromarray((np.clip(blended, 0, 1) * 255).astype(np.uint8))
+    return picture if caption is None else with_colour_bar(picture, caption)
+
+
+def with_colour_bar(picture: Image.Image, caption: str) -> Image.Image:
+    """`picture` with a white band below: `caption`, and the jet colour bar from 0 (low
+    attention) to 1 (the map's maximum) with its ends labelled."""
+    font = ImageFont.load_default()
+    band = 46
+    canvas = Image.new("RGB", (max(picture.width, 260), picture.height + band), "white")
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    top = picture.height + 4
+    draw.text((4, top), caption, fill="black", font=font)
+    width = min(200, canvas.width - 60)
+    ramp = (colormaps["jet"](np.linspace(0, 1, width))[:, :3] * 255).astype(np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(ramp[None], 10, axis=0)), (24, top + 18))
+    draw.text((4, top + 16), "0", fill="black", font=font)
+    draw.text((28 + width, top + 16), "1 (max)", fill="black", font=font)
+    return canvas
 
 
 def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | Path,
@@ -113,7 +138,10 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
         result = explain_image(model, image, method, layer, class_index, preprocessing,
                                meta.get("laterality"))
         stem = f"{number:04d}_{Path(path.split('::')[-1]).stem}"
-        overlay(image, result["heatmap"]).save(out / f"{stem}_overlay.png")
+        probability = float(result["probabilities"][result["class_index"]])
+        caption = (f"{METHOD_NAMES[method]} of {class_names[result['class_index']]}, "
+                   f"P = {probability:.2f}")
+        overlay(image, result["heatmap"], caption=caption).save(out / f"{stem}_overlay.png")
         Image.fromarray(np.round(result["heatmap"] * 65535).astype(np.uint16)).save(
             out / f"{stem}_map.png")
         for name, mask in result["masks"].items():

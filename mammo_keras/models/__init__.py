@@ -11,32 +11,23 @@
 - `feature_pyramid(model)`: the backbone's feature maps by stride ("P1".."P5").
 - `build_backbone`, `BACKBONES`, `HEADS`: the parts, for inspection and tests.
 - `load_model(path)`: a `.keras` file, with every mammo-keras layer registered first.
+
+Importing this package registers its layers, losses and models with Keras (so
+`keras.saving.load_model` reads a mammo-keras `.keras` file afterwards).
 """
 
-from mammo_keras.lazy import lazy_exports
+from mammo_keras.catalogue import BACKBONE_NAMES, HEADS
+from mammo_keras.models.backbones import (BACKBONES, build_backbone, feature_pyramid,
+                                          get_backbone_spec)
+from mammo_keras.models.baseline_cnn import BaselineCNN
+from mammo_keras.models.classifier import EMBEDDING_LAYER, build_classifier
+from mammo_keras.models.description import (DescribedModel, ModelDescription, clone_described,
+                                            describe, description_of)
+from mammo_keras.models.feature_smoothing import FeatureSmoothingModel
+from mammo_keras.models.loading import load_model
+from mammo_keras.models.logits import logits_model, with_logits
 
-# name -> the module it comes from, imported when first used (mammo_keras.lazy)
-_EXPORTS = {
-    "BACKBONES": "mammo_keras.models.backbones",
-    "BaselineCNN": "mammo_keras.models.baseline_cnn",
-    "build_backbone": "mammo_keras.models.backbones",
-    "build_classifier": "mammo_keras.models.classifier",
-    "clone_described": "mammo_keras.models.description",
-    "describe": "mammo_keras.models.description",
-    "DescribedModel": "mammo_keras.models.description",
-    "description_of": "mammo_keras.models.description",
-    "EMBEDDING_LAYER": "mammo_keras.models.classifier",
-    "feature_pyramid": "mammo_keras.models.backbones",
-    "FeatureSmoothingModel": "mammo_keras.models.feature_smoothing",
-    "get_backbone_spec": "mammo_keras.models.backbones",
-    "load_model": "mammo_keras.models.loading",
-    "logits_model": "mammo_keras.models.logits",
-    "ModelDescription": "mammo_keras.models.description",
-    "with_logits": "mammo_keras.models.logits",
-}
-# The names the command line offers, here so it parses without importing TensorFlow
-# (BACKBONES, built with Keras, has one spec per name; a test holds them together).
-BACKBONE_NAMES = ("baseline_cnn", "convnext_tiny", "inception_v3")
-HEADS = ("gap", "gagm", "gagm_se")
-__all__ = sorted([*_EXPORTS, "BACKBONE_NAMES", "HEADS"])
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["BACKBONES", "BACKBONE_NAMES", "EMBEDDING_LAYER", "HEADS", "BaselineCNN", "DescribedModel",
+           "FeatureSmoothingModel", "ModelDescription", "build_backbone", "build_classifier",
+           "clone_described", "describe", "description_of", "feature_pyramid",
+           "get_backbone_spec", "load_model", "logits_model", "with_logits"]

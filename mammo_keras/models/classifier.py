@@ -24,7 +24,7 @@ import keras
 from mammo_keras.errors import UserError
 from mammo_keras.layers import GAGM, GrayscaleAdapter, SEVector
 from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
-from mammo_keras.models import HEADS
+from mammo_keras.catalogue import HEADS
 from mammo_keras.models.backbones import build_backbone, get_backbone_spec
 from mammo_keras.models.description import DescribedModel, ModelDescription
 

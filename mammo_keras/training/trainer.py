@@ -43,7 +43,7 @@ from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
                                          training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
-from mammo_keras.training.provenance import provenance
+from mammo_keras.provenance import provenance
 from mammo_keras.training.tensorboard_log import log_epochs
 
 EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
@@ -247,6 +247,9 @@ def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, siz
                       **extra) -> keras.Model:
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
     label_output = "label" if task.target_names and "label" in task.target_names else None
+    data = task.config["data"]  # what it trains on, known before it is evaluated
+    extra.setdefault("provenance", {"run": task.config["name"], "dataset": data["dataset"],
+                                    "root": data["root"]})
     return describe(model, task=task.name or task.config["data"]["task"], class_names=names,
                     image_size=size, preprocessing=preprocessing, label_output=label_output,
                     outputs=task.output_kinds, **extra)
@@ -351,12 +354,17 @@ def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names:
         write_csv_atomically(out / "history.csv", state.history)
         if config["training"]["tensorboard"]:
             log_epochs(out / "tensorboard", state.history)
-        plot_training_history(state.history, out / "training.png")
+        counts = {name: len(members) for name, members in subsets.items()}
+        plot_training_history(state.history, out / "training.png", best_epoch=state.best_epoch,
+                              monitor=config["training"]["monitor"],
+                              note=f"{config['name']}: {counts.get('train', 0)} training, "
+                                   f"{counts.get('val', 0)} validation images "
+                                   f"({config['data']['dataset']})")
     subset = config["evaluation"]["subset"]
     if not subsets.get(subset):
         subset = "val"
     model = keras.saving.load_model(out / "model.keras")
-    evaluated = Records(subsets[subset], skipped=report.skipped)
+    evaluated = Records(subsets[subset], skipped=report.skipped, subset=subset)
     metrics = task.evaluate(model, evaluated, out, names,
                             batch_size=config["training"]["batch_size"],
                             resamples=config["evaluation"]["resamples"])

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mammo_keras.errors import UserError
-from mammo_keras.dashboard.model_card import NOT_FOR_DIAGNOSIS  # noqa: E402
+from mammo_keras.dashboard.model_cards import NOT_FOR_DIAGNOSIS  # noqa: E402
 
 REPORT_FORMATS = ("png", "pdf")
 

@@ -15,7 +15,7 @@ from mammo_keras import __version__
 
 def git_commit() -> str:
     """The commit of the mammo-keras checkout in use (with "+dirty" for local changes)."""
-    source = Path(__file__).resolve().parents[2]
+    source = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=source, text=True,
                                 capture_output=True, timeout=10, check=True).stdout.strip()

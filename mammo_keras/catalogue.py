@@ -1,0 +1,6 @@
+"""Names of what mammo-keras builds, importable without TensorFlow: the command line offers
+them as choices before any model code loads (`mammo_keras.models.BACKBONES` holds one spec
+per backbone name, built with Keras; a test holds the two together)."""
+
+BACKBONE_NAMES = ("baseline_cnn", "convnext_tiny", "inception_v3")
+HEADS = ("gap", "gagm", "gagm_se")
