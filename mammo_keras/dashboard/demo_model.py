@@ -21,7 +21,7 @@ DEMO_CONFIG = {
              "image_size": 128, "split": [0.7, 0.15, 0.15]},
     "model": {"backbone": "baseline_cnn", "head": "gagm_se"},
     "training": {"epochs": 12, "batch_size": 16, "learning_rate": 0.001,
-                 "class_balance": "weights"},
+                 "class_balance": "weights", "deterministic": True},
     "evaluation": {"subset": "test"},
 }
 
