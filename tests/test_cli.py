@@ -207,3 +207,56 @@ def test_a_run_folder_whose_config_is_not_a_mapping_is_named(tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv")]) == 2
     error = capsys.readouterr().err.strip()
     assert "config.yaml: not a mammo-keras run config" in error and "\n" not in error
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from mammo_keras.models import build_classifier
+
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    build_classifier("baseline_cnn", "gap", 3, (32, 32, 1)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "inspect", "EMPTY"], ["data", "split", "EMPTY", "--out", "OUT/s.csv"],
+    ["predict", "MODEL", "EMPTY", "--out", "OUT/p.csv"],
+    ["explain", "MODEL", "EMPTY", "--out", "OUT/explained"],
+    ["evaluate", "MODEL", "--data", "EMPTY", "--out", "OUT/evaluated"]])
+def test_an_input_without_images_is_one_error_in_every_command(tmp_path, capsys, tiny_model,
+                                                                command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    argv = [word.replace("EMPTY", str(empty)).replace("MODEL", str(tiny_model))
+            .replace("OUT", str(tmp_path)) for word in command]
+    assert main(argv) == 2, argv
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"{empty}: no images found" in error, error
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "s.csv").exists()
+
+
+def test_config_typos_suggest_the_key_and_name_the_override(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("training:\n  epoch: 3\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert f"{config}: unknown key 'training.epoch'; did you mean 'training.epochs'?" in error
+    config.write_text("training:\n  epochs: 3\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "r"),
+                     "--set", "training.batch_sise=4"]) == 2
+    error = capsys.readouterr().err
+    assert "--set training.batch_sise=4: unknown key 'training.batch_sise'; did you mean " \
+           "'training.batch_size'?" in error and str(config) not in error
+
+
+def test_a_file_that_is_not_dicom_gets_our_message(tmp_path):
+    from mammo_keras.data import DataError, read_image
+
+    fake = tmp_path / "scan.dcm"
+    fake.write_bytes(b"\0" * 200)
+    with pytest.raises(DataError) as caught:
+        read_image(fake)
+    assert str(caught.value) == f"{fake}: not a DICOM file (no 'DICM' marker after the " \
+                                "128-byte preamble and no file meta header)"
+    assert "force" not in str(caught.value)

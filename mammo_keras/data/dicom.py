@@ -85,8 +85,9 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
     """Decode one DICOM file. Returns (image float32 (H, W) in [0, 1], metadata)."""
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError as error:
-        raise DataError(path, f"not a valid DICOM file ({error})") from error
+    except InvalidDicomError as error:  # pydicom's text advises force=True: not for a user
+        raise DataError(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble "
+                              "and no file meta header)") from error
     except Exception as error:  # pydicom raises many types on a truncated header
         raise DataError(path, f"unreadable DICOM header ({type(error).__name__}: {error})") \
             from error
