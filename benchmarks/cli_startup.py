@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
-from mammo_keras.provenance import provenance
 
 CASES = {
     "--help": ["--help"],
@@ -76,6 +75,10 @@ def main() -> None:
             finally:
                 subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force",
                                 str(worktree)], check=True)
+    # imported after the measurements: a parent holding TensorFlow would lend its resident
+    # memory to every child it forks (ru_maxrss counts the pages before exec)
+    from mammo_keras.provenance import provenance
+
     record = {**provenance(), "runs": args.runs, "before_commit": args.before,
               "import_tensorflow": reference, "results": results}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,13 @@ Finished cells are kept (their done.json); a re-run does the missing ones.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from mammo_keras.atomic import write_json_atomically, write_text_atomically
@@ -59,6 +61,12 @@ def run_cell(name: str, folder: Path) -> dict:
                                      for key in FIGURES}}
 
 
+def weights_digest(folder: Path) -> str:
+    """SHA-256 of the trained weights inside the cell's model.keras (its weights member)."""
+    with zipfile.ZipFile(folder / "model.keras") as archive:
+        return hashlib.sha256(archive.read("model.weights.h5")).hexdigest()
+
+
 def markdown(record: dict) -> str:
     rows = record["rows"]
     lines = ["# How much the main job's figures move", "",
@@ -66,8 +74,8 @@ def markdown(record: dict) -> str:
              "cell is `mammo-keras run experiments/quickstart.yaml` in a fresh process "
              f"(deterministic training); figures on the {rows[0]['images']} held-out test "
              "images (95 % patient-bootstrap interval of the first cell in brackets).", "",
-             "| cell | " + " | ".join(FIGURES) + " | best epoch | wall s |",
-             "|---|" + "---:|" * (len(FIGURES) + 2)]
+             "| cell | " + " | ".join(FIGURES) + " | best epoch | wall s | commit |",
+             "|---|" + "---:|" * (len(FIGURES) + 2) + "---|"]
     for row in rows:
         cells = []
         for key in FIGURES:
@@ -75,10 +83,13 @@ def markdown(record: dict) -> str:
             cells.append(f"{value:.3f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})"
                                            if row is rows[0] and interval else ""))
         lines.append(f"| {row['cell']} | " + " | ".join(cells)
-                     + f" | {row['best_epoch']} | {row['wall_seconds'] or float('nan'):.0f} |")
+                     + f" | {row['best_epoch']} | {row['wall_seconds'] or float('nan'):.0f} | "
+                     f"{row['commit']} |")
     summary = record["summary"]
     lines += ["", f"- Same command twice: the figures are "
-              f"{'identical' if summary['repeats_identical'] else 'NOT identical'}.",
+              f"{'identical' if summary['repeats_identical'] else 'NOT identical'}, and so are "
+              f"the trained weights: {'yes' if summary['repeat_weights_identical'] else 'NO'} "
+              "(SHA-256 of the weights in model.keras).",
               f"- Largest change from repeat 1: oneDNN off {summary['onednn_max_change']:.3f}, "
               f"other seeds {summary['seed_max_change']:.3f} (over {', '.join(FIGURES)})."]
     return "\n".join(lines) + "\n"
@@ -98,7 +109,11 @@ def main() -> None:
     def change(row: dict) -> float:
         return max(abs(row["metrics"][key] - first[key]) for key in FIGURES)
 
+    folders = [args.runs / name.replace(" ", "_") for name in CELLS]
+    for row, folder in zip(rows, folders):
+        row["commit"] = json.loads((folder / "done.json").read_text())["commit"]
     summary = {"repeats_identical": rows[0]["metrics"] == rows[1]["metrics"],
+               "repeat_weights_identical": weights_digest(folders[0]) == weights_digest(folders[1]),
                "onednn_max_change": change(rows[2]),
                "seed_max_change": max(change(row) for row in rows[3:])}
     record = {**provenance(), "rows": rows, "summary": summary}

@@ -155,6 +155,10 @@ def test_plots_state_their_data_and_scales(tmp_path, monkeypatch, rng):
     assert axis.get_xlabel() == f"PC 1 ({shares[0]:.0%} of the variance)"
     assert axis.get_ylabel() == f"PC 2 ({shares[1]:.0%} of the variance)"
     assert axis.get_title().endswith("test: 40 images")
+    long = "test subset: 44 images, 22 patients, synthetic phantoms, INbreast and CBIS-DDSM"
+    plots.plot_roc(y, np.eye(3)[y], NAMES, tmp_path / "roc.png", note=long)
+    title = figures["roc.png"].axes[0].get_title().splitlines()
+    assert " ".join(title[1:]) == long and max(map(len, title)) <= 52  # wrapped, all of it
     history = [{"epoch": e, "loss": 1 / e, "val_loss": 1 / e + 0.1, "accuracy": e / 10,
                 "val_accuracy": e / 11} for e in range(1, 6)]
     plots.plot_training_history(history, tmp_path / "training.png", best_epoch=3,

@@ -6,6 +6,7 @@ writes it atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +23,8 @@ from mammo_keras.atomic import atomic_path  # noqa: E402
 
 def _title(axis, title: str, note: str | None) -> None:
     """The plot's title, with `note` (what data, how many images) on a smaller second line."""
-    axis.set_title(title if not note else f"{title}\n{note}", fontsize=10 if note else None)
+    lines = [title, *textwrap.wrap(note, 52)] if note else [title]
+    axis.set_title("\n".join(lines), fontsize=10 if note else None)
 
 
 def _save(figure, path: str | Path) -> Path:

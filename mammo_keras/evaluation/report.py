@@ -25,7 +25,7 @@ from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
 
 
-SOURCE_NAMES = {"synthetic": "synthetic phantoms (mammo-keras' generator)", "mias": "MIAS",
+SOURCE_NAMES = {"synthetic": "synthetic phantoms", "mias": "MIAS",
                 "cbis_ddsm": "CBIS-DDSM", "inbreast": "INbreast",
                 "kaggle_merged": "the Kaggle merged set", "folder": "image folders"}
 
