@@ -185,7 +185,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.subset not in subsets:
             raise UserError(f"{args.split} has no subset {args.subset!r}; it has "
                             f"{sorted(subsets)}")
-        records = Records(subsets[args.subset], skipped=records.skipped)
+        records = Records(subsets[args.subset], skipped=records.skipped, subset=args.subset)
     description = description_of(model, args.model, fill=False)
     classes = args.classes.split(",") if args.classes else description.class_names
     result = evaluate_model(model, records, args.out, class_names=classes,
