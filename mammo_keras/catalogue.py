@@ -2,5 +2,5 @@
 them as choices before any model code loads (`mammo_keras.models.BACKBONES` holds one spec
 per backbone name, built with Keras; a test holds the two together)."""
 
-BACKBONE_NAMES = ("baseline_cnn", "convnext_tiny", "inception_v3")
+BACKBONE_NAMES = ("baseline_cnn", "convnext_tiny", "convnext_base", "inception_v3")
 HEADS = ("gap", "gagm", "gagm_se")

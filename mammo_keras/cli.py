@@ -608,15 +608,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tensorflow_logs(verbose: bool) -> None:
-    """TensorFlow's start-up lines off the terminal, unless asked for (`--verbose`) or the
-    user set TF_CPP_MIN_LOG_LEVEL."""
+    """TensorFlow's C++ log lines off the terminal, unless asked for (`--verbose`) or the
+    user set TF_CPP_MIN_LOG_LEVEL: its start-up lines, and the runtime ones that are noise
+    to a user of the command line (TF 2.21 logs "NodeDef mentions attribute
+    use_unbounded_threadpool", "oneDNN supports DT_BOOL only ... AVX-512" as errors, and
+    warns of a partly read cache after every complete file cache it writes); a C++ error
+    that matters reaches the user as the Python exception it raises."""
     from mammo_keras import USER_TF_LOG_LEVEL
     from mammo_keras.quiet_tensorflow import silence_tensorflow_start
 
+    if USER_TF_LOG_LEVEL is not None:
+        return
     if verbose:
-        if USER_TF_LOG_LEVEL is None:
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
-    elif USER_TF_LOG_LEVEL is None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         silence_tensorflow_start()
 
 

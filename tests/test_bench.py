@@ -62,20 +62,25 @@ def test_channelwise_conv_equals_grouped_conv_and_its_gradients(rng):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
-def test_convnext_backbone_is_keras_applications_with_channelwise_convs(rng, tmp_path):
+@pytest.mark.parametrize("backbone,application,depths,size", [
+    ("convnext_tiny", "ConvNeXtTiny", (3, 3, 9, 3), 64),
+    ("convnext_base", "ConvNeXtBase", (3, 3, 27, 3), 32)])  # Liu et al. 2022, table 9
+def test_convnext_backbone_is_keras_applications_with_channelwise_convs(
+        rng, tmp_path, backbone, application, depths, size):
     """Same layers, names and weights as keras.applications; output within 1e-5."""
-    model = build_classifier("convnext_tiny", "gap", 3, (64, 64, 1))
+    model = build_classifier(backbone, "gap", 3, (size, size, 1))
     swapped = [layer for layer in model.layers if isinstance(layer, ChannelwiseConv2D)]
-    assert len(swapped) == sum((3, 3, 9, 3))
+    assert len(swapped) == sum(depths)
     assert all(layer.name.endswith("_depthwise_conv") for layer in swapped)
-    reference = keras.applications.ConvNeXtTiny(include_top=False, include_preprocessing=False,
-                                                weights=None, input_shape=(64, 64, 3))
+    reference = getattr(keras.applications, application)(
+        include_top=False, include_preprocessing=False, weights=None,
+        input_shape=(size, size, 3))
     reference.save_weights(tmp_path / "reference.weights.h5")
-    ours = build_classifier("convnext_tiny", "gap", 3, (64, 64, 1),
+    ours = build_classifier(backbone, "gap", 3, (size, size, 1),
                             weights=str(tmp_path / "reference.weights.h5"))
     backbone_ours = keras.Model(ours.get_layer("grayscale_adapter").output,
                                 ours.get_layer("gap").input)
-    x = rng.random((2, 64, 64, 3), dtype=np.float32)
+    x = rng.random((2, size, size, 3), dtype=np.float32)
     np.testing.assert_allclose(backbone_ours(x), reference(x), atol=1e-5, rtol=1e-5)
     saved = tmp_path / "model.keras"
     model.save(saved)

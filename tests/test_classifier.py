@@ -7,10 +7,13 @@ import pytest
 from mammo_keras.models import BACKBONES, HEADS, build_backbone, build_classifier
 
 # Smallest inputs each backbone accepts, to keep the suite fast.
-SIZES = {"baseline_cnn": 32, "convnext_tiny": 32, "inception_v3": 75}
-FEATURES = {"baseline_cnn": 256, "convnext_tiny": 768, "inception_v3": 2048}
+SIZES = {"baseline_cnn": 32, "convnext_tiny": 32, "convnext_base": 32, "inception_v3": 75}
+FEATURES = {"baseline_cnn": 256, "convnext_tiny": 768, "convnext_base": 1024,
+            "inception_v3": 2048}
 APPLICATIONS = {
     "convnext_tiny": lambda shape: keras.applications.ConvNeXtTiny(
+        include_top=False, include_preprocessing=False, weights=None, input_shape=shape),
+    "convnext_base": lambda shape: keras.applications.ConvNeXtBase(
         include_top=False, include_preprocessing=False, weights=None, input_shape=shape),
     "inception_v3": lambda shape: keras.applications.InceptionV3(
         include_top=False, weights=None, input_shape=shape),

@@ -44,7 +44,7 @@ def test_every_subcommand_has_help(capsys, name):
 def test_models_lists_backbones_and_heads(capsys):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
-    for name in ["baseline_cnn", "convnext_tiny", "inception_v3", "gagm_se"]:
+    for name in ["baseline_cnn", "convnext_tiny", "convnext_base", "inception_v3", "gagm_se"]:
         assert name in text
 
 
@@ -52,8 +52,9 @@ def test_models_count_params_matches_build_classifier(capsys):
     assert main(["models", "--count-params", "--image-size", "75", "--num-classes", "2"]) == 0
     rows = {tuple(line.split()[:2]): line.split()[2]
             for line in capsys.readouterr().out.splitlines()[2:]}
-    assert len(rows) == 9
+    assert len(rows) == 12
     assert rows[("convnext_tiny", "gap")] == f"{27_820_128 + 768 * 2 + 2:,}"
+    assert rows[("convnext_base", "gap")] == f"{87_566_464 + 1024 * 2 + 2:,}"
 
 
 def test_unknown_option_of_an_implemented_command_is_rejected(capsys):

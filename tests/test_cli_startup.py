@@ -89,3 +89,26 @@ def test_every_exported_name_is_what_its_module_defines(package):
     for name in namespace.__all__:
         value = getattr(namespace, name)
         assert not isinstance(value, types.ModuleType), f"mammo_keras.{package}.{name}"
+
+
+RUNTIME_PROBE = """
+from mammo_keras.cli import _tensorflow_logs
+_tensorflow_logs(verbose={verbose})
+import tensorflow as tf
+dataset = tf.data.Dataset.range(10).cache({cache!r}).batch(4)  # TF 2.21 warns after writing it
+print(sum(1 for _ in dataset))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_runtime_log_lines_of_tensorflow_are_hidden_unless_verbose(tmp_path, verbose):
+    environment = {key: value for key, value in os.environ.items()
+                   if key != "TF_CPP_MIN_LOG_LEVEL"}
+    code = RUNTIME_PROBE.format(verbose=verbose, cache=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=environment, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "3", result.stderr
+    if verbose:
+        assert "cache_dataset_ops" in result.stderr  # the line a user would otherwise meet
+    else:
+        assert result.stderr == ""

@@ -81,7 +81,9 @@ def test_bootstrap_intervals(predictions):
     point = classification_metrics(y, p, NAMES)
     intervals = bootstrap_intervals(y, p, NAMES, resamples=300, seed=1)
     for key, (low, high) in intervals.items():
-        assert low <= point[key] <= high, key
+        value = point["per_class"][key[len("recall."):]]["recall"] if key.startswith("recall.") \
+            else point[key]
+        assert low <= value <= high, key
         assert high - low < 0.3
     assert bootstrap_intervals(y, p, NAMES, resamples=300, seed=1) == intervals
     # patients of 4 identical images: grouped resampling gives wider intervals
@@ -115,3 +117,48 @@ def test_bootstrap_macro_f1_interval_brackets_the_point_estimate_over_every_clas
     low, high = bootstrap_intervals(y, p, ["a", "b", "c"], resamples=50)["macro_f1"]
     assert point == pytest.approx(2 / 3)
     assert low <= point <= high and high == pytest.approx(2 / 3)
+
+
+DENSITIES = ("A", "B", "C", "D")
+
+
+def density_predictions(rng, count: int = 120):
+    y = rng.integers(0, 4, count)
+    p = rng.dirichlet(np.ones(4), size=count) + 0.6 * np.eye(4)[y]
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_kappa_weighted_f1_and_per_class_recall_have_intervals(rng):
+    y, p = density_predictions(rng, 80)
+    intervals = bootstrap_intervals(y, p, DENSITIES, resamples=50, seed=7)
+    draws = np.random.default_rng(7)  # the same image resamples, the statistics computed apart
+    kappas, f1s, recalls = [], [], []
+    for _ in range(50):
+        index = draws.integers(80, size=80)
+        truth, guess = y[index], p[index].argmax(1)
+        kappas.append(sk.cohen_kappa_score(truth, guess, labels=range(4), weights="quadratic"))
+        f1s.append(sk.f1_score(truth, guess, labels=range(4), average="weighted"))
+        recalls.append(np.mean(guess[truth == 2] == 2))
+    for key, values in (("quadratic_kappa", kappas), ("weighted_f1", f1s), ("recall.C", recalls)):
+        np.testing.assert_allclose(intervals[key], np.quantile(values, [0.025, 0.975]))
+
+
+def test_dense_view_collapses_a_density_model_to_dense_vs_non_dense(rng):
+    from mammo_keras.evaluation import dense_view
+
+    y, p = density_predictions(rng)
+    view = dense_view(y, p, DENSITIES, groups=np.arange(120) // 4, resamples=200)
+    dense, called = y >= 2, p.argmax(1) >= 2
+    assert (view["dense"], view["non_dense"]) == (["C", "D"], ["A", "B"])
+    assert view["accuracy"] == pytest.approx(np.mean(dense == called))
+    assert view["sensitivity"] == pytest.approx(sk.recall_score(dense, called))
+    assert view["specificity"] == pytest.approx(sk.recall_score(~dense, ~called))
+    assert view["roc_auc"] == pytest.approx(sk.roc_auc_score(dense, p[:, 2] + p[:, 3]))
+    assert view["dense_images"] == int(dense.sum()) and view["images"] == 120
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        low, high = view["confidence_intervals"][key]
+        assert low <= view[key] <= high and high - low < 0.4
+    mias = dense_view(y[y < 3], p[y < 3][:, :3] / p[y < 3][:, :3].sum(1, keepdims=True),
+                      ("F", "G", "D"), resamples=0)
+    assert (mias["dense"], mias["non_dense"]) == (["D"], ["F", "G"])
+    assert dense_view(y % 3, p[:, :3], NAMES) is None  # not a density scale

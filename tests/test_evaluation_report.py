@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from mammo_keras.cli import main
-from mammo_keras.data import load_records, write_synthetic
+from mammo_keras.data import load_records, read_image, write_synthetic
 from mammo_keras.evaluation import evaluate_model, evaluate_predictions
 from mammo_keras.models import build_classifier
 
@@ -122,21 +122,46 @@ def test_the_report_says_what_was_evaluated(tmp_path):
                      task="malignancy", provenance={"dataset": "mias", "root": "all-mias.tar.gz"})
     result = evaluate_model(model, subset, tmp_path / "out", resamples=30)
     patients = len({record.patient_id for record in records})
+    shape = list(read_image(records[0].path)[0].shape)  # every phantom has this size
     evaluated = result["evaluated"]
     root = Path(evaluated["data"]["root"])
     assert root.is_relative_to(data.resolve())
     assert all(Path(record.path).resolve().is_relative_to(root) for record in records)
     assert {key: value for key, value in evaluated["data"].items() if key != "root"} == \
-        {"sources": {"synthetic": 12}, "subset": "test", "images": 12, "patients": patients}
+        {"sources": {"synthetic": 12}, "subset": "test", "images": 12, "patients": patients,
+         "image_shape": {"median": shape, "smallest": shape, "largest": shape, "images": 12}}
     assert evaluated["model"]["input_size"] == 64 and evaluated["commit"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert f"test subset: 12 images, {patients} patients, synthetic phantoms" in report
     assert "input 64 px" in report and "commit" in report
     assert "Note**: the model was trained on MIAS" in report  # another source than training
+    assert "original size {} x {} px".format(*shape) in report
     interval = result["confidence_intervals"]["sensitivity_at_specificity.malignant@0.9"]
     assert f"({interval[0]:.3f}-{interval[1]:.3f})" in report
     assert "`recall_variance`: the variance of the per-class recalls" in report
     assert "`ece`: expected calibration error" in report
+
+
+def test_images_of_another_size_than_training_get_a_note(tmp_path):
+    from mammo_keras.models import describe
+
+    data = write_synthetic(tmp_path / "data", 6, size=256, seed=4)
+    model = build_classifier("baseline_cnn", "gap", 3, (64, 64, 1))
+    trained = {"median": [512, 384], "smallest": [500, 380], "largest": [520, 390], "images": 9}
+    describe(model, task="malignancy", provenance={"dataset": "synthetic",
+                                                   "image_shape": trained})
+    result = evaluate_model(model, load_records(data), tmp_path / "out", resamples=0)
+    notes = result["evaluated"]["warnings"]
+    height, width = read_image(load_records(data)[0].path)[0].shape
+    assert notes == [f"these images are {height} x {width} px (median height x width) where the "
+                     "training images were 512 x 384 px: the model sees the breast at another "
+                     "scale, so figures need not match the training figures"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "original size 512 x 384 px (median; 500 x 380 to 520 x 390)" in report  # trained on
+    same = {**trained, "median": [height + 40, width - 30]}  # within the tolerance: no note
+    describe(model, provenance={"dataset": "synthetic", "image_shape": same})
+    again = evaluate_model(model, load_records(data), tmp_path / "again", resamples=0)
+    assert again["evaluated"]["warnings"] == []
 
 
 def test_plots_state_their_data_and_scales(tmp_path, monkeypatch, rng):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from mammo_keras import cli
+from mammo_keras.data import read_image
 from mammo_keras.explain.gradcam import grad_cam
 from mammo_keras.models import (build_classifier, describe, description_of, feature_pyramid,
                                 with_logits)
@@ -38,6 +39,10 @@ def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     assert set(model.output) == {"label", "mask"}
     description = description_of(model)
     assert description.label_output == "label"
+    phantom = next((out / "data").rglob("images/*.*"))
+    trained_on = description.provenance["image_shape"]  # original sizes, for evaluate's notes
+    assert trained_on["median"] == list(read_image(phantom)[0].shape)
+    assert trained_on["images"] == done["images"]["train"]
     assert description.class_names == ("normal", "benign", "malignant")
     outputs = model(np.zeros((2, 32, 32, 1), np.float32))
     assert outputs["mask"].shape == (2, 32, 32, 1) and outputs["label"].shape == (2, 3)

@@ -155,6 +155,18 @@ def test_kfold_subsets_rotate_the_test_and_validation_folds():
         split_subsets(records, resolve_config({"data": {"split": [1.0, 0.0, 0.0]}})["data"])
 
 
+def test_a_per_image_split_lets_a_patients_views_cross_and_is_counted():
+    records = _records(60)
+    data = resolve_config({"data": {"split_by": "image", "split": [0.5, 0.25, 0.25]}})["data"]
+    subsets = split_subsets(records, data)
+    assert sum(len(members) for members in subsets.values()) == 60
+    patients = [{r.patient_id for r in subsets[name]} for name in ("train", "val", "test")]
+    assert patients[0] & patients[2]  # what a per-image split allows, the leakage measured
+    assert {len(subsets[name]) for name in ("train", "val", "test")} == {30, 15}
+    with pytest.raises(ConfigError, match="cannot keep duplicates together"):
+        resolve_config({"data": {"split_by": "image", "group_duplicates": True}})
+
+
 # --- pieces of the trainer -----------------------------------------------------------------
 
 def test_class_weights_balance_the_classes():
@@ -251,6 +263,56 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, data_dir
     assert whole["metrics"] == resumed["metrics"]
     # a finished run is returned as it is, without training again
     assert train(config, tmp_path / "whole", data_dir=data_dir, verbose=0) == whole
+
+
+def reference_plateau_rates(values: list[float], rate: float, factor: float, patience: int,
+                            mode: str) -> list[float]:
+    """The learning rate of each epoch under Keras' own ReduceLROnPlateau, fed `values`."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(rate), loss="mse")
+    callback = keras.callbacks.ReduceLROnPlateau("m", factor=factor, patience=patience,
+                                                 mode=mode, min_delta=0.0, verbose=0)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates = []
+    for epoch, value in enumerate(values):
+        rates.append(float(model.optimizer.learning_rate.numpy()))
+        callback.on_epoch_end(epoch, {"m": value})
+    return rates
+
+
+def test_plateau_schedule_with_gradient_accumulation_trains_and_resumes(tmp_path, data_dir):
+    """Molina-Roman's recipe: a constant rate reduced on plateau (as Keras' ReduceLROnPlateau
+    does), a batch made of two accumulated half-batches; a resumed run ends the same."""
+    config = tiny_config(epochs=4, deterministic=True, schedule="plateau", warmup_epochs=0,
+                         plateau_factor=0.5, plateau_patience=1, gradient_accumulation=2,
+                         monitor="val_cross_entropy", learning_rate=1e-3)
+    whole = train(config, tmp_path / "whole", data_dir=data_dir, verbose=0)
+    rows = history_rows(tmp_path / "whole")
+    rates = [float(row["learning_rate"]) for row in rows]
+    expected = reference_plateau_rates([float(row["val_cross_entropy"]) for row in rows],
+                                       1e-3, 0.5, 1, "min")
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    with pytest.raises(KeyboardInterrupt):  # 3 updates of 2 half-batches an epoch: epoch 2
+        train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0,
+              callbacks=[Interrupt(at_step=4)])
+    checkpoint = keras.saving.load_model(tmp_path / "resumed" / "checkpoints" / "last-0001.keras")
+    assert int(checkpoint.optimizer.iterations.numpy()) == 3  # updates, after 6 batches of 2
+    assert checkpoint.optimizer.gradient_accumulation_steps == 2
+    resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
+    assert [float(row["learning_rate"]) for row in history_rows(tmp_path / "resumed")] == rates
+    assert resumed["metrics"] == whole["metrics"]
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"gradient_accumulation": 3}, "gradient_accumulation must be >= 1 and divide"),
+    ({"schedule": "plateau"}, "'plateau' has no warm-up"),
+    ({"schedule": "step"}, "training.schedule must be one of"),
+    ({"plateau_factor": 1.5}, r"plateau_factor must be in \[0, 1\)"),
+])
+def test_schedule_settings_that_cannot_work_are_named(training, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config({"training": {"batch_size": 16, **training}})
 
 
 def history_rows(run: Path) -> list[dict]:

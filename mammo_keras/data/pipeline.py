@@ -42,12 +42,25 @@ class DataReport:
 
     skipped: list = dataclasses.field(default_factory=list)
     announce: bool = False
+    shapes: dict = dataclasses.field(default_factory=dict)  # path -> (H, W) as read
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def kept(self, records: Sequence[Record]) -> list[Record]:
         """The records the pipeline yielded, in order (call after iterating the dataset)."""
         skipped = {error.path for error in self.skipped}
         return [record for record in records if record.path not in skipped]
+
+    def shape_summary(self, records: Sequence[Record]) -> dict | None:
+        """{"median": [H, W], "smallest": [H, W], "largest": [H, W], "images": n} of the
+        original (decoded) sizes of `records` the pipeline read; None if it read none."""
+        shapes = np.asarray([self.shapes[record.path] for record in records
+                             if record.path in self.shapes], np.int64).reshape(-1, 2)
+        if not len(shapes):
+            return None
+        by_area = shapes[np.argsort(shapes[:, 0] * shapes[:, 1], kind="stable")]
+        return {"median": [int(v) for v in np.median(shapes, axis=0)],
+                "smallest": [int(v) for v in by_area[0]],
+                "largest": [int(v) for v in by_area[-1]], "images": int(len(shapes))}
 
     def add(self, error: DataError) -> None:
         with self._lock:
@@ -173,6 +186,7 @@ def load_dataset(
                                              f"{image.shape}")
             # the record's laterality wins over the file's tags and name
             side = record.laterality or meta.get("laterality") or ""
+            report.shapes[record.path] = tuple(int(n) for n in image.shape[:2])
             return image, mask, True, np.bytes_(side)
         except Exception as error:  # escaping into tf.data, it can hang the process: skip the file
             report.add(error if isinstance(error, DataError) else DataError(

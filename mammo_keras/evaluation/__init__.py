@@ -5,6 +5,7 @@
   OvR macro ROC-AUC and PR-AUC, sensitivity at fixed specificity, confusion matrix, ECE,
   quadratic kappa.
 - `bootstrap_intervals(...)`: 95 % percentile bootstrap intervals, patient-grouped.
+- `dense_view(...)`: a density model's dense vs non-dense figures (BI-RADS C+D vs A+B).
 - `embedding_metrics(embedding, labels)`: intra-class variance, silhouette, Fisher ratio.
 - `evaluate_predictions(...)` / `evaluate_model(model, records, out)`: metrics.json, ROC / PR /
   confusion / reliability / embedding plots and report.md in an output folder.
@@ -16,6 +17,7 @@ from mammo_keras.lazy import lazy_exports
 _EXPORTS = {
     "bootstrap_intervals": "mammo_keras.evaluation.metrics",
     "classification_metrics": "mammo_keras.evaluation.metrics",
+    "dense_view": "mammo_keras.evaluation.metrics",
     "embedding_metrics": "mammo_keras.evaluation.metrics",
     "evaluate_model": "mammo_keras.evaluation.report",
     "evaluate_predictions": "mammo_keras.evaluation.report",

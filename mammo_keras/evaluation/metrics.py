@@ -19,7 +19,12 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn import metrics as sk
 
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "weighted_f1",
+            "quadratic_kappa")
+# Density scales split into non-dense / dense for the binary view of a density model: BI-RADS
+# A+B / C+D (the usual "dense breasts" notification line); MIAS fatty + fatty-glandular /
+# dense-glandular (our reading of its three classes).
+DENSE_SPLITS = ((("A", "B"), ("C", "D")), (("F", "G"), ("D",)))
 SPECIFICITIES = (0.9, 0.95)  # the fixed specificities of the sensitivity figures
 
 
@@ -147,9 +152,10 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
                         positive_class: str | None = None,
                         specificities: Sequence[float] = SPECIFICITIES
                         ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap confidence intervals of the headline metrics, and of the
-    sensitivity of `positive_class` at each fixed specificity (keys
-    "sensitivity_at_specificity.<class>@<specificity>", as `classification_metrics` names them).
+    """Percentile bootstrap confidence intervals of the headline metrics, of each class's
+    recall (keys "recall.<class>") and of the sensitivity of `positive_class` at each fixed
+    specificity (keys "sensitivity_at_specificity.<class>@<specificity>", as
+    `classification_metrics` names them).
 
     Resamples whole groups (patients) with replacement when `groups` is given, so that
     correlated images of one patient do not narrow the interval; images otherwise.
@@ -166,7 +172,8 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
     if k is not None and (y_true == k).any() and (y_true != k).any():  # as the point estimate
         sensitivities = {f"sensitivity_at_specificity.{positive_class}@{spec:g}": (k, spec)
                          for spec in specificities}
-    values: dict[str, list[float]] = {key: [] for key in [*keys, *sensitivities]}
+    recalls = {f"recall.{name}": k for k, name in enumerate(class_names) if (y_true == k).any()}
+    values: dict[str, list[float]] = {key: [] for key in [*keys, *sensitivities, *recalls]}
     for _ in range(resamples):
         chosen = rng.integers(len(members), size=len(members))
         index = np.concatenate([members[g] for g in chosen])
@@ -177,6 +184,10 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
             positive = y_true[index] == k
             sample[key] = sensitivity_at_specificity(positive, probabilities[index, k], spec) \
                 if positive.any() and (~positive).any() else None
+        predicted = probabilities[index].argmax(axis=1)
+        for key, k in recalls.items():
+            truth = y_true[index] == k
+            sample[key] = float((predicted[truth] == k).mean()) if truth.any() else None
         for key in values:
             if sample[key] is not None:
                 values[key].append(sample[key])
@@ -208,10 +219,79 @@ def _headline(y_true: np.ndarray, probabilities: np.ndarray, keys: Sequence[str]
                                               labels=np.arange(probabilities.shape[1]),
                                               zero_division=0)),
         "roc_auc_macro": lambda: macro_auc(y_true, probabilities),
+        "weighted_f1": lambda: float(sk.f1_score(y_true, predicted, average="weighted",
+                                                 labels=np.arange(probabilities.shape[1]),
+                                                 zero_division=0)),
+        "quadratic_kappa": lambda: _finite(sk.cohen_kappa_score(
+            y_true, predicted, labels=np.arange(probabilities.shape[1]), weights="quadratic")),
     }
     for key in keys:
         out[key] = computations[key]()
     return out
+
+
+def _finite(value: float) -> float | None:
+    """None for NaN (kappa of a resample with one class in truth and prediction)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def dense_split(class_names: Sequence[str]) -> tuple[list[int], list[int]] | None:
+    """(non-dense class indices, dense class indices) when `class_names` are a density
+    scale of DENSE_SPLITS, else None."""
+    for low, high in DENSE_SPLITS:
+        if set(class_names) == set(low) | set(high):
+            return ([list(class_names).index(name) for name in low],
+                    [list(class_names).index(name) for name in high])
+    return None
+
+
+def dense_view(y_true, probabilities, class_names: Sequence[str], groups: Sequence | None = None,
+               resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict | None:
+    """Dense vs non-dense, from a density model's (N, K) probabilities: a prediction is dense
+    when its most likely class is; the score of "dense" is the dense classes' summed
+    probability. None unless `class_names` are a density scale (`dense_split`).
+
+    Returns:
+        {"non_dense": [names], "dense": [names], "accuracy", "sensitivity" (of dense),
+        "specificity", "roc_auc" (None with one group absent), "images", "dense_images",
+        "confidence_intervals": {metric: (low, high)}} with percentile bootstrap intervals
+        resampling `groups` (patients) when given.
+    """
+    split = dense_split(class_names)
+    if split is None:
+        return None
+    y_true, probabilities = _validated(y_true, probabilities, class_names)
+    dense = np.isin(y_true, split[1])
+    called = np.isin(probabilities.argmax(axis=1), split[1])
+    score = probabilities[:, split[1]].sum(axis=1)
+
+    def figures(index: np.ndarray) -> dict:
+        truth, guess = dense[index], called[index]
+        both = truth.any() and (~truth).any()
+        return {"accuracy": float((truth == guess).mean()),
+                "sensitivity": float(guess[truth].mean()) if truth.any() else None,
+                "specificity": float((~guess[~truth]).mean()) if (~truth).any() else None,
+                "roc_auc": float(sk.roc_auc_score(truth, score[index])) if both else None}
+
+    result = {"non_dense": [class_names[k] for k in split[0]],
+              "dense": [class_names[k] for k in split[1]],
+              **figures(np.arange(len(y_true))), "images": int(len(y_true)),
+              "dense_images": int(dense.sum())}
+    rng = np.random.default_rng(seed)
+    members = _group_members(len(y_true), groups)
+    samples: dict[str, list[float]] = {key: [] for key in ("accuracy", "sensitivity",
+                                                           "specificity", "roc_auc")}
+    for _ in range(resamples):
+        index = np.concatenate([members[g] for g in rng.integers(len(members),
+                                                                size=len(members))])
+        for key, value in figures(index).items():
+            if value is not None:
+                samples[key].append(value)
+    tail = (1.0 - confidence) / 2
+    result["confidence_intervals"] = {
+        key: (float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail)))
+        for key, v in samples.items() if v}
+    return result
 
 
 def macro_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
-                                            embedding_metrics, reliability_curve)
+                                            dense_view, embedding_metrics, reliability_curve)
 from mammo_keras.models.description import description_of, label_tensor, validated_class_names
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
@@ -43,6 +43,9 @@ GLOSSARY = {
                        "counting far misses more (for ordered classes such as density)",
     "sensitivity at specificity s": "the class's highest recall among thresholds that keep "
                                     "its one-vs-rest specificity at s or more",
+    "dense vs non-dense": "a density model's classes in two groups: dense when its most "
+                          "likely class is dense; sensitivity = dense images called dense, "
+                          "ROC-AUC of the dense classes' summed probability",
     "embedding": "intra-class variance: mean squared distance of an image's embedding to its "
                  "class mean; silhouette (-1..1) and Fisher ratio (between- / within-class "
                  "scatter): how separated the classes are",
@@ -95,9 +98,15 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     result["confidence_intervals"] = bootstrap_intervals(
         y_true, probabilities, class_names, groups=groups, resamples=resamples,
         seed=seed, positive_class=positive_class) if resamples else {}
+    dense = dense_view(y_true, probabilities, class_names, groups=groups, resamples=resamples,
+                       seed=seed)
+    if dense is not None:
+        result["dense_view"] = dense
     if context is not None:
         result["evaluated"] = context
     note = describe_data(context) or f"{len(y_true)} images"
+    if context and context.get("warnings"):  # beside the figures, not only in report.md
+        note += "; unlike the training data (see report.md)"
     curve = reliability_curve(y_true, probabilities)
     plot_roc(y_true, probabilities, class_names, out / "roc.png", note)
     plot_precision_recall(y_true, probabilities, class_names, out / "pr.png", note)
@@ -112,13 +121,24 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     return result
 
 
+def _sizes(data: dict) -> str:
+    """", original size 1024 x 1024 px (median; 1024 x 1024 to 1024 x 1024)" or ""."""
+    shape = data.get("image_shape")
+    if not shape:
+        return ""
+    spread = ("" if shape["smallest"] == shape["largest"] else
+              " (median; {} x {}".format(*shape["smallest"])
+              + " to {} x {})".format(*shape["largest"]))
+    return ", original size {} x {} px".format(*shape["median"]) + spread
+
+
 def _context_lines(context: dict) -> list[str]:
     """The "What was evaluated" section of report.md."""
     data, model = context.get("data") or {}, context.get("model") or {}
     lines = ["## What was evaluated", ""]
     if data:
         root = f" under `{data['root']}`" if data.get("root") else ""
-        lines.append(f"- **Data**: {describe_data(context)}{root}.")
+        lines.append(f"- **Data**: {describe_data(context)}{root}{_sizes(data)}.")
     if model:
         builder = model.get("builder") or {}
         arguments = ", ".join(f"{key}={value}" for key, value in
@@ -132,7 +152,8 @@ def _context_lines(context: dict) -> list[str]:
         place = f" (`{trained['root']}`)" if trained.get("root") else ""
         run = f", run {trained['run']}" if trained.get("run") else ""
         commit = f", commit {trained['commit']}" if trained.get("commit") else ""
-        lines.append(f"- **Trained on**: {trained.get('dataset')}{place}{run}{commit}.")
+        lines.append(f"- **Trained on**: {trained.get('dataset')}{place}{run}{commit}"
+                     f"{_sizes(trained)}.")
     if context.get("commit"):
         lines.append(f"- **Evaluated by** mammo-keras at commit {context['commit']}.")
     for warning in context.get("warnings") or []:
@@ -170,9 +191,18 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
         return "n/a" if value is None else f"{value:.3f}"
 
     for name, row in result["per_class"].items():
-        lines.append(f"| {name} | {cell(row['precision'])} | {cell(row['recall'])} | "
+        recall = with_interval(row["recall"], intervals.get(f"recall.{name}"))
+        lines.append(f"| {name} | {cell(row['precision'])} | {recall} | "
                      f"{cell(row['specificity'])} | {cell(row['f1'])} | {cell(row['roc_auc'])} | "
                      f"{cell(row['pr_auc'])} | {row['support']} |")
+    dense = result.get("dense_view")
+    if dense:
+        spread = dense.get("confidence_intervals", {})
+        lines += ["", f"Dense ({' + '.join(dense['dense'])}) vs non-dense "
+                  f"({' + '.join(dense['non_dense'])}), {dense['dense_images']} of "
+                  f"{dense['images']} images dense:", "", "| metric | value |", "|---|---:|"]
+        lines += [f"| {key} | {with_interval(dense[key], spread.get(key))} |"
+                  for key in ("accuracy", "sensitivity", "specificity", "roc_auc")]
     if with_embedding:
         embedding = result["embedding"]
         lines += ["", "Embedding: intra-class variance "
@@ -185,16 +215,39 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
         lines += ["", "![embedding](embedding.png)"]
     lines += ["", "## What the figures mean", ""]
     lines += [f"- `{name}`: {meaning}." for name, meaning in GLOSSARY.items()
-              if with_embedding or name != "embedding"]
+              if (with_embedding or name != "embedding")
+              and (dense or name != "dense vs non-dense")]
     return "\n".join(lines) + "\n"
 
 
+# Original sizes whose medians differ by more than this factor in height or width are
+# "another size": the crop and resize then show the model the breast at another scale.
+SIZE_TOLERANCE = 1.25
+
+
+def size_warning(evaluated: dict | None, trained: dict | None) -> str | None:
+    """A note when the evaluated images' median original size (H, W) is unlike the training
+    images' (both `DataReport.shape_summary`), else None."""
+    if not evaluated or not trained:
+        return None
+    ratios = [here / there for here, there in zip(evaluated["median"], trained["median"])
+              if there]
+    if all(1 / SIZE_TOLERANCE <= ratio <= SIZE_TOLERANCE for ratio in ratios):
+        return None
+    here, there = ("{} x {} px".format(*shape["median"]) for shape in (evaluated, trained))
+    return (f"these images are {here} (median height x width) where the training images "
+            f"were {there}: the model sees the breast at another scale, so figures need not "
+            "match the training figures")
+
+
 def evaluation_context(model: keras.Model, description, records: Sequence,
-                       kept: Sequence, preprocessing: dict) -> dict:
+                       kept: Sequence, preprocessing: dict,
+                       image_shape: dict | None = None) -> dict:
     """What an evaluation is about, for its report: the data (sources, common folder, subset,
-    images and patients), the model (builder, input size, preprocessing), what it was
-    trained on, the commit, and warnings where the data or preprocessing differ from
-    training (`preprocessing`: the options this evaluation used)."""
+    images and patients, original sizes), the model (builder, input size, preprocessing),
+    what it was trained on, the commit, and warnings where the data (source, size) or the
+    preprocessing differ from training (`preprocessing`: the options this evaluation used;
+    `image_shape`: the evaluated images' sizes, `DataReport.shape_summary`)."""
     from mammo_keras.provenance import git_commit
 
     folders = [os.path.dirname(os.path.abspath(record.path.split("::")[0])) for record in kept]
@@ -205,12 +258,16 @@ def evaluation_context(model: keras.Model, description, records: Sequence,
     sources = collections.Counter(record.source for record in kept)
     patients = {record.patient_id for record in kept if record.patient_id}
     provenance = description.provenance or {}
-    trained = {key: provenance.get(key) for key in ("dataset", "root", "run", "commit")}
+    trained = {key: provenance.get(key)
+               for key in ("dataset", "root", "run", "commit", "image_shape")}
     warnings = []
     if trained["dataset"] in SOURCE_NAMES and sources and trained["dataset"] not in sources:
         warnings.append(f"the model was trained on {SOURCE_NAMES[trained['dataset']]}; these "
                         f"images are {', '.join(SOURCE_NAMES.get(s, str(s)) for s in sources)}: "
                         "figures on another source need not match the training figures")
+    size_note = size_warning(image_shape, provenance.get("image_shape"))
+    if size_note:
+        warnings.append(size_note)
     changed = {key: value for key, value in preprocessing.items()
                if description.preprocessing.get(key) != value}
     if changed:
@@ -219,7 +276,7 @@ def evaluation_context(model: keras.Model, description, records: Sequence,
                         "in training)")
     return {"data": {"sources": dict(sources), "root": root,
                      "subset": getattr(records, "subset", None), "images": len(kept),
-                     "patients": len(patients) or None},
+                     "patients": len(patients) or None, "image_shape": image_shape},
             "model": {"name": model.name, "task": description.task,
                       "input_size": description.image_size, "builder": description.builder,
                       "preprocessing": dict(preprocessing)},
@@ -302,7 +359,8 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
         embedding=np.concatenate(embeddings) if embeddings else None,
         groups=groups, resamples=resamples,
         title=f"Evaluation of {model.name}",
-        context=evaluation_context(model, description, records, kept, preprocessing))
+        context=evaluation_context(model, description, records, kept, preprocessing,
+                                   report.shape_summary(kept)))
     # what the dataset scan left out (a `Records`' skipped rows) and what the pipeline could not read
     result["skipped"] = list(dict.fromkeys(
         str(error) for error in [*getattr(records, "skipped", ()), *report.skipped]))

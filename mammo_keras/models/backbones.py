@@ -3,7 +3,7 @@
 Each backbone is built on the classifier's own input tensor, so its layers sit
 directly in the classifier's functional graph (no nested model): Grad-CAM and
 export see every layer by name, and the weights stay those of the reference
-architecture (`keras.applications` for ConvNeXt-Tiny and InceptionV3).
+architecture (`keras.applications` for ConvNeXt-Tiny, ConvNeXt-Base and InceptionV3).
 """
 
 from __future__ import annotations
@@ -46,10 +46,15 @@ class BackboneSpec:
     pyramid: dict = dataclasses.field(default_factory=dict)
 
 
-def _convnext_tiny(input_tensor, weights):
-    return keras.applications.ConvNeXtTiny(
-        include_top=False, include_preprocessing=False, weights=weights,
-        input_tensor=input_tensor, input_shape=tuple(input_tensor.shape[1:]))
+def _convnext(application: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """A ConvNeXt of `keras.applications` without its top and its own preprocessing
+    (`GrayscaleAdapter` scales the input)."""
+
+    def build(input_tensor, weights):
+        return application(include_top=False, include_preprocessing=False, weights=weights,
+                           input_tensor=input_tensor, input_shape=tuple(input_tensor.shape[1:]))
+
+    return build
 
 
 def _inception_v3(input_tensor, weights):
@@ -69,7 +74,12 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec("baseline_cnn", channels=1, scaling="unit",
                      min_size=BASELINE_MIN_SIZE, has_imagenet=False, build=_baseline_cnn),
         BackboneSpec("convnext_tiny", channels=3, scaling="imagenet",
-                     min_size=32, has_imagenet=True, build=_convnext_tiny),
+                     min_size=32, has_imagenet=True,
+                     build=_convnext(keras.applications.ConvNeXtTiny)),
+        # Molina-Roman 2025's fine-tuned model: 87.6 M parameters without the top
+        BackboneSpec("convnext_base", channels=3, scaling="imagenet",
+                     min_size=32, has_imagenet=True,
+                     build=_convnext(keras.applications.ConvNeXtBase)),
         BackboneSpec("inception_v3", channels=3, scaling="symmetric",
                      min_size=75, has_imagenet=True, build=_inception_v3,
                      pyramid={"P3": "mixed2", "P4": "mixed7", "P5": "mixed10"}),
@@ -93,7 +103,7 @@ def build_backbone(name: str, input_tensor, weights: str | Path | None = None) -
         input_tensor: Keras tensor (N, H, W, spec.channels).
         weights: None (random), "imagenet" (downloaded by `keras.applications`;
             needs internet), or the path of a weights file for this backbone
-            without its top, e.g. `convnext_tiny_notop.h5` or a `.weights.h5`
+            without its top, e.g. `convnext_base_notop.h5` or a `.weights.h5`
             saved from the backbone.
 
     Returns:

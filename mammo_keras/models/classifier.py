@@ -2,7 +2,8 @@
 
     image (N, H, W, 1) in [0, 1]
       -> GrayscaleAdapter (channel replication + the backbone's input scaling)
-      -> backbone (baseline_cnn | convnext_tiny | inception_v3) -> feature map (N, h, w, C)
+      -> backbone (baseline_cnn | convnext_tiny | convnext_base | inception_v3)
+                                                   -> feature map (N, h, w, C)
       -> head: gap        GlobalAveragePooling2D          -> (N, C)
                gagm       GAGM (avg + max, concat)        -> (N, 2C)
                gagm_se    GAGM -> SEVector                -> (N, 2C)
@@ -48,14 +49,14 @@ def build_classifier(
     """Build a mammogram classifier: grayscale image in [0, 1] -> class probabilities.
 
     Args:
-        backbone: "baseline_cnn", "convnext_tiny" or "inception_v3".
+        backbone: "baseline_cnn", "convnext_tiny", "convnext_base" or "inception_v3".
         head: "gap" (global average pooling), "gagm" (average + max pooling,
             fused) or "gagm_se" (GAGM then SEVector).
         num_classes: number of classes, at least 2.
         input_shape: (height, width, 1); height / width may be None for
-            variable-size input. InceptionV3 needs at least 75 px, ConvNeXt-Tiny
+            variable-size input. InceptionV3 needs at least 75 px, the ConvNeXts
             and the baseline CNN at least 32 px.
-        weights: None (random initialisation), "imagenet" (ConvNeXt-Tiny and
+        weights: None (random initialisation), "imagenet" (the ConvNeXts and
             InceptionV3, downloaded by `keras.applications`; needs internet), or
             the path of a local weights file for the backbone without its top
             (e.g. `convnext_tiny_notop.h5`, or a `.weights.h5` saved from a
@@ -75,7 +76,7 @@ def build_classifier(
         final Softmax ("predictions") is the logits layer "logits". The layer named
         "embedding" outputs the head's feature vector: C features for "gap",
         2C for "gagm"/"gagm_se" with concat fusion (C = 256 baseline CNN,
-        768 ConvNeXt-Tiny, 2048 InceptionV3).
+        768 ConvNeXt-Tiny, 1024 ConvNeXt-Base, 2048 InceptionV3).
 
     Raises:
         ValueError: unknown backbone or head, fewer than 2 classes, an input

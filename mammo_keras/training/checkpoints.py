@@ -28,6 +28,8 @@ class TrainingState:
     best_value: float | None = None
     best_epoch: int = 0
     epochs_without_gain: int = 0
+    plateau_wait: int = 0                 # epochs without gain since the last reduction
+    learning_rate: float | None = None    # the plateau schedule's current rate
     stopped_early: bool = False
     train_seconds: float = 0.0
     checkpoint: str | None = None

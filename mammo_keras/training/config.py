@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "folds": 0,               # > 1: k-fold; `fold` is the test fold, the next one val
         "fold": 0,
         "split_seed": 0,
+        "split_by": "patient",    # patient | image (leaky: a patient's views on both sides)
         "group_duplicates": False,  # keep near-duplicate images together (pre-augmented sets)
         "crop": True, "flip": True, "window": False, "equalize": False,
     },
@@ -54,15 +55,25 @@ DEFAULTS: dict[str, Any] = {
         "gagm_fusion": "concat",
     },
     "training": {
+        "scenario": "fine_tune",      # fine_tune | linear_probe | logistic_probe
+                                      #   (training/probe.py: a frozen encoder's features)
+        "probe_layer": None,          # the layer a probe reads; None: "embedding"
         "epochs": 12,                 # 0: evaluate the built (or loaded) model only
         "stages": [],                 # progressive resolution: [{image_size, epochs,
                                       #   learning_rate, warmup_epochs}, ...] replaces
                                       #   data.image_size and training.epochs
-        "batch_size": 16,
+        "batch_size": 16,             # images per optimizer step
+        "gradient_accumulation": 1,   # > 1: batches of batch_size / this, gradients averaged
+                                      #   over this many before each step (less memory)
         "learning_rate": 1e-3,
         "weight_decay": 1e-4,
+        "schedule": "cosine",         # cosine: warm-up, then cosine decay to the floor;
+                                      #   plateau: constant, x plateau_factor after
+                                      #   plateau_patience epochs without gain on `monitor`
         "warmup_epochs": 1.0,
         "min_learning_rate_ratio": 0.01,
+        "plateau_factor": 0.5,
+        "plateau_patience": 10,
         "label_smoothing": 0.1,
         "class_balance": "weights",   # none | weights | sampling
         "fsl_lambda": 0.0,            # > 0 turns the Feature Smoothing Loss on
@@ -90,11 +101,15 @@ _FREE_KEYS = {"data.root", "data.classes", "model.weights", "training.jit_compil
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
               "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
+              "training.plateau_factor",
               "data.synthetic.contrast", "data.synthetic.lesion_scale"}
 STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs")
 _CHOICES = {
     "training.class_balance": ("none", "weights", "sampling"),
     "training.fsl_centres": ("ema", "batch"),
+    "training.schedule": ("cosine", "plateau"),
+    "data.split_by": ("patient", "image"),
+    "training.scenario": ("fine_tune", "linear_probe", "logistic_probe"),
     "training.precision": ("auto", "float32", "mixed_float16"),
     "evaluation.subset": ("test", "val"),
 }
@@ -186,6 +201,9 @@ def _resolve(user: dict, where: str) -> dict:
     if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
         raise ConfigError(f"{where}data.split must be three shares summing to 1, got {split!r}")
     data = config["data"]
+    if data["split_by"] == "image" and data["group_duplicates"]:
+        raise ConfigError(f"{where}data.split_by 'image' splits every image on its own; it "
+                          "cannot keep duplicates together (data.group_duplicates)")
     if data["folds"] and not 0 <= data["fold"] < data["folds"]:
         raise ConfigError(f"{where}data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
     training = config["training"]
@@ -197,6 +215,7 @@ def _resolve(user: dict, where: str) -> dict:
     if training["epochs"] < 0 or training["batch_size"] < 1:
         raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
     _check_ranges(config, where)
+    _check_schedule(training, where)
     training["stages"] = _resolve_stages(training["stages"], config, where)
     return config
 
@@ -211,6 +230,7 @@ _RANGES = {
     "training.label_smoothing": (0.0, 1.0, False),
     "training.fsl_lambda": (0.0, 1e6, True),
     "training.fsl_momentum": (0.0, 1.0, False),
+    "training.plateau_factor": (0.0, 1.0, False),
     "model.dropout": (0.0, 1.0, False),
 }
 
@@ -231,6 +251,21 @@ def _check_ranges(config: dict, where: str) -> None:
                               f"got {value!r}")
     if config["training"]["learning_rate"] == 0:
         raise ConfigError(f"{where}training.learning_rate must be above 0")
+
+
+def _check_schedule(training: dict, where: str) -> None:
+    """The learning-rate schedule and gradient accumulation fit together and with the batch."""
+    steps = training["gradient_accumulation"]
+    if steps < 1 or training["batch_size"] % steps:
+        raise ConfigError(f"{where}training.gradient_accumulation must be >= 1 and divide "
+                          f"training.batch_size ({training['batch_size']}), got {steps}")
+    if training["plateau_patience"] < 1 or training["plateau_factor"] == 0:
+        raise ConfigError(f"{where}training.plateau_patience must be >= 1 and "
+                          "training.plateau_factor above 0")
+    if training["schedule"] == "plateau" and (training["warmup_epochs"] or any(
+            stage.get("warmup_epochs") for stage in training["stages"] or [])):
+        raise ConfigError(f"{where}training.schedule 'plateau' has no warm-up; set "
+                          "training.warmup_epochs: 0")
 
 
 def _resolve_model(model: dict, where: str) -> dict:

@@ -41,7 +41,9 @@ def dataset_records(data: dict, data_dir: str | Path,
 
 
 def split_subsets(records: Records, data: dict) -> dict[str, Records]:
-    """{"train", "val", "test"}: patient-grouped and stratified by the task's target.
+    """{"train", "val", "test"}: patient-grouped and stratified by the task's target
+    (`data["split_by"]` "image": per image instead, the leaky split some papers used, to
+    measure what it adds).
 
     With `data["folds"]` = k > 1, fold `data["fold"]` is the test set, the next
     fold (mod k) the validation set and the others the training set; otherwise
@@ -50,7 +52,10 @@ def split_subsets(records: Records, data: dict) -> dict[str, Records]:
     pre-augmented Kaggle collection that have no patient ids.
     """
     stratify = "density" if data["task"] == "density" else "label"
-    groups = duplicate_groups(records) if data["group_duplicates"] else None
+    if data["split_by"] == "image":  # every image its own group: a patient's views may leak
+        groups = [record.path for record in records]
+    else:
+        groups = duplicate_groups(records) if data["group_duplicates"] else None
     if data["folds"] and data["folds"] > 1:
         folds = kfold_records(records, data["folds"], seed=data["split_seed"], stratify=stratify,
                               groups=groups)

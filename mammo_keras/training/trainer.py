@@ -37,7 +37,7 @@ from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
                                 write_json_atomically)
 from mammo_keras.data import DataReport, Records, load_dataset, write_split_manifest
 from mammo_keras.evaluation.plots import plot_training_history
-from mammo_keras.models.description import describe
+from mammo_keras.models.description import describe, description_of
 from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
@@ -155,12 +155,17 @@ def learning_rate_schedule(training: dict, steps_per_epoch: int
 
 def _compiled(task, model: keras.Model, weights: list[float] | None, training: dict,
               stage: dict, steps_per_epoch: int) -> keras.Model:
-    """The task's training model around `model`, compiled with AdamW on the stage's schedule."""
+    """The task's training model around `model`, compiled with AdamW on the stage's schedule
+    (`steps_per_epoch`: optimizer steps, which gradient accumulation makes fewer than
+    batches)."""
     trainer = task.training_model(model, weights)
     jit = training["jit_compile"]
+    accumulation = training["gradient_accumulation"]
     optimizer = keras.optimizers.AdamW(
+        float(stage["learning_rate"]) if training["schedule"] == "plateau" else
         learning_rate_schedule({**training, **stage}, steps_per_epoch),
-        weight_decay=float(training["weight_decay"]))
+        weight_decay=float(training["weight_decay"]),
+        gradient_accumulation_steps=accumulation if accumulation > 1 else None)
     losses = task.losses(weights)
     trainer.compile(optimizer=optimizer, metrics=task.metrics(),
                     jit_compile=jit if jit in (True, False) else "auto",
@@ -168,10 +173,24 @@ def _compiled(task, model: keras.Model, weights: list[float] | None, training: d
     return trainer
 
 
+def _plateau_step(state: TrainingState, optimizer, training: dict, improved: bool) -> None:
+    """ReduceLROnPlateau at the end of an epoch: the learning rate x plateau_factor once
+    plateau_patience epochs have passed without a new best of the monitor (counted again
+    from each reduction); the rate is kept in `state`, so a resumed run goes on from it."""
+    state.plateau_wait = 0 if improved else state.plateau_wait + 1
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    if state.plateau_wait >= training["plateau_patience"]:
+        rate *= float(training["plateau_factor"])
+        optimizer.learning_rate = rate
+        state.plateau_wait = 0
+    state.learning_rate = rate
+
+
 def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataReport,
                 options: dict) -> np.ndarray:
     """Decode and preprocess `records` once into a file cache at `path`; their class labels
-    (for class weights and step counts; a dict target contributes its "label")."""
+    (for class weights and step counts; a dict target contributes its "label"). The
+    images' original sizes go to `path.shapes.json` (`cached_shapes`)."""
     complete = path.with_name(path.name + ".complete")
     if not complete.exists():
         for stale in path.parent.glob(path.name + ".*"):
@@ -183,8 +202,22 @@ def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataRep
         if isinstance(targets, dict):
             targets = targets.get("label", next(iter(targets.values())))
         labels.append(np.asarray(targets).reshape(len(targets), -1)[:, 0].astype(np.int64))
+    if not complete.exists():
+        write_json_atomically(_shapes_file(path), report.shape_summary(records))
     complete.touch()
     return np.concatenate(labels)
+
+
+def _shapes_file(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".shapes.json")
+
+
+def cached_shapes(cache: Path) -> dict | None:
+    """The original image sizes of a cache `_fill_cache` wrote (`DataReport.shape_summary`)."""
+    try:
+        return json.loads(_shapes_file(cache).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def train(config: dict, out: str | Path, *, resume: bool = False,
@@ -244,12 +277,12 @@ def _stage_of(stages: list[dict], epoch: int) -> int:
 
 
 def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
-                      **extra) -> keras.Model:
+                      image_shape: dict | None = None, **extra) -> keras.Model:
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
     label_output = "label" if task.target_names and "label" in task.target_names else None
     data = task.config["data"]  # what it trains on, known before it is evaluated
     extra.setdefault("provenance", {"run": task.config["name"], "dataset": data["dataset"],
-                                    "root": data["root"]})
+                                    "root": data["root"], "image_shape": image_shape})
     return describe(model, task=task.name or task.config["data"]["task"], class_names=names,
                     image_size=size, preprocessing=preprocessing, label_output=label_output,
                     outputs=task.output_kinds, **extra)
@@ -266,13 +299,19 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     names = task.class_names(subsets["train"])
     options = task.dataset_options(names)
     stages = training_stages(config)
-    batch, seed = training["batch_size"], training["seed"]
+    seed, accumulation = training["seed"], training["gradient_accumulation"]
+    batch = training["batch_size"] // accumulation  # images per forward pass
     report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
     if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
         size = stages[-1]["image_size"]
         model = _describe_for_run(task.build_model(names, size), task, names, options, size)
         save_model_atomically(model, out / "model.keras")
         return _finish(config, out, state, subsets, names, task, report)
+    if training["scenario"] != "fine_tune":  # a frozen encoder and a linear head
+        from mammo_keras.training.probe import run_probe
+
+        return run_probe(config, out, state, task, subsets, names, options, report,
+                         Path(data_dir or out / "data") / "embeddings")
     cache = out / "cache"
     cache.mkdir(exist_ok=True)
     checkpoints = out / "checkpoints"
@@ -280,6 +319,8 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     if state.checkpoint:
         trainer = keras.saving.load_model(checkpoints / state.checkpoint)
         trainer_stage = _stage_of(stages, max(state.epoch - 1, 0))
+        if state.learning_rate is not None:  # where the plateau schedule had brought it
+            trainer.optimizer.learning_rate = state.learning_rate
     callbacks = [EpochProgressBar(sum(stage["epochs"] for stage in stages))] + callbacks
     monitor, mode = training["monitor"], monitor_mode(training["monitor"])
     sampling = training["class_balance"] == "sampling"
@@ -291,16 +332,18 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         train_cache, val_cache = cache / f"train-{size}", cache / f"val-{size}"
         targets = _fill_cache(subsets["train"], train_cache, size, batch, report, options)
         val_targets = _fill_cache(subsets["val"], val_cache, size, batch, report, options)
-        steps_per_epoch = math.ceil(len(targets) / batch)
+        updates_per_epoch = math.ceil(len(targets) / training["batch_size"])
+        steps_per_epoch = updates_per_epoch * accumulation  # batches, each epoch whole steps
         if trainer_stage != index:  # a new stage: a model at its size, the weights so far
             weights = class_weights(targets, names) if training["class_balance"] == "weights" \
                 else None
             model = task.build_model(names, size)
             previous = trainer
-            trainer = _compiled(task, model, weights, training, stage, steps_per_epoch)
+            trainer = _compiled(task, model, weights, training, stage, updates_per_epoch)
             if previous is not None:
                 trainer.set_weights(previous.get_weights())
                 state.best_value, state.epochs_without_gain = None, 0
+                state.plateau_wait, state.learning_rate = 0, None
             trainer_stage = index
         reseed_layers(trainer, seed, epoch)
         train_data = load_dataset(
@@ -333,9 +376,12 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
                                         else value > state.best_value):
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
             save_model_atomically(_describe_for_run(task.trained_model(trainer), task, names,
-                                                    options, size), out / "model.keras")
+                                                    options, size, cached_shapes(train_cache)),
+                                  out / "model.keras")
         else:
             state.epochs_without_gain += 1
+        if training["schedule"] == "plateau":
+            _plateau_step(state, trainer.optimizer, training, improved=state.best_epoch == epoch + 1)
         if training["patience"] and state.epochs_without_gain >= training["patience"]:
             state.stopped_early = True  # the stage ends here; a later stage still runs
             state.epoch = ends[index]
@@ -381,8 +427,9 @@ def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names:
                           | set(metrics.get("skipped", []))),
     }
     data = config["data"]
+    trained_on = description_of(model, fill=False).provenance or {}
     describe(model, provenance={
-        "run": config["name"], "dataset": data["dataset"], "root": data["root"],
+        "image_shape": trained_on.get("image_shape"), "run": config["name"], "dataset": data["dataset"], "root": data["root"],
         "commit": summary["commit"], "images": summary["images"],
         "evaluated_on": subset, "metrics": headline.get("metrics", {}),
         "confidence_intervals": headline.get("confidence_intervals", {})})
