@@ -274,6 +274,78 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from mammo_keras.atomic import save_model_atomically
+    from mammo_keras.convert import open_clip_to_keras
+    from mammo_keras.models.clip import clip_config_of
+
+    model = open_clip_to_keras(args.folder)
+    save_model_atomically(model, args.out)
+    config = clip_config_of(model)
+    print(f"{args.out}: {model.name}, {model.count_params():,} parameters (image "
+          f"{config.image_size} px, patch {config.patch_size}, {config.vision_layers} layers; "
+          f"text {config.text_layers} layers, context {config.context_length}; joint "
+          f"{config.embed_dim}-d, logit scale {config.logit_scale:.3f})")
+    return 0
+
+
+def _cmd_clip_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mammo_keras.atomic import save_model_atomically, write_csv_atomically
+    from mammo_keras.data import DataReport, Record, load_records, write_synthetic
+    from mammo_keras.training.contrastive import (phantom_report, read_pairs,
+                                                  train_contrastive)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.pairs:
+        pairs = read_pairs(args.pairs)
+        records = [Record(path=path, label=None, density=None, patient_id=None,
+                          laterality=None, view=None, source="pairs") for path, _ in pairs]
+        reports = [text for _, text in pairs]
+    else:
+        records = load_records("synthetic", write_synthetic(out / "phantoms", args.phantoms,
+                                                            size=256, seed=args.seed))
+        rng = np.random.default_rng(args.seed)
+        reports = [phantom_report(record, rng) for record in records]
+    report = DataReport()
+    clip, history = train_contrastive(records, reports, image_size=args.image_size,
+                                      epochs=args.epochs, batch_size=args.batch_size,
+                                      learning_rate=args.learning_rate, seed=args.seed,
+                                      report=report, verbose=2)
+    save_model_atomically(clip, out / "clip.keras")
+    write_csv_atomically(out / "history.csv", history)
+    for error in report.skipped:
+        print(f"skipped {error}", file=sys.stderr)
+    print(f"{out / 'clip.keras'}: trained on {len(records) - len(report.skipped)} pairs, "
+          f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}; classify by prompts "
+          f"with `mammo-keras clip zero-shot {out / 'clip.keras'} --out zero_shot.keras`")
+    return 0
+
+
+def _cmd_clip_zero_shot(args: argparse.Namespace) -> int:
+    import json
+
+    from mammo_keras.atomic import save_model_atomically
+    from mammo_keras.models.clip import build_zero_shot
+
+    prompts = args.prompts
+    if Path(prompts).suffix.lower() in (".json", ".yaml", ".yml"):
+        from mammo_keras.yaml_files import read_yaml
+
+        prompts = read_yaml(prompts) if not prompts.endswith(".json") else json.loads(
+            Path(prompts).read_text())
+    model = build_zero_shot(args.clip, prompts, preprocessing=args.preprocessing,
+                            input_shape=(args.image_size, args.image_size, 1), task=args.task)
+    save_model_atomically(model, args.out)
+    from mammo_keras.models import description_of
+
+    print(f"{args.out}: zero-shot {args.task} classifier over "
+          f"{list(description_of(model).class_names)} at {args.image_size} px")
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mammo_keras.explain import explain_files
     from mammo_keras.models import description_of, load_model
@@ -416,6 +488,55 @@ def _add_export_command(commands) -> None:
     export.add_argument("--version", type=_positive_int, default=1,
                         help="SavedModel version folder (1)")
     export.set_defaults(handler=_cmd_export)
+
+
+def _add_convert_command(commands) -> None:
+    convert = commands.add_parser(
+        "convert", help="convert published checkpoints to .keras models",
+        description="Convert a downloaded checkpoint folder to a .keras model.")
+    formats = convert.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    clip = formats.add_parser(
+        "open_clip", help="an open_clip BiomedCLIP-style folder -> a .keras CLIP model",
+        description="Convert the folder of an open_clip model with a timm ViT image tower "
+                    "and a BERT text tower (BiomedCLIP: open_clip_config.json, "
+                    "open_clip_pytorch_model.bin or open_clip_model.safetensors, vocab.txt) "
+                    "to a .keras model holding its weights, logit scale and tokenizer.")
+    clip.add_argument("folder", help="the downloaded folder")
+    clip.add_argument("--out", required=True, help="the .keras file to write")
+    clip.set_defaults(handler=_cmd_convert)
+
+
+def _add_clip_commands(commands) -> None:
+    clip = commands.add_parser(
+        "clip", help="vision-language models: contrastive training, zero-shot classifiers",
+        description="Train a CLIP model of BiomedCLIP's design on image / report pairs, or "
+                    "make a zero-shot classifier (image -> class probabilities by prompts) "
+                    "from a CLIP .keras file (`mammo-keras convert open_clip`).")
+    actions = clip.add_subparsers(dest="action", metavar="ACTION", required=True)
+    train = actions.add_parser("train", help="contrastive training on image / report pairs")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", help="CSV with columns path (image) and report (text)")
+    source.add_argument("--phantoms", type=_positive_int,
+                        help="train on this many generated phantoms and their reports")
+    train.add_argument("--out", required=True, help="output folder (clip.keras, history.csv)")
+    train.add_argument("--epochs", type=_positive_int, default=40)
+    train.add_argument("--image-size", type=_positive_int, default=64)
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_cmd_clip_train)
+    zero_shot = actions.add_parser("zero-shot", help="a zero-shot classifier from a CLIP model")
+    zero_shot.add_argument("clip", help="a CLIP .keras file")
+    zero_shot.add_argument("--prompts", default="paper",
+                           help="a prompt set (paper, birads, mammo_clip, mama) or a YAML / "
+                                "JSON file of {class: [prompts]} (default paper)")
+    zero_shot.add_argument("--preprocessing", choices=("clip", "squash"), default="clip",
+                           help="clip: resize, crop, CLIP mean / std; squash: the authors' "
+                                "resize without normalisation")
+    zero_shot.add_argument("--image-size", type=_positive_int, default=224)
+    zero_shot.add_argument("--task", default="density")
+    zero_shot.add_argument("--out", required=True, help="the .keras file to write")
+    zero_shot.set_defaults(handler=_cmd_clip_zero_shot)
 
 
 def _add_training_commands(commands) -> None:
@@ -588,6 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     _add_training_commands(commands)
     _add_export_command(commands)
+    _add_convert_command(commands)
+    _add_clip_commands(commands)
     _add_explain_command(commands)
     _add_dashboard_command(commands)
     _add_bench_command(commands)
@@ -627,7 +750,7 @@ def _tensorflow_logs(verbose: bool) -> None:
 
 
 # --out names a file when it ends in one of these, else a folder
-_FILE_SUFFIXES = (".csv", ".json", ".png", ".jpg", ".pdf", ".html")
+_FILE_SUFFIXES = (".csv", ".json", ".png", ".jpg", ".pdf", ".html", ".keras")
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -108,3 +108,22 @@ def test_linear_and_logistic_probes_train_on_features_computed_once(tmp_path, da
     assert probe["scenario"] == "logistic_probe" and probe["features"] == 256 and probe["C"] > 0
     assert 0.0 <= logistic["metrics"]["accuracy"] <= 1.0
     assert (tmp_path / "logistic" / "report.md").is_file()
+
+
+def test_a_saved_model_is_probed_for_another_task_with_its_own_weights(tmp_path, data_dir):
+    source = build_classifier("baseline_cnn", "gap", 3, (32, 32, 1), name="malignancy_model")
+    source.save(tmp_path / "source.keras")
+    config = density_config("logistic_probe")
+    config["model"] = {"builder": "saved", "path": str(tmp_path / "source.keras")}
+    done = train(config, tmp_path / "probe", data_dir=data_dir, verbose=0)
+    probed = keras.saving.load_model(tmp_path / "probe" / "model.keras")
+    assert probed.output.shape == (None, len(done["class_names"])) != source.output.shape
+    convolutions = [layer.name for layer in source.layers
+                    if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions
+    for name in convolutions:  # the saved encoder, weight for weight
+        ours, theirs = probed.get_layer(name).get_weights(), source.get_layer(name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    config["data"]["image_size"] = 64
+    with pytest.raises(UserError, match="takes 32 x 32 px input; set data.image_size: 32"):
+        train(config, tmp_path / "wrong-size", data_dir=data_dir, verbose=0)

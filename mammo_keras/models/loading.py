@@ -21,6 +21,11 @@ def register_serializables() -> None:
     import mammo_keras.losses  # noqa: F401
     import mammo_keras.models.description  # noqa: F401
     import mammo_keras.models.feature_smoothing  # noqa: F401
+    import mammo_keras.models.clip  # noqa: F401
+    try:  # a CLIP model's towers are keras-hub layers, registered by importing it
+        import keras_hub  # noqa: F401
+    except ImportError:
+        pass
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -38,3 +43,36 @@ def load_model(path: str | Path) -> keras.Model:
     except (OSError, TypeError, ValueError) as error:  # not a .keras archive, or a foreign one
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+
+
+def build_from_file(path: str, num_classes: int = 3,
+                    input_shape: tuple = (224, 224, 1)) -> keras.Model:
+    """The `model: {builder: saved, path: ...}` of a config: a saved mammo-keras model to train
+    on (fine-tune) or to probe, with a new classification layer when the task has another
+    number of classes.
+
+    Args:
+        path: a `.keras` file, e.g. a run's model.keras.
+        num_classes: the task's classes; when the saved model gives another count, its
+            "embedding" layer feeds a new Dense "logits" -> Softmax "predictions".
+        input_shape: the config's (S, S, 1); must be the saved model's input.
+
+    Returns:
+        A functional model (N, S, S, 1) in [0, 1] -> (N, num_classes) probabilities.
+    """
+    model = load_model(path)
+    saved = tuple(model.input.shape[1:])
+    if saved[:2] != tuple(input_shape)[:2] and None not in saved[:2]:
+        raise UserError(f"{path}: the model takes {saved[0]} x {saved[1]} px input; set "
+                        f"data.image_size: {saved[0]}")
+    if model.output.shape[-1] == num_classes:
+        return keras.Model(model.input, model.output, name=model.name)
+    try:
+        features = model.get_layer("embedding").output
+    except ValueError:
+        raise UserError(f"{path}: gives {model.output.shape[-1]} classes where the task has "
+                        f"{num_classes}, and has no 'embedding' layer to put a new "
+                        "classification layer on") from None
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(features)
+    probabilities = keras.layers.Softmax(name="predictions")(logits)
+    return keras.Model(model.input, probabilities, name=model.name)

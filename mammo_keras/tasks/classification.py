@@ -58,7 +58,7 @@ class ClassificationTask(Task):
         return {"metrics": {key: metrics.get(key) for key in HEADLINE},
                 "recall": {name: values["recall"]
                            for name, values in metrics["per_class"].items()},
-                "confidence_intervals": metrics.get("confidence_intervals", {}),
+                "confidence_intervals": dict(metrics.get("confidence_intervals", {})),
                 "embedding": metrics.get("embedding")}
 
 
@@ -72,7 +72,19 @@ class MalignancyTask(ClassificationTask):
 
 @register_task
 class DensityTask(ClassificationTask):
-    """Breast density from `record.density`: BI-RADS A-D, or the dataset's scale (MIAS F/G/D)."""
+    """Breast density from `record.density`: BI-RADS A-D, or the dataset's scale (MIAS F/G/D);
+    its summary adds the dense vs non-dense view (`evaluation.dense_view`)."""
 
     name = "density"
     target_field = "density"
+
+    def summary(self, metrics: dict) -> dict:
+        headline = super().summary(metrics)
+        dense = metrics.get("dense_view") or {}
+        headline["metrics"].update(dense_accuracy=dense.get("accuracy"),
+                                   dense_roc_auc=dense.get("roc_auc"))
+        spread = dense.get("confidence_intervals", {})
+        headline["confidence_intervals"].update(
+            {f"dense_{key}": value for key, value in spread.items()
+             if key in ("accuracy", "roc_auc")})
+        return headline

@@ -36,7 +36,19 @@ from mammo_keras.training.trainer import read_done, train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
-                   "recall_variance", "recall_malignant", "ece", "fisher_ratio", "silhouette")
+                   "recall_variance", "recall_malignant", "ece", "fisher_ratio", "silhouette",
+                   "weighted_f1", "quadratic_kappa", "dense_accuracy", "dense_roc_auc")
+# The columns of summary.md by task: (metric, heading)
+TABLE_COLUMNS = {
+    "density": (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
+                ("macro_f1", "macro F1"), ("quadratic_kappa", "quadratic kappa"),
+                ("roc_auc_macro", "ROC-AUC (macro)"), ("dense_accuracy", "dense vs not: acc."),
+                ("dense_roc_auc", "dense vs not: AUC")),
+    "malignancy": (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
+                   ("macro_f1", "macro F1"), ("roc_auc_macro", "ROC-AUC (macro)"),
+                   ("recall_variance", "recall variance"), ("recall_malignant", "malignant recall"),
+                   ("fisher_ratio", "Fisher ratio")),
+}
 
 
 def _label(key: str, value) -> str:
@@ -67,6 +79,10 @@ def expand_grid(config: dict) -> list[tuple[str, dict, dict]]:
         labels = {}
         for (axis, _), (label, overrides) in zip(axes, combination):
             labels[axis] = label
+            builder = overrides.get("model.builder")
+            if builder is not None and builder != cell.get("model", {}).get("builder",
+                                                                            "classifier"):
+                cell["model"] = {}  # the base's model keys are another builder's arguments
             for key, value in overrides.items():
                 set_dotted(cell, key, value)
         name = "-".join(labels.values())
@@ -125,25 +141,23 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
     keys = [axis for axis in axes if axis not in REPEAT_AXES]
     data, training = config["data"], config["training"]
     repeats = [axis for axis in axes if axis in REPEAT_AXES]
+    columns = TABLE_COLUMNS.get(data["task"], TABLE_COLUMNS["malignancy"])
+    grouping = "per-image" if data["split_by"] == "image" else "patient-grouped"
     lines = [f"# {config['name']}: results", "",
              f"Data: {data['dataset']} ({data['root'] or 'generated phantoms'}), task "
              f"{data['task']}, {data['image_size']} px input, "
-             + (f"patient-grouped {data['folds']}-fold cross-validation" if data["folds"] else
-                f"patient-grouped split {data['split']}")
+             + (f"{grouping} {data['folds']}-fold cross-validation" if data["folds"] else
+                f"{grouping} split {data['split']}")
              + f"; {training['epochs']} epochs at most, batch {training['batch_size']}, "
-             f"weights {config['model']['weights']}.",
+             f"model {_model_text(config['model'])}.",
              f"Mean ± std over {_repeat_text(config, repeats)} (n runs per row); metrics on "
              f"the held-out {config['evaluation']['subset']} subset of each run.", "",
-             "| " + " | ".join(keys + ["n", "accuracy", "balanced acc.", "macro F1",
-                                       "ROC-AUC (macro)", "recall variance",
-                                       "malignant recall", "Fisher ratio",
+             "| " + " | ".join(keys + ["n", *(heading for _, heading in columns),
                                        "train s"]) + " |",
-             "|" + "---|" * len(keys) + "---:|" * 9]
+             "|" + "---|" * len(keys) + "---:|" * (len(columns) + 2)]
     for entry in summary:
         cells = [str(entry[key]) for key in keys] + [str(entry["n"])]
-        cells += [_cell_text(entry, metric) for metric in
-                  ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
-                   "recall_variance", "recall_malignant", "fisher_ratio")]
+        cells += [_cell_text(entry, metric) for metric, _ in columns]
         seconds = entry.get("train_seconds_mean")
         cells.append("n/a" if seconds is None else f"{seconds:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -152,6 +166,15 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
     if failed:
         lines += ["", "Failed cells:"] + [f"- {name}: {error}" for name, error in failed.items()]
     return "\n".join(lines) + "\n"
+
+
+def _model_text(model: dict) -> str:
+    """e.g. "classifier, weights None" or "saved (runs/encoder/model.keras)"."""
+    if model.get("builder", "classifier") == "classifier":
+        return f"classifier, weights {model.get('weights')}"
+    if model.get("builder") == "saved":
+        return f"saved ({model.get('path')})"
+    return str(model.get("builder"))
 
 
 def _repeat_text(config: dict, repeats: list[str]) -> str:

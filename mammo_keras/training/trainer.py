@@ -279,6 +279,10 @@ def _stage_of(stages: list[dict], epoch: int) -> int:
 def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
                       image_shape: dict | None = None, **extra) -> keras.Model:
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
+    named = description_of(model, fill=False).class_names
+    if named is not None and tuple(named) != tuple(names):
+        raise ConfigError(f"the model's classes {list(named)} are not the data's {list(names)}"
+                          "; set data.classes to the model's, in its order")
     label_output = "label" if task.target_names and "label" in task.target_names else None
     data = task.config["data"]  # what it trains on, known before it is evaluated
     extra.setdefault("provenance", {"run": task.config["name"], "dataset": data["dataset"],
