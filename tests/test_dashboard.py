@@ -118,13 +118,13 @@ def test_read_upload_checks_sizes_before_decoding(mammogram):
     side = int(np.sqrt(MAX_PIXELS)) + 100  # a bilevel PNG of ~100 MP is only kilobytes
     huge = png_bytes(Image.new("1", (side, side)))
     assert len(huge) < 2_000_000
-    with pytest.raises(DataError, match="megapixels\) is over the limit"):
+    with pytest.raises(DataError, match=r"megapixels\) is over the limit"):
         read_upload("huge.png", huge)
     header = pydicom.dcmread(io.BytesIO(data))
     header.Rows = header.Columns = 20000  # the header claims 400 MP; the pixels are few
     buffer = io.BytesIO()
     header.save_as(buffer)
-    with pytest.raises(DataError, match="megapixels\) is over the limit"):
+    with pytest.raises(DataError, match=r"megapixels\) is over the limit"):
         read_upload("claims-huge.dcm", buffer.getvalue())
 
 
@@ -521,3 +521,71 @@ def test_in_headless_chromium(served, mammogram, tmp_path):
     assert shot.shape[1] == 1400 and shot.std() > 10  # a rendered page, not a blank one
     if os.environ.get("MAMMO_KERAS_SCREENSHOTS"):
         shutil.copy(screenshot, os.environ["MAMMO_KERAS_SCREENSHOTS"])
+
+
+# --- a zero-shot density model --------------------------------------------------------------
+
+@pytest.fixture
+def zero_shot_app(tmp_path, monkeypatch):
+    """The app serving a zero-shot density classifier of a small random CLIP model."""
+    pytest.importorskip("keras_hub", reason="CLIP models need the clip extra (keras-hub)")
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from mammo_keras.models.clip import CLIPConfig, build_clip, build_zero_shot
+    from mammo_keras.models.clip_tokenizer import CLIPTokenizer
+    from mammo_keras.training.contrastive import word_vocabulary
+
+    texts = [text for prompts in ("birads", "mama") for text in _prompt_texts(prompts)]
+    tokenizer = CLIPTokenizer(word_vocabulary(texts), context_length=32)
+    config = CLIPConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32,
+                        vision_layers=1, vision_heads=2, vision_mlp=32,
+                        vocab_size=len(tokenizer.vocabulary), text_width=32, text_layers=1,
+                        text_heads=2, text_intermediate=32, max_positions=32,
+                        projection_hidden=16, context_length=32)
+    build_clip(config, tokenizer=tokenizer.to_dict()).save(tmp_path / "clip.keras")
+    build_zero_shot(str(tmp_path / "clip.keras"), "mama", input_shape=(64, 64, 1)).save(
+        tmp_path / "zero_shot.keras")
+    st.cache_resource.clear()
+    monkeypatch.setenv("MAMMO_KERAS_DASHBOARD_MODEL", str(tmp_path / "zero_shot.keras"))
+    monkeypatch.delenv("MAMMO_KERAS_DASHBOARD_RESULTS", raising=False)
+    test = AppTest.from_file(str(APP), default_timeout=180)
+    test.run()
+    assert not test.exception, test.exception
+    return test, tmp_path
+
+
+def _prompt_texts(name: str) -> list[str]:
+    from mammo_keras.models.clip import DENSITY_PROMPTS
+
+    return [text for prompts in DENSITY_PROMPTS[name].values() for text in prompts]
+
+
+def test_a_zero_shot_model_shows_its_density_and_prompts_which_can_be_edited(zero_shot_app,
+                                                                              mammogram):
+    from mammo_keras.models.clip import build_zero_shot
+
+    app, folder = zero_shot_app
+    name, data = mammogram
+    app.file_uploader(key="upload").set_value((name, data, "application/dicom")).run()
+    assert not app.exception and not app.error, (app.exception, app.error)
+    before = table_probabilities(app)
+    assert list(before) == ["A", "B", "C", "D"]
+    density = next(box.value for box in app.info if box.value.startswith("Density "))
+    best = max(before, key=before.get)
+    assert density.startswith(f"Density {best} (P = {before[best]:.2f}); dense (C + D): P = ")
+    assert "no convolutional feature map" in app.get("image")[0].captions[0]
+    assert app.text_area(key="prompt_A").value == "The breast is almost entirely fat."
+    edited = "The breasts are extremely dense, which lowers the sensitivity of mammography."
+    app.text_area(key="prompt_A").set_value(edited).run()
+    app.button(key="apply_prompts").click().run()
+    assert not app.exception and not app.error, (app.exception, app.error)
+    after = table_probabilities(app)
+    image, _ = read_upload(name, data)
+    reference = build_zero_shot(str(folder / "clip.keras"), {
+        "A": [edited], "B": _prompt_texts("mama")[1:2], "C": _prompt_texts("mama")[2:3],
+        "D": _prompt_texts("mama")[3:4]}, input_shape=(64, 64, 1))
+    processed, _ = preprocess(image, 64)
+    expected = keras.ops.convert_to_numpy(reference(processed[None]))[0]
+    np.testing.assert_allclose([after[k] for k in "ABCD"], expected, atol=1e-3)
+    assert not np.allclose([after[k] for k in "ABCD"], [before[k] for k in "ABCD"], atol=1e-4)

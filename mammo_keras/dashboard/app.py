@@ -70,14 +70,16 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
     "geometry": the crop [flipped, top, left, height, width]}.
     """
     cache = st.session_state.setdefault("analyses", {})
-    cache_key = (loaded.path, key, class_index, method)
+    # the model object too: a zero-shot model rebuilt on new prompts has the same path
+    cache_key = (loaded.path, id(loaded.keras_model), key, class_index, method)
     if cache_key not in cache:
-        if loaded.keras_model is not None:
+        result = None
+        if loaded.keras_model is not None and explainable(loaded.keras_model):
             from mammo_keras.explain import explain_image
 
             result = explain_image(loaded.keras_model, image, method, None, class_index,
                                    loaded.predictor.preprocessing, laterality)
-        else:
+        if result is None:
             processed, geometry = loaded.predictor.preprocess(image, laterality)
             probabilities = loaded.predictor(processed[None])[0]
             result = {"probabilities": probabilities, "heatmap": None, "geometry": geometry,
@@ -86,6 +88,19 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
             cache.pop(next(iter(cache)))
         cache[cache_key] = result
     return cache[cache_key]
+
+
+def explainable(model) -> bool:
+    """Whether Grad-CAM has a convolutional feature map to use in `model` (a ViT zero-shot
+    model has none: it is served without a heat-map)."""
+    from mammo_keras.errors import UserError
+    from mammo_keras.explain.gradcam import find_target_layer
+
+    try:
+        find_target_layer(model)
+    except UserError:
+        return False
+    return True
 
 
 def display_picture(image: np.ndarray, heatmap: np.ndarray | None, opacity: float,
@@ -151,7 +166,8 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
                               result["geometry"], caption=f"{METHOD_NAMES[method]} of "
                               f"{explained}, P = {probabilities[result['class_index']]:.2f}")
     explanation = (f"{method} of class {explained}" if result["heatmap"] is not None
-                   else "none (not a Keras model)")
+                   else "none (not a Keras model)" if loaded.keras_model is None
+                   else "none (no convolutional feature map)")
     with left:
         st.image(picture, caption=f"{upload.name}: {image.shape[1]} x {image.shape[0]} px, "
                                   f"{meta.get('format', '?').upper()}; heat-map: {explanation}; "
@@ -163,6 +179,9 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
             st.error(f"Flagged for review: {verdict}")
         else:
             st.success(f"Not flagged: {verdict}")
+        density = density_line(probabilities, loaded.class_names)
+        if density:
+            st.info(density)
         st.markdown("| class | probability |\n|---|---:|\n" + "\n".join(
             f"| {name} | {p:.3f} |" for name, p in zip(loaded.class_names, probabilities)))
         arguments = (picture, upload.name, probabilities, loaded.class_names, decision,
@@ -173,6 +192,57 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
         st.download_button("Case report (PNG)", lambda: case_report(*arguments, fmt="png"),
                            file_name=f"{Path(upload.name).stem}_report.png",
                            mime="image/png", key="report_png")
+
+
+def density_line(probabilities: np.ndarray, class_names: list[str]) -> str | None:
+    """"Density C (P = 0.61); dense (C + D): P = 0.83" for a density model, else None."""
+    from mammo_keras.evaluation.metrics import dense_split
+
+    split = dense_split(class_names)
+    if split is None:
+        return None
+    best = int(np.argmax(probabilities))
+    dense = " + ".join(class_names[k] for k in split[1])
+    return (f"Density {class_names[best]} (P = {probabilities[best]:.2f}); dense ({dense}): "
+            f"P = {float(np.sum(probabilities[split[1]])):.2f}")
+
+
+def prompt_editor(loaded: LoadedModel) -> LoadedModel:
+    """For a zero-shot model: its class prompts, editable (one per line) when its CLIP file
+    is at hand; returns the model to serve (rebuilt on the edited prompts once applied)."""
+    from mammo_keras.models.clip import zero_shot_settings
+
+    settings = zero_shot_settings(loaded.keras_model) if loaded.keras_model is not None \
+        else None
+    if settings is None:
+        return loaded
+    edited = st.session_state.get("zero_shot_model")
+    current = edited.card.get("prompts", settings["prompts"]) if edited else settings["prompts"]
+    clip_file = Path(str(settings.get("clip")))
+    with st.sidebar.expander("Zero-shot prompts", expanded=False):
+        texts = {name: st.text_area(f"Class {name}", "\n".join(prompts), key=f"prompt_{name}")
+                 for name, prompts in current.items()}
+        if not clip_file.is_file():
+            st.caption(f"Read-only: the CLIP model {clip_file.name} is not at hand.")
+        elif st.button("Apply prompts", key="apply_prompts"):
+            prompts = {name: [line.strip() for line in text.splitlines() if line.strip()]
+                       for name, text in texts.items()}
+            st.session_state["zero_shot_model"] = rebuilt_zero_shot(loaded, settings, prompts)
+            st.rerun()
+    return st.session_state.get("zero_shot_model") or loaded
+
+
+def rebuilt_zero_shot(loaded: LoadedModel, settings: dict, prompts: dict) -> LoadedModel:
+    """`loaded`'s zero-shot classifier made again on `prompts` (same CLIP model, size and
+    preprocessing)."""
+    from mammo_keras.export.runtime import keras_predictor
+    from mammo_keras.models.clip import build_zero_shot
+
+    model = build_zero_shot(settings["clip"], prompts, preprocessing=settings["preprocessing"],
+                            input_shape=tuple(loaded.keras_model.input_shape[1:]))
+    card = {**loaded.card, "prompts": prompts}
+    return LoadedModel(loaded.path, keras_predictor(model, loaded.path), model,
+                       list(loaded.class_names), card)
 
 
 def mark_lesions(picture: Image.Image, row: dict, original_shape: tuple) -> Image.Image:
@@ -290,7 +360,7 @@ def main() -> None:
     st.sidebar.warning(f"Not for diagnosis. {NOT_FOR_DIAGNOSIS}")
     try:
         model_path, results = model_and_results(settings)
-        loaded = load_model(model_path)
+        loaded = prompt_editor(load_model(model_path))
         positive = positive_class(loaded.class_names)
         st.sidebar.slider(f"Decision threshold on P({positive})", 0.0, 1.0, 0.5, 0.01,
                           key="threshold")

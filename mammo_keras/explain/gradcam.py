@@ -36,7 +36,9 @@ def find_target_layer(model: keras.Model) -> str:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         shape = getattr(layer.output, "shape", None)
-        if shape is not None and len(shape) == 4:
+        # a map no weight has computed yet (a preprocessing layer's output) explains nothing
+        if shape is not None and len(shape) == 4 and \
+                keras.Model(model.inputs, layer.output).count_params() > 0:
             return layer.name
     raise UserError(f"model {model.name!r} has no layer with a 4-D feature map for Grad-CAM")
 

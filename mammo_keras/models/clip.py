@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import keras
@@ -288,7 +289,7 @@ class UnitNormalize(keras.layers.Layer):
 
 def zero_shot_classifier(clip: keras.Model, tokenizer, prompts, input_size: int | None = None,
                          preprocessing: str = "clip", task: str = "density",
-                         name: str = "zero_shot") -> keras.Model:
+                         name: str = "zero_shot", clip_file: str | None = None) -> keras.Model:
     """An image -> class probabilities model classifying by prompts alone.
 
     Args:
@@ -297,6 +298,8 @@ def zero_shot_classifier(clip: keras.Model, tokenizer, prompts, input_size: int 
         prompts: a DENSITY_PROMPTS name or {class: [prompts]}; the classes, in order.
         input_size: side of the grayscale input (default the tower's image size).
         preprocessing: `CLIPImagePreprocessing` mode, "clip" or "squash".
+        clip_file: the CLIP `.keras` file `clip` came from, recorded so that the
+            prompts can be changed later (the dashboard does).
 
     Returns:
         A described functional model (N, S, S, 1) in [0, 1] -> (N, K) probabilities
@@ -322,7 +325,7 @@ def zero_shot_classifier(clip: keras.Model, tokenizer, prompts, input_size: int 
     return describe(model, task=task, class_names=tuple(resolved), image_size=size,
                     builder={"name": "zero_shot", "arguments": {
                         "prompts": resolved, "preprocessing": preprocessing,
-                        "clip": clip.name}})
+                        "clip": clip_file or clip.name}})
 
 
 def tokenizer_of(clip: keras.Model):
@@ -353,4 +356,14 @@ def build_zero_shot(clip: str, prompts="paper", preprocessing: str = "clip",
     the config's input size. `prompts`: a DENSITY_PROMPTS name or {class: [prompts]}."""
     model, tokenizer = load_clip(clip)
     return zero_shot_classifier(model, tokenizer, prompts, input_size=int(input_shape[0]),
-                                preprocessing=preprocessing, task=task)
+                                preprocessing=preprocessing, task=task,
+                                clip_file=str(Path(clip).resolve()))
+
+
+def zero_shot_settings(model: keras.Model) -> dict | None:
+    """{"prompts", "preprocessing", "clip" (its file, when known)} of a zero-shot
+    classifier, else None."""
+    from mammo_keras.models.description import description_of
+
+    builder = description_of(model).builder or {}
+    return dict(builder.get("arguments") or {}) if builder.get("name") == "zero_shot" else None
