@@ -147,3 +147,27 @@ def test_convert_command_and_a_zero_shot_config_through_train_and_predict(tmp_pa
     error = capsys.readouterr().err.strip()
     assert "no open_clip_config.json" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "x.keras").exists()
+
+
+@pytest.mark.parametrize("features, width", [("projection", 16), ("pre_projection", 64)])
+def test_a_clip_image_tower_is_probed_before_or_after_its_projection(tmp_path, features, width):
+    from mammo_keras.training import train
+
+    write_open_clip_folder(tmp_path / "small")
+    open_clip_to_keras(tmp_path / "small").save(tmp_path / "clip.keras")
+    config = {"name": "clip-probe",
+              "data": {"task": "density", "synthetic": {"count": 16, "size": 256},
+                       "image_size": 64, "split": [0.5, 0.25, 0.25]},
+              "model": {"builder": "clip_encoder", "clip": str(tmp_path / "clip.keras"),
+                        "features": features},
+              "training": {"scenario": "logistic_probe", "class_balance": "none",
+                           "tensorboard": False},
+              "evaluation": {"resamples": 10}}
+    train(config, tmp_path / "run", data_dir=tmp_path / "data", verbose=0)
+    probe = json.loads((tmp_path / "run" / "probe.json").read_text())
+    assert probe["features"] == width  # the joint space (16) or the ViT's width (64)
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    clip, _ = load_clip(tmp_path / "clip.keras")
+    ours = model.get_layer("vit").get_weights()
+    assert all(np.array_equal(a, b) for a, b in
+               zip(ours, clip.get_layer("image_tower").get_layer("vit").get_weights()))

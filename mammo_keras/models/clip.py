@@ -367,3 +367,37 @@ def zero_shot_settings(model: keras.Model) -> dict | None:
 
     builder = description_of(model).builder or {}
     return dict(builder.get("arguments") or {}) if builder.get("name") == "zero_shot" else None
+
+
+def build_clip_encoder(clip: str, features: str = "projection", preprocessing: str = "clip",
+                       num_classes: int = 4, input_shape: tuple = (224, 224, 1)) -> keras.Model:
+    """The `model: {builder: clip_encoder, clip: biomedclip.keras, features: projection}` of a
+    config: a CLIP image tower as the encoder of a linear probe (`training.scenario:
+    linear_probe`), as Molina-Roman probed BiomedCLIP.
+
+    Args:
+        clip: a CLIP `.keras` file.
+        features: "projection" (the joint-space vector, after the projection) or
+            "pre_projection" (the ViT's class token, before it); the layer "embedding".
+        preprocessing: `CLIPImagePreprocessing` mode.
+
+    Returns:
+        grayscale (N, S, S, 1) in [0, 1] -> (N, num_classes) probabilities through a new
+        "logits" Dense on "embedding" (what the probe trains).
+    """
+    if features not in ("projection", "pre_projection"):
+        raise UserError(f"features must be 'projection' or 'pre_projection', got {features!r}")
+    model, _ = load_clip(clip)
+    tower = model.get_layer("image_tower")
+    config = clip_config_of(model)
+    images = keras.Input(tuple(input_shape), name="image")
+    x = CLIPImagePreprocessing(config.image_size, preprocessing, name="clip_preprocessing")(
+        images)
+    x = tower.get_layer("vit")(x)
+    x = tower.get_layer("class_token")(x)
+    if features == "projection":
+        x = tower.get_layer("image_projection")(x)
+    vector = keras.layers.Identity(name="embedding")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(vector)
+    probabilities = keras.layers.Softmax(name="predictions")(logits)
+    return keras.Model(images, probabilities, name=f"{model.name}_{features}")
