@@ -1,0 +1,167 @@
+"""Every fold of a cross-validated grid pooled: each image's out-of-fold prediction, the
+figures of each variant with patient-bootstrap intervals, and the paired difference between
+two variants (the same images, the same patient resamples).
+
+    python experiments/pooled_folds.py runs/molina_roman_phantoms \
+        --compare pretrained_fine_tune:pretrained_logistic_probe --out experiments/results/x
+
+Reads `<run>/cells/<variant>-fold<k>/predictions.csv` (the test fold of each cell) and
+writes <out>.json and <out>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("accuracy", "macro_f1", "weighted_f1", "quadratic_kappa")
+
+
+def pooled_predictions(run: Path) -> dict[str, dict]:
+    """{variant: {"paths", "patients", "truth" (N,) indices, "probabilities" (N, K),
+    "classes", "folds"}} over every finished fold of every variant."""
+    variants: dict[str, dict] = {}
+    for cell in sorted((run / "cells").glob("*-fold*")):
+        if not (cell / "done.json").is_file():
+            continue
+        variant = cell.name.rsplit("-fold", 1)[0]
+        with open(cell / "predictions.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        classes = [key[2:] for key in rows[0] if key.startswith("p_")]
+        entry = variants.setdefault(variant, {"paths": [], "patients": [], "truth": [],
+                                              "probabilities": [], "classes": classes,
+                                              "folds": 0})
+        entry["folds"] += 1
+        for row in rows:
+            entry["paths"].append(row["path"])
+            entry["patients"].append(row["patient_id"] or row["path"])
+            entry["truth"].append(classes.index(row["label"]))
+            entry["probabilities"].append([float(row[f"p_{name}"]) for name in classes])
+    for entry in variants.values():
+        entry["truth"] = np.asarray(entry["truth"])
+        entry["probabilities"] = np.asarray(entry["probabilities"])
+    return variants
+
+
+def figures(truth: np.ndarray, probabilities: np.ndarray, classes) -> dict:
+    from mammo_keras.evaluation.metrics import _headline, dense_view
+
+    values = _headline(truth, probabilities, METRICS)
+    dense = dense_view(truth, probabilities, classes, resamples=0)
+    if dense is not None:
+        values["dense_accuracy"] = dense["accuracy"]
+    return values
+
+
+def bootstrap(variants: dict, names: list[str], resamples: int, seed: int) -> dict:
+    """Patient resamples shared by `names` (pooled sets of the same images): per variant
+    the percentile intervals, and for a pair the interval of the difference."""
+    reference = variants[names[0]]
+    order = {name: {path: i for i, path in enumerate(variants[name]["paths"])} for name in names}
+    common = [path for path in reference["paths"] if all(path in order[n] for n in names)]
+    patients: dict[str, list[str]] = {}
+    for path in common:
+        patients.setdefault(reference["patients"][order[names[0]][path]], []).append(path)
+    groups = list(patients.values())
+    rng = np.random.default_rng(seed)
+    draws = {name: [] for name in names}
+    for _ in range(resamples):
+        chosen = [path for g in rng.integers(len(groups), size=len(groups)) for path in groups[g]]
+        for name in names:
+            index = [order[name][path] for path in chosen]
+            entry = variants[name]
+            draws[name].append(figures(entry["truth"][index], entry["probabilities"][index],
+                                       entry["classes"]))
+    return {"images": len(common), "patients": len(groups), "draws": draws}
+
+
+def interval(values) -> list[float] | None:
+    values = [v for v in values if v is not None]
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if values \
+        else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a grid's output folder (mammo-keras run --out)")
+    parser.add_argument("--compare", action="append", default=[],
+                        help="variant_a:variant_b, the difference a - b (repeatable)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    from mammo_keras.provenance import provenance
+
+    variants = pooled_predictions(Path(args.run))
+    if not variants:
+        raise SystemExit(f"{args.run}: no finished cells")
+    result = {"run": args.run, "provenance": provenance(), "variants": {}, "differences": {}}
+    for name, entry in variants.items():
+        spread = bootstrap(variants, [name], args.resamples, seed=0)
+        point = figures(entry["truth"], entry["probabilities"], entry["classes"])
+        result["variants"][name] = {
+            "folds": entry["folds"], "images": int(len(entry["truth"])),
+            "patients": len(set(entry["patients"])),
+            **{key: [value, interval([d[key] for d in spread["draws"][name]])]
+               for key, value in point.items()}}
+    for pair in args.compare:
+        first, second = pair.split(":")
+        if first not in variants or second not in variants:
+            continue
+        spread = bootstrap(variants, [first, second], args.resamples, seed=1)
+        point_a = figures(variants[first]["truth"], variants[first]["probabilities"],
+                          variants[first]["classes"])
+        point_b = figures(variants[second]["truth"], variants[second]["probabilities"],
+                          variants[second]["classes"])
+        result["differences"][pair] = {
+            "images": spread["images"], "patients": spread["patients"],
+            **{key: [point_a[key] - point_b[key], interval(
+                [a[key] - b[key] for a, b in zip(spread["draws"][first],
+                                                  spread["draws"][second])
+                 if a.get(key) is not None and b.get(key) is not None])]
+               for key in point_a if point_b.get(key) is not None}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(result))
+    return 0
+
+
+def render(result: dict) -> str:
+    def cell(pair) -> str:
+        value, spread = pair
+        if value is None:
+            return "n/a"
+        return f"{value:.3f} ({spread[0]:.3f} to {spread[1]:.3f})" if spread else f"{value:.3f}"
+
+    keys = [key for key in (*METRICS, "dense_accuracy")
+            if any(key in v for v in result["variants"].values())]
+    lines = [f"# {Path(result['run']).name}: every fold pooled", "",
+             "Each image's prediction by the model of the fold that held it out, all folds "
+             "together; 95 % intervals by bootstrap over patients.", "",
+             "| variant | folds | images | patients | " + " | ".join(keys) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(keys)]
+    for name, entry in result["variants"].items():
+        lines.append(f"| {name} | {entry['folds']} | {entry['images']} | {entry['patients']} | "
+                     + " | ".join(cell(entry[key]) if key in entry else "n/a" for key in keys)
+                     + " |")
+    if result["differences"]:
+        lines += ["", "Paired differences (a - b on the same images, the same patient "
+                  "resamples):", "", "| a - b | images | " + " | ".join(keys) + " |",
+                  "|---|---:|" + "---:|" * len(keys)]
+        for pair, entry in result["differences"].items():
+            lines.append(f"| {pair.replace(':', ' - ')} | {entry['images']} | "
+                         + " | ".join(cell(entry[key]) if key in entry else "n/a"
+                                      for key in keys) + " |")
+    origin = result["provenance"]
+    lines += ["", f"Pooled by `{origin['command']}` at commit {origin['commit']}; "
+              f"{origin['hardware']}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
