@@ -198,7 +198,7 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
     fine-tuned run (same run folder, done.json, report); returns the done.json summary."""
     from mammo_keras.atomic import save_model_atomically
     from mammo_keras.training.config import training_stages
-    from mammo_keras.training.trainer import _describe_for_run, _finish, class_weights
+    from mammo_keras.training.trainer import describe_for_run, finish_run, class_weights
 
     training = config["training"]
     stages = training_stages(config)
@@ -244,11 +244,11 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
         "images": {subset: len(arrays[subset][2]) for subset in arrays},
         "seconds": round(state.train_seconds, 2), **fitted})
     probe = probe_model(encoder, kernel, bias, name=f"{model.name}_{training['scenario']}")
-    save_model_atomically(_describe_for_run(
+    save_model_atomically(describe_for_run(
         probe, task, names, options, size, report.shape_summary(subsets["train"]),
         builder={"name": "probe", "arguments": {"encoder": model.name,
                                                 "layer": training["probe_layer"] or
                                                 DEFAULT_PROBE_LAYER,
                                                 "scenario": training["scenario"]}}),
         out / "model.keras")
-    return _finish(config, out, state, subsets, names, task, report)
+    return finish_run(config, out, state, subsets, names, task, report)

@@ -276,8 +276,11 @@ def _stage_of(stages: list[dict], epoch: int) -> int:
     return len(stages) - 1
 
 
-def _describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
-                      image_shape: dict | None = None, **extra) -> keras.Model:
+def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
+                     image_shape: dict | None = None, **extra) -> keras.Model:
+    """`model` described as a run of `task` makes it: task, classes `names` (which must be the
+    model's own when it names any), input size, preprocessing `options`, outputs, and the
+    training data with its original image sizes (`image_shape`) as provenance."""
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
     named = description_of(model, fill=False).class_names
     if named is not None and tuple(named) != tuple(names):
@@ -308,9 +311,9 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
     if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
         size = stages[-1]["image_size"]
-        model = _describe_for_run(task.build_model(names, size), task, names, options, size)
+        model = describe_for_run(task.build_model(names, size), task, names, options, size)
         save_model_atomically(model, out / "model.keras")
-        return _finish(config, out, state, subsets, names, task, report)
+        return finish_run(config, out, state, subsets, names, task, report)
     if training["scenario"] != "fine_tune":  # a frozen encoder and a linear head
         from mammo_keras.training.probe import run_probe
 
@@ -379,8 +382,8 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         if state.best_value is None or (value < state.best_value if mode == "min"
                                         else value > state.best_value):
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
-            save_model_atomically(_describe_for_run(task.trained_model(trainer), task, names,
-                                                    options, size, cached_shapes(train_cache)),
+            save_model_atomically(describe_for_run(task.trained_model(trainer), task, names,
+                                                   options, size, cached_shapes(train_cache)),
                                   out / "model.keras")
         else:
             state.epochs_without_gain += 1
@@ -394,11 +397,11 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         state.commit(checkpoints, trainer)
         if training["tensorboard"]:
             log_epochs(out / "tensorboard", state.history)
-    return _finish(config, out, state, subsets, names, task, report)
+    return finish_run(config, out, state, subsets, names, task, report)
 
 
-def _finish(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
-            task, report: DataReport) -> dict:
+def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
+               task, report: DataReport) -> dict:
     """Evaluate the best model, plot the curves, write done.json, drop checkpoints and cache."""
     if state.history:  # rewritten: a kill after the last commit may have left it behind
         write_csv_atomically(out / "history.csv", state.history)
