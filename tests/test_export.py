@@ -52,11 +52,12 @@ def trained(tmp_path_factory) -> Path:
 
 def _matrix():
     """Every backbone x head; the large backbones' gap / gagm heads (a minute each on 2 cores,
-    the same export path as their gagm_se) and InceptionV3 (84 s; the same keras.applications
-    route as ConvNeXt-Tiny) are left to `pytest -m slow`."""
+    the same export path as their gagm_se), InceptionV3 (84 s) and ConvNeXt-Base (106 s; the
+    same keras.applications route as ConvNeXt-Tiny) are left to `pytest -m slow`."""
     for backbone in sorted(BACKBONES):
         for head in HEADS:
-            slow = (backbone != "baseline_cnn" and head != "gagm_se") or backbone == "inception_v3"
+            slow = (backbone != "baseline_cnn" and head != "gagm_se") or \
+                backbone in ("inception_v3", "convnext_base")
             yield pytest.param(backbone, head, marks=[pytest.mark.slow] if slow else [],
                                id=f"{backbone}-{head}")
 
