@@ -78,3 +78,22 @@ def write_open_clip_folder(root: Path, *, full: bool = False, context_length: in
     model.eval()
     torch.save(model.state_dict(), root / "open_clip_pytorch_model.bin")
     return model
+
+
+def write_small_random_clip(path: Path, prompt_sets=("birads", "mama"), image_size: int = 32):
+    """A tiny random `build_clip` model (no open_clip needed) whose vocabulary holds the words
+    of `prompt_sets`, saved to `path`."""
+    from mammo_keras.models.clip import DENSITY_PROMPTS, CLIPConfig, build_clip
+    from mammo_keras.models.clip_tokenizer import CLIPTokenizer
+    from mammo_keras.training.contrastive import word_vocabulary
+
+    texts = [text for name in prompt_sets for prompts in DENSITY_PROMPTS[name].values()
+             for text in prompts]
+    tokenizer = CLIPTokenizer(word_vocabulary(texts), context_length=32)
+    config = CLIPConfig(embed_dim=16, image_size=image_size, patch_size=8, vision_width=32,
+                        vision_layers=1, vision_heads=2, vision_mlp=32,
+                        vocab_size=len(tokenizer.vocabulary), text_width=32, text_layers=1,
+                        text_heads=2, text_intermediate=32, max_positions=32,
+                        projection_hidden=16, context_length=32)
+    build_clip(config, tokenizer=tokenizer.to_dict()).save(path)
+    return path

@@ -532,18 +532,10 @@ def zero_shot_app(tmp_path, monkeypatch):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from mammo_keras.models.clip import CLIPConfig, build_clip, build_zero_shot
-    from mammo_keras.models.clip_tokenizer import CLIPTokenizer
-    from mammo_keras.training.contrastive import word_vocabulary
+    from mammo_keras.models.clip import build_zero_shot
+    from tests.clip_reference import write_small_random_clip
 
-    texts = [text for prompts in ("birads", "mama") for text in _prompt_texts(prompts)]
-    tokenizer = CLIPTokenizer(word_vocabulary(texts), context_length=32)
-    config = CLIPConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32,
-                        vision_layers=1, vision_heads=2, vision_mlp=32,
-                        vocab_size=len(tokenizer.vocabulary), text_width=32, text_layers=1,
-                        text_heads=2, text_intermediate=32, max_positions=32,
-                        projection_hidden=16, context_length=32)
-    build_clip(config, tokenizer=tokenizer.to_dict()).save(tmp_path / "clip.keras")
+    write_small_random_clip(tmp_path / "clip.keras")
     build_zero_shot(str(tmp_path / "clip.keras"), "mama", input_shape=(64, 64, 1)).save(
         tmp_path / "zero_shot.keras")
     st.cache_resource.clear()

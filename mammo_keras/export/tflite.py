@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -24,8 +25,10 @@ from typing import Iterable
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python.convert_phase import ConverterError  # not in tf.lite's API
 
 from mammo_keras.errors import UserError
+from mammo_keras.quiet_tensorflow import stderr_to_file
 from mammo_keras.atomic import write_bytes_atomically
 from mammo_keras.export import QUANTIZATIONS
 from mammo_keras.export.metadata import METADATA_NAME
@@ -56,7 +59,16 @@ def tflite_bytes(model: keras.Model, quantize: str = "none",
         archive.write_out(folder, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serve"])
         _configure(converter, quantize, representative)
-        return converter.convert()
+        try:
+            with stderr_to_file():  # the converter prints its MLIR to stderr; the error says
+                return converter.convert()
+        except ConverterError as error:  # one line: the ops TFLite lacks, by name
+            missing = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a "
+                                            r"flex op", str(error))))
+            raise UserError(f"model {model.name!r} cannot be converted to TFLite: "
+                            + (f"TFLite has no {', '.join(missing)}" if missing else
+                               str(error).strip().splitlines()[0])
+                            + " (export --format savedmodel serves it)") from None
 
 
 def _configure(converter, quantize: str, representative: np.ndarray | None) -> None:
