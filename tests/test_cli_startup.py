@@ -112,3 +112,30 @@ def test_runtime_log_lines_of_tensorflow_are_hidden_unless_verbose(tmp_path, ver
         assert "cache_dataset_ops" in result.stderr  # the line a user would otherwise meet
     else:
         assert result.stderr == ""
+
+
+FIRST_IMPORT_PROBE = """
+import importlib, sys
+import tensorflow, keras  # loaded once; only mammo_keras' own modules are imported afresh
+failures = []
+for package in {packages!r}:
+    namespace = importlib.import_module("mammo_keras." + package)
+    modules = sorted(set(getattr(namespace, "_EXPORTS", {{}}).values()))
+    for module in modules:
+        for name in [key for key in sys.modules if key.startswith("mammo_keras")]:
+            del sys.modules[name]
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            failures.append(f"{{module}}: {{type(error).__name__}}: {{error}}")
+print("FAILURES", failures)
+"""
+
+
+def test_every_exported_module_imports_first_in_a_fresh_process():
+    """Each module behind a lazy export, imported before any other of mammo_keras (as
+    `from mammo_keras.data import write_synthetic` in a new script does): no import cycle."""
+    packages = ["bench", "data", "evaluation", "explain", "export", "convert"]
+    result = subprocess.run([sys.executable, "-c", FIRST_IMPORT_PROBE.format(packages=packages)],
+                            capture_output=True, text=True, timeout=600)
+    assert "FAILURES []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]

@@ -566,7 +566,7 @@ def test_a_zero_shot_model_shows_its_density_and_prompts_which_can_be_edited(zer
     density = next(box.value for box in app.info if box.value.startswith("Density "))
     best = max(before, key=before.get)
     assert density.startswith(f"Density {best} (P = {before[best]:.2f}); dense (C + D): P = ")
-    assert "no convolutional feature map" in app.get("image")[0].captions[0]
+    assert "gradcam of class" in app.get("image")[0].captions[0]  # on the ViT's patch tokens
     assert app.text_area(key="prompt_A").value == "The breast is almost entirely fat."
     edited = "The breasts are extremely dense, which lowers the sensitivity of mammography."
     app.text_area(key="prompt_A").set_value(edited).run()

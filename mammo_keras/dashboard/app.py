@@ -91,11 +91,14 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
 
 
 def explainable(model) -> bool:
-    """Whether Grad-CAM has a convolutional feature map to use in `model` (a ViT zero-shot
-    model has none: it is served without a heat-map)."""
+    """Whether Grad-CAM has a feature map to use in `model`: a convolutional one, or a CLIP
+    tower's patch tokens."""
     from mammo_keras.errors import UserError
     from mammo_keras.explain.gradcam import find_target_layer
+    from mammo_keras.models.clip import token_grad_cam_probe
 
+    if token_grad_cam_probe(model) is not None:
+        return True
     try:
         find_target_layer(model)
     except UserError:

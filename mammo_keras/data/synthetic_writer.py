@@ -32,6 +32,7 @@ from PIL import Image
 
 from mammo_keras.atomic import atomic_path
 from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
+from mammo_keras.data.adapters.synthetic import MANIFEST
 from mammo_keras.data.dicom_writer import write_dicom
 from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, PhantomSpec,
                                         generate_phantom, synthetic_specs)
@@ -39,7 +40,6 @@ from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, 
 FORMATS = ("dicom", "mias", "folder", "cbis", "inbreast")
 INBREAST_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date",
                     "File Name", "ACR", "Bi-Rads")
-MANIFEST = "synthetic.csv"
 MANIFEST_FIELDS = ("path", "mask_path", "label", "density", "patient_id", "laterality", "view",
                    "finding", "seed", "size", "contrast", "lesion_scale")
 MIAS_TISSUE = {"A": "F", "B": "G", "C": "D", "D": "D"}

@@ -11,7 +11,8 @@ same way as a classifier):
   w_k = sum_ij alpha_ijk relu(g_ijk); map = relu(sum_k w_k A_k).
 
 Maps are scaled to [0, 1] per image (all zero when nothing is positive). The
-feature map is by default the backbone's last one (the input of the pooling head).
+feature map is by default the backbone's last one (the input of the pooling head); for a
+CLIP image tower (a ViT) it is the grid of patch tokens entering its last block.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
     """
     if method not in METHODS:
         raise UserError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    probe = _probe(model, layer or find_target_layer(model))
+    from mammo_keras.models.clip import token_grad_cam_probe
+
+    probe = (None if layer else token_grad_cam_probe(model)) or \
+        _probe(model, layer or find_target_layer(model))
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         features, logits = probe(images, training=False)
@@ -82,6 +86,10 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
             chosen = tf.broadcast_to(tf.cast(class_index, tf.int32), tf.shape(logits)[:1])
         score = tf.gather(logits, chosen, batch_dims=1)
     gradients = tape.gradient(score, features)
+    if len(features.shape) == 3:  # ViT tokens (N, 1 + g * g, D): the patch grid, class token out
+        grid = int(round((features.shape[1] - 1) ** 0.5))
+        features, gradients = (tf.reshape(t[:, 1:], (-1, grid, grid, t.shape[-1]))
+                               for t in (features, gradients))
     if method == "gradcam":
         weights = tf.reduce_mean(gradients, axis=(1, 2))
     else:

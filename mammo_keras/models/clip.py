@@ -401,3 +401,27 @@ def build_clip_encoder(clip: str, features: str = "projection", preprocessing: s
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(vector)
     probabilities = keras.layers.Softmax(name="predictions")(logits)
     return keras.Model(images, probabilities, name=f"{model.name}_{features}")
+
+
+def token_grad_cam_probe(model: keras.Model) -> keras.Model | None:
+    """For a model with a CLIP image tower (zero-shot classifier, `clip_encoder` probe):
+    images -> [the patch tokens entering the ViT's last block (N, 1 + g * g, D), the logits
+    (N, K)], the grid Grad-CAM weighs for a ViT (the last block's input, as ViT Grad-CAM
+    usually takes it); None for any other model. Built for explaining only (not saved):
+    keras-hub's ViT runs its blocks inside one layer, so they are called here one by one."""
+    names = {layer.name for layer in model.layers}
+    if "clip_preprocessing" not in names or "logits" not in names:
+        return None
+    tower = model.get_layer("image_tower") if "image_tower" in names else model
+    vit = tower.get_layer("vit")
+    encoder = vit.get_layer("vit_encoder")
+    tokens = vit.get_layer("vit_patching_and_embedding")(
+        model.get_layer("clip_preprocessing")(model.input))
+    for block in encoder.encoder_layers[:-1]:
+        tokens = block(tokens)
+    x = encoder.layer_norm(encoder.encoder_layers[-1](tokens))
+    x = tower.get_layer("class_token")(x)
+    if "image_projection" in {layer.name for layer in tower.layers}:
+        x = tower.get_layer("image_projection")(x)
+    logits = model.get_layer("logits")(model.get_layer("embedding")(x))
+    return keras.Model(model.input, [tokens, logits], name=f"{model.name}_token_probe")

@@ -16,7 +16,7 @@ from mammo_keras.data.adapters.cbis_ddsm import load_cbis_ddsm
 from mammo_keras.data.adapters.folder import load_class_folders
 from mammo_keras.data.adapters.inbreast import load_inbreast
 from mammo_keras.data.adapters.mias import load_mias
-from mammo_keras.data.adapters.synthetic import load_synthetic
+from mammo_keras.data.adapters.synthetic import MANIFEST, load_synthetic
 from mammo_keras.data.archive import is_archive
 from mammo_keras.data.errors import no_images
 from mammo_keras.data.records import Records
@@ -30,7 +30,6 @@ ADAPTERS: dict[str, Callable[..., Records]] = {
                                                                 **options),
     "folder": load_class_folders,
 }
-MANIFEST = "synthetic.csv"
 
 
 def load_records(name_or_path: str | Path, root: str | Path | None = None, **options) -> Records:

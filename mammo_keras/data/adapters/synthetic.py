@@ -11,7 +11,8 @@ from pathlib import Path
 from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import LABELS, Record, Records
-from mammo_keras.data.synthetic_writer import MANIFEST
+
+MANIFEST = "synthetic.csv"  # the writer (synthetic_writer.py) imports it from here
 
 
 def load_synthetic(root: str | Path) -> Records:
