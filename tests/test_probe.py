@@ -127,3 +127,28 @@ def test_a_saved_model_is_probed_for_another_task_with_its_own_weights(tmp_path,
     config["data"]["image_size"] = 64
     with pytest.raises(UserError, match="takes 32 x 32 px input; set data.image_size: 32"):
         train(config, tmp_path / "wrong-size", data_dir=data_dir, verbose=0)
+
+
+def test_a_saved_model_of_another_task_is_fine_tuned_with_a_new_classification_layer(
+        tmp_path, data_dir):
+    from mammo_keras.models import describe
+
+    source = build_classifier("baseline_cnn", "gap", 4, (32, 32, 1), name="four_findings")
+    describe(source, task="malignancy", class_names=("w", "x", "y", "z"))
+    source.save(tmp_path / "source.keras")
+    from mammo_keras.models.loading import build_from_file
+
+    same_task = build_from_file(str(tmp_path / "source.keras"), 4, (32, 32, 1), "malignancy")
+    other_task = build_from_file(str(tmp_path / "source.keras"), 4, (32, 32, 1), "density")
+    kept = source.get_layer("logits").get_weights()[0]
+    np.testing.assert_array_equal(same_task.get_layer("logits").get_weights()[0], kept)
+    assert not np.array_equal(other_task.get_layer("logits").get_weights()[0], kept)  # new
+    config = density_config("fine_tune", epochs=1)
+    config["model"] = {"builder": "saved", "path": str(tmp_path / "source.keras")}
+    # the old head's classes (w..z) would be refused as not the data's: a new head is made
+    done = train(config, tmp_path / "tuned", data_dir=data_dir, verbose=0)
+    tuned = keras.saving.load_model(tmp_path / "tuned" / "model.keras")
+    assert tuple(done["class_names"]) != ("w", "x", "y", "z")
+    assert tuned.get_layer("logits").kernel.shape == source.get_layer("logits").kernel.shape
+    first = next(layer.name for layer in source.layers if isinstance(layer, keras.layers.Conv2D))
+    assert tuned.get_layer(first).kernel.shape == source.get_layer(first).kernel.shape

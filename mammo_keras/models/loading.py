@@ -45,17 +45,19 @@ def load_model(path: str | Path) -> keras.Model:
         raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
 
 
-def build_from_file(path: str, num_classes: int = 3,
-                    input_shape: tuple = (224, 224, 1)) -> keras.Model:
+def build_from_file(path: str, num_classes: int = 3, input_shape: tuple = (224, 224, 1),
+                    task: str | None = None) -> keras.Model:
     """The `model: {builder: saved, path: ...}` of a config: a saved mammo-keras model to train
-    on (fine-tune) or to probe, with a new classification layer when the task has another
-    number of classes.
+    on (fine-tune) or to probe, with a new classification layer when it was made for another
+    task or another number of classes.
 
     Args:
         path: a `.keras` file, e.g. a run's model.keras.
-        num_classes: the task's classes; when the saved model gives another count, its
-            "embedding" layer feeds a new Dense "logits" -> Softmax "predictions".
+        num_classes: the task's classes.
         input_shape: the config's (S, S, 1); must be the saved model's input.
+        task: the config's task; a model saved for another one (say malignancy, to be
+            fine-tuned for density) gets its "embedding" layer feeding a new Dense "logits"
+            -> Softmax "predictions", as does one with another class count.
 
     Returns:
         A functional model (N, S, S, 1) in [0, 1] -> (N, num_classes) probabilities.
@@ -65,12 +67,16 @@ def build_from_file(path: str, num_classes: int = 3,
     if saved[:2] != tuple(input_shape)[:2] and None not in saved[:2]:
         raise UserError(f"{path}: the model takes {saved[0]} x {saved[1]} px input; set "
                         f"data.image_size: {saved[0]}")
-    if model.output.shape[-1] == num_classes:
+    from mammo_keras.models.description import description_of
+
+    saved_task = description_of(model, fill=False).task
+    if model.output.shape[-1] == num_classes and (task is None or saved_task in (None, task)):
         return keras.Model(model.input, model.output, name=model.name)
     try:
         features = model.get_layer("embedding").output
     except ValueError:
-        raise UserError(f"{path}: gives {model.output.shape[-1]} classes where the task has "
+        raise UserError(f"{path}: made for {saved_task or 'another task'} with "
+                        f"{model.output.shape[-1]} classes, where the task is {task} with "
                         f"{num_classes}, and has no 'embedding' layer to put a new "
                         "classification layer on") from None
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(features)
