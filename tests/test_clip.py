@@ -149,7 +149,9 @@ def test_convert_command_and_a_zero_shot_config_through_train_and_predict(tmp_pa
     assert not (tmp_path / "x.keras").exists()
 
 
-@pytest.mark.parametrize("features, width", [("projection", 16), ("pre_projection", 64)])
+@pytest.mark.parametrize("features, width", [
+    pytest.param("projection", 16, marks=pytest.mark.slow),  # the same path, one layer more
+    ("pre_projection", 64)])
 def test_a_clip_image_tower_is_probed_before_or_after_its_projection(tmp_path, features, width):
     from mammo_keras.training import train
 
