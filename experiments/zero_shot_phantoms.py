@@ -34,7 +34,8 @@ def main(argv=None) -> int:
 
     from mammo_keras.data import load_records, split_records, write_synthetic
     from mammo_keras.evaluation import evaluate_model
-    from mammo_keras.models.clip import DENSITY_PROMPTS, tokenizer_of, zero_shot_classifier
+    from mammo_keras.models.clip import tokenizer_of
+    from mammo_keras.models.zero_shot import DENSITY_PROMPTS, zero_shot_classifier
     from mammo_keras.provenance import provenance
     from mammo_keras.training.contrastive import phantom_report, train_contrastive
 
@@ -108,7 +109,7 @@ def render(results: dict, args) -> str:
             lines.append(f"| {name} | {prompts} | {cell(figures['accuracy'])} | "
                          f"{cell(figures['macro_f1'])} | {cell(figures['quadratic_kappa'])} | "
                          f"{cell(figures['dense_accuracy'])} |")
-    lines += ["", "Prompt sets (mammo_keras.models.clip.DENSITY_PROMPTS): `birads` is the "
+    lines += ["", "Prompt sets (mammo_keras.models.zero_shot.DENSITY_PROMPTS): `birads` is the "
               "atlas wording, which the reports use among others; `mama` and `paper` "
               "(Molina-Roman's \"The breast is ...\") are worded otherwise, and their words "
               "that the reports never use are [UNK] to the vocabulary learnt from them. The "

@@ -328,7 +328,7 @@ def _cmd_clip_zero_shot(args: argparse.Namespace) -> int:
     import json
 
     from mammo_keras.atomic import save_model_atomically
-    from mammo_keras.models.clip import build_zero_shot
+    from mammo_keras.models.zero_shot import build_zero_shot
 
     prompts = args.prompts
     if Path(prompts).suffix.lower() in (".json", ".yaml", ".yml"):

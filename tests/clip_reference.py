@@ -83,7 +83,8 @@ def write_open_clip_folder(root: Path, *, full: bool = False, context_length: in
 def write_small_random_clip(path: Path, prompt_sets=("birads", "mama"), image_size: int = 32):
     """A tiny random `build_clip` model (no open_clip needed) whose vocabulary holds the words
     of `prompt_sets`, saved to `path`."""
-    from mammo_keras.models.clip import DENSITY_PROMPTS, CLIPConfig, build_clip
+    from mammo_keras.models.clip import CLIPConfig, build_clip
+    from mammo_keras.models.zero_shot import DENSITY_PROMPTS
     from mammo_keras.models.clip_tokenizer import CLIPTokenizer
     from mammo_keras.training.contrastive import word_vocabulary
 

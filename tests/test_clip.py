@@ -18,8 +18,8 @@ pytest.importorskip("keras_hub", reason="the CLIP models need the clip extra (ke
 pytest.importorskip("open_clip", reason="the reference needs the clip-reference extra")
 
 from mammo_keras.convert import open_clip_to_keras  # noqa: E402
-from mammo_keras.models.clip import (load_clip, resolve_prompts, tokenizer_of,  # noqa: E402
-                                     zero_shot_classifier)
+from mammo_keras.models.clip import load_clip, tokenizer_of  # noqa: E402
+from mammo_keras.models.zero_shot import resolve_prompts, zero_shot_classifier  # noqa: E402
 
 PROMPTS = ["The breast is extremely dense.", "the breasts are almost entirely fatty",
            "Scattered areas of fibroglandular density, which may obscure small masses",

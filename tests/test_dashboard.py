@@ -532,7 +532,7 @@ def zero_shot_app(tmp_path, monkeypatch):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from mammo_keras.models.clip import build_zero_shot
+    from mammo_keras.models.zero_shot import build_zero_shot
     from tests.clip_reference import write_small_random_clip
 
     write_small_random_clip(tmp_path / "clip.keras")
@@ -548,14 +548,14 @@ def zero_shot_app(tmp_path, monkeypatch):
 
 
 def _prompt_texts(name: str) -> list[str]:
-    from mammo_keras.models.clip import DENSITY_PROMPTS
+    from mammo_keras.models.zero_shot import DENSITY_PROMPTS
 
     return [text for prompts in DENSITY_PROMPTS[name].values() for text in prompts]
 
 
 def test_a_zero_shot_model_shows_its_density_and_prompts_which_can_be_edited(zero_shot_app,
                                                                               mammogram):
-    from mammo_keras.models.clip import build_zero_shot
+    from mammo_keras.models.zero_shot import build_zero_shot
 
     app, folder = zero_shot_app
     name, data = mammogram

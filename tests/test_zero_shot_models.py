@@ -12,7 +12,7 @@ pytest.importorskip("keras_hub", reason="CLIP models need the clip extra (keras-
 
 from mammo_keras.errors import UserError  # noqa: E402
 from mammo_keras.export import export_model  # noqa: E402
-from mammo_keras.models.clip import build_zero_shot  # noqa: E402
+from mammo_keras.models.zero_shot import build_zero_shot  # noqa: E402
 from tests.clip_reference import write_small_random_clip  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def test_a_zero_shot_model_exports_with_parity_and_names_what_tflite_lacks(tmp_p
 
 def test_grad_cam_of_a_zero_shot_model_weighs_the_vits_patch_tokens(tmp_path, rng):
     from mammo_keras.explain.gradcam import grad_cam
-    from mammo_keras.models.clip import token_grad_cam_probe
+    from mammo_keras.models.zero_shot import token_grad_cam_probe
 
     clip = str(write_small_random_clip(tmp_path / "clip.keras"))
     model = build_zero_shot(clip, "mama", input_shape=(32, 32, 1))

@@ -95,7 +95,7 @@ def explainable(model) -> bool:
     tower's patch tokens."""
     from mammo_keras.errors import UserError
     from mammo_keras.explain.gradcam import find_target_layer
-    from mammo_keras.models.clip import token_grad_cam_probe
+    from mammo_keras.models.zero_shot import token_grad_cam_probe
 
     if token_grad_cam_probe(model) is not None:
         return True
@@ -213,7 +213,7 @@ def density_line(probabilities: np.ndarray, class_names: list[str]) -> str | Non
 def prompt_editor(loaded: LoadedModel) -> LoadedModel:
     """For a zero-shot model: its class prompts, editable (one per line) when its CLIP file
     is at hand; returns the model to serve (rebuilt on the edited prompts once applied)."""
-    from mammo_keras.models.clip import zero_shot_settings
+    from mammo_keras.models.zero_shot import zero_shot_settings
 
     settings = zero_shot_settings(loaded.keras_model) if loaded.keras_model is not None \
         else None
@@ -239,7 +239,7 @@ def rebuilt_zero_shot(loaded: LoadedModel, settings: dict, prompts: dict) -> Loa
     """`loaded`'s zero-shot classifier made again on `prompts` (same CLIP model, size and
     preprocessing)."""
     from mammo_keras.export.runtime import keras_predictor
-    from mammo_keras.models.clip import build_zero_shot
+    from mammo_keras.models.zero_shot import build_zero_shot
 
     model = build_zero_shot(settings["clip"], prompts, preprocessing=settings["preprocessing"],
                             input_shape=tuple(loaded.keras_model.input_shape[1:]))

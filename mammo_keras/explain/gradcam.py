@@ -71,7 +71,7 @@ def grad_cam(model: keras.Model, images, class_index=None, layer: str | None = N
     """
     if method not in METHODS:
         raise UserError(f"Unknown method {method!r}; choose one of {list(METHODS)}.")
-    from mammo_keras.models.clip import token_grad_cam_probe
+    from mammo_keras.models.zero_shot import token_grad_cam_probe
 
     probe = (None if layer else token_grad_cam_probe(model)) or \
         _probe(model, layer or find_target_layer(model))

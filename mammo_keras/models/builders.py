@@ -24,8 +24,8 @@ from mammo_keras.errors import UserError, did_you_mean
 BUILDERS: dict[str, str] = {
     "classifier": "mammo_keras.models.classifier:build_classifier",
     "saved": "mammo_keras.models.loading:build_from_file",   # a .keras file to go on from
-    "zero_shot": "mammo_keras.models.clip:build_zero_shot",  # a CLIP model and class prompts
-    "clip_encoder": "mammo_keras.models.clip:build_clip_encoder",  # a CLIP image tower to probe
+    "zero_shot": "mammo_keras.models.zero_shot:build_zero_shot",  # a CLIP model and class prompts
+    "clip_encoder": "mammo_keras.models.zero_shot:build_clip_encoder",  # a CLIP image tower to probe
 }
 # What the task passes itself; a config may not set them.
 TASK_ARGUMENTS = ("num_classes", "input_shape", "task")

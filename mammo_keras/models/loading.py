@@ -22,6 +22,7 @@ def register_serializables() -> None:
     import mammo_keras.models.description  # noqa: F401
     import mammo_keras.models.feature_smoothing  # noqa: F401
     import mammo_keras.models.clip  # noqa: F401
+    import mammo_keras.models.zero_shot  # noqa: F401
     try:  # a CLIP model's towers are keras-hub layers, registered by importing it
         import keras_hub  # noqa: F401
     except ImportError:
