@@ -189,7 +189,7 @@ def describe(model: keras.Model, **fields: Any) -> DescribedModel:
     if not hasattr(model, "_outputs_struct"):  # Sequential and subclassed models have no graph
         raise UserError(f"model {model.name!r} is not functional; build it with keras.Model("
                          "inputs, outputs) to describe it")
-    base = description_of(model)
+    base = description_of(model, fill=False)  # defaults (class0..) are filled when read
     return DescribedModel(model.input, model.output, name=model.name,
                           description=dataclasses.replace(base, **fields))
 

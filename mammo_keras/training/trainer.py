@@ -37,7 +37,7 @@ from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
                                 write_json_atomically)
 from mammo_keras.data import DataReport, Records, load_dataset, write_split_manifest
 from mammo_keras.evaluation.plots import plot_training_history
-from mammo_keras.models.description import default_class_names, describe, description_of
+from mammo_keras.models.description import describe, description_of
 from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
@@ -283,8 +283,7 @@ def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size
     training data with its original image sizes (`image_shape`) as provenance."""
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
     named = description_of(model, fill=False).class_names
-    defaults = named is not None and tuple(named) == default_class_names(len(named))
-    if named is not None and not defaults and tuple(named) != tuple(names):
+    if named is not None and tuple(named) != tuple(names):
         raise ConfigError(f"the model's classes {list(named)} are not the data's {list(names)}"
                           "; set data.classes to the model's, in its order")
     label_output = "label" if task.target_names and "label" in task.target_names else None
