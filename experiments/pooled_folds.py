@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from result_files import with_interval, write_result
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "quadratic_kappa")
 
@@ -124,19 +124,13 @@ def main(argv=None) -> int:
                                                   spread["draws"][second])
                  if a.get(key) is not None and b.get(key) is not None])]
                for key in point_a if point_b.get(key) is not None}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(result))
+    write_result(args.out, result, render(result))
     return 0
 
 
 def render(result: dict) -> str:
     def cell(pair) -> str:
-        value, spread = pair
-        if value is None:
-            return "n/a"
-        return f"{value:.3f} ({spread[0]:.3f} to {spread[1]:.3f})" if spread else f"{value:.3f}"
+        return with_interval(pair, " to ")  # differences may be negative
 
     keys = [key for key in (*METRICS, "dense_accuracy")
             if any(key in v for v in result["variants"].values())]

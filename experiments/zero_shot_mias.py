@@ -10,45 +10,34 @@ Writes <out>.json and <out>.md with patient-bootstrap intervals, command, commit
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from result_files import with_interval, write_result
+from zero_shot_phantoms import clip_arguments, phantom_pairs
 
 MIAS = "../shared/data/mias/all-mias.tar.gz"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="experiments/results/zero_shot_mias")
+    parser = clip_arguments("experiments/results/zero_shot_mias")
     parser.add_argument("--mias", default=MIAS)
-    parser.add_argument("--count", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args(argv)
 
-    from mammo_keras.data import load_records, split_records, write_synthetic
+    from mammo_keras.data import load_records
     from mammo_keras.data.synthetic_writer import MIAS_TISSUE
     from mammo_keras.evaluation import evaluate_model
     from mammo_keras.models.clip import tokenizer_of
     from mammo_keras.models.zero_shot import DENSITY_PROMPTS, zero_shot_classifier
     from mammo_keras.provenance import provenance
-    from mammo_keras.training.contrastive import phantom_report, train_contrastive
+    from mammo_keras.training.contrastive import train_contrastive
 
     work = Path(tempfile.mkdtemp(prefix="zero-shot-mias-"))
-    # the training set of zero_shot_phantoms.py: same phantoms, split and reports
-    records = load_records("synthetic", write_synthetic(work / "phantoms", args.count, size=256,
-                                                        seed=args.seed + 2))
-    train = split_records(records, (0.8, 0.0, 0.2), seed=args.seed, stratify="density")["train"]
-    rng = np.random.default_rng(args.seed)
-    clip, history = train_contrastive(train, [phantom_report(r, rng) for r in train],
-                                      image_size=args.image_size, epochs=args.epochs,
-                                      seed=args.seed)
+    train, _, reports, _ = phantom_pairs(args, work)  # zero_shot_phantoms.py's training set
+    clip, history = train_contrastive(train, reports, image_size=args.image_size,
+                                      epochs=args.epochs, seed=args.seed)
     films = load_records("mias", args.mias)
     results = {"provenance": provenance(), "films": len(films),
                "patients": len({r.patient_id for r in films}),
@@ -71,17 +60,12 @@ def main(argv=None) -> int:
         print(name, results["prompt_sets"][name]["accuracy"], flush=True)
     counts = np.asarray(next(iter(results["prompt_sets"].values()))["confusion_matrix"]).sum(1)
     results["majority_share"] = float(counts.max() / counts.sum())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(results))
+    write_result(args.out, results, render(results))
     return 0
 
 
 def render(results: dict) -> str:
-    def cell(pair) -> str:
-        value, spread = pair
-        return f"{value:.3f} ({spread[0]:.3f}-{spread[1]:.3f})" if spread else f"{value:.3f}"
+    cell = with_interval
 
     lines = ["# Zero-shot density on MIAS by a CLIP trained on phantoms", "",
              f"The CLIP of `zero_shot_phantoms.md` (trained on phantom / report pairs only; "

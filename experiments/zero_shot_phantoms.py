@@ -20,32 +20,47 @@ import time
 from pathlib import Path
 
 import numpy as np
+from result_files import with_interval, write_result
 
 
-def main(argv=None) -> int:
+def clip_arguments(out: str) -> argparse.ArgumentParser:
+    """The options of the CLIP trained on phantom / report pairs (this script's and
+    zero_shot_mias.py's)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="experiments/results/zero_shot_phantoms")
+    parser.add_argument("--out", default=out)
     parser.add_argument("--count", type=int, default=400, help="phantoms (two per patient)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=1000)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def phantom_pairs(args, work: Path) -> tuple[list, list, list, np.random.Generator]:
+    """(training records, held-out records, one generated report per training record, the
+    generator that wrote them): `args.count` phantoms split 80 / 20 by patient."""
     from mammo_keras.data import load_records, split_records, write_synthetic
-    from mammo_keras.evaluation import evaluate_model
-    from mammo_keras.models.clip import tokenizer_of
-    from mammo_keras.models.zero_shot import DENSITY_PROMPTS, zero_shot_classifier
-    from mammo_keras.provenance import provenance
-    from mammo_keras.training.contrastive import phantom_report, train_contrastive
+    from mammo_keras.training.contrastive import phantom_report
 
-    work = Path(tempfile.mkdtemp(prefix="zero-shot-"))
     records = load_records("synthetic", write_synthetic(work / "phantoms", args.count, size=256,
                                                         seed=args.seed + 2))
     subsets = split_records(records, (0.8, 0.0, 0.2), seed=args.seed, stratify="density")
     rng = np.random.default_rng(args.seed)
-    train, test = subsets["train"], subsets["test"]
-    reports = [phantom_report(record, rng) for record in train]
+    reports = [phantom_report(record, rng) for record in subsets["train"]]
+    return subsets["train"], subsets["test"], reports, rng
+
+
+def main(argv=None) -> int:
+    args = clip_arguments("experiments/results/zero_shot_phantoms").parse_args(argv)
+
+    from mammo_keras.evaluation import evaluate_model
+    from mammo_keras.models.clip import tokenizer_of
+    from mammo_keras.models.zero_shot import DENSITY_PROMPTS, zero_shot_classifier
+    from mammo_keras.provenance import provenance
+    from mammo_keras.training.contrastive import train_contrastive
+
+    work = Path(tempfile.mkdtemp(prefix="zero-shot-"))
+    train, test, reports, rng = phantom_pairs(args, work)
     results = {"provenance": provenance(), "images": {"train": len(train), "test": len(test)},
                "patients": {"train": len({r.patient_id for r in train}),
                             "test": len({r.patient_id for r in test})},
@@ -77,19 +92,12 @@ def main(argv=None) -> int:
         results["runs"][name] = run
         print(name, json.dumps({p: v["accuracy"] for p, v in run["prompt_sets"].items()}),
               flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(results, args))
+    write_result(args.out, results, render(results, args))
     return 0
 
 
 def render(results: dict, args) -> str:
-    def cell(pair) -> str:
-        value, interval = pair
-        return f"{value:.3f} ({interval[0]:.3f}-{interval[1]:.3f})" if interval else \
-            f"{value:.3f}"
-
+    cell = with_interval
     lines = ["# Zero-shot density on phantoms: a CLIP trained on image / report pairs", "",
              f"Phantoms: {results['images']['train']} training images "
              f"({results['patients']['train']} patients) with one generated report each, "
