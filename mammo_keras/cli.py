@@ -166,8 +166,15 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if pairs else 0
 
 
+CLASSIFICATION_HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
+LESION_HEADLINE = ("lesion_accuracy", "lesion_roc_auc", "dice_lesion", "dice_all",
+                   "detection_at_1_fp")
+
+
 def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"):
+    keys = LESION_HEADLINE if "dice_lesion" in metrics or "lesion_accuracy" in metrics \
+        else CLASSIFICATION_HEADLINE
+    for key in keys:
         value, interval = metrics.get(key), intervals.get(key)
         span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
         print(f"{indent}{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")

@@ -19,7 +19,7 @@ import numpy as np
 from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
-from mammo_keras.data.records import Record, Records, worst_label
+from mammo_keras.data.records import LABELS, Record, Records, worst_label
 
 SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ("path", "patient_id", "label", "split")
@@ -40,7 +40,10 @@ def _groups(records: Sequence[Record], stratify: str | None,
         if stratify is None:
             key = "all"
         elif stratify == "label":
-            key = worst_label(records[i].label for i in indices)
+            labels = {records[i].label for i in indices}
+            # another task's labels (e.g. mass / no_mass): the patient's set of labels
+            key = worst_label(labels) if labels <= set(LABELS) | {None} else \
+                "|".join(sorted(str(label) for label in labels))
         else:
             key = str(getattr(records[indices[0]], stratify))
         strata[key][group] = indices

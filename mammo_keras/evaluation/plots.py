@@ -174,3 +174,22 @@ def plot_metric_bars(names: Sequence[str], series: dict, path: str | Path) -> Pa
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8)
     return _save(figure, path)
+
+
+def plot_froc(curve: dict, path: str | Path, note: str | None = None,
+              rates: Sequence[float] = (0.125, 0.25, 0.5, 1, 2, 4)) -> Path:
+    """The free-response ROC (`evaluation.segmentation.froc`): lesion sensitivity against
+    false positives per image, log x axis, the fixed rates marked."""
+    figure, axis = plt.subplots(figsize=(5, 4))
+    fp, sensitivity = np.asarray(curve["fp_per_image"]), np.asarray(curve["sensitivity"])
+    floor = rates[0] / 2
+    axis.step(np.maximum(fp, floor), sensitivity, where="post",
+              label=f"{curve['lesions']} lesions, {curve['images']} images")
+    for rate in rates:
+        axis.axvline(rate, color="0.85", linewidth=0.8, zorder=0)
+    axis.set_xscale("log")
+    axis.set(xlabel="false positives per image", ylabel="lesion sensitivity", ylim=(0, 1.01),
+             xlim=(floor, max(rates[-1], float(fp.max()) if fp.size else 0) * 1.2))
+    _title(axis, "FROC: lesion detection", note)
+    axis.legend(loc="lower right")
+    return _save(figure, path)

@@ -26,6 +26,7 @@ BUILDERS: dict[str, str] = {
     "saved": "mammo_keras.models.loading:build_from_file",   # a .keras file to go on from
     "zero_shot": "mammo_keras.models.zero_shot:build_zero_shot",  # a CLIP model and class prompts
     "clip_encoder": "mammo_keras.models.zero_shot:build_clip_encoder",  # a CLIP image tower to probe
+    "hds_unet": "mammo_keras.models.hds_unet:build_hds_unet",  # HDS residual U-Net (Zhang 2018)
 }
 # What the task passes itself; a config may not set them.
 TASK_ARGUMENTS = ("num_classes", "input_shape", "task")

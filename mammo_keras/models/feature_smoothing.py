@@ -15,10 +15,11 @@ from keras import ops
 
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.models.classifier import EMBEDDING_LAYER
+from mammo_keras.models.own_loss import OwnLossModel
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
-class FeatureSmoothingModel(keras.Model):
+class FeatureSmoothingModel(OwnLossModel):
     """Train `classifier` with cross-entropy + lambda * ||f - c_y||^2.
 
     Args:
@@ -48,6 +49,8 @@ class FeatureSmoothingModel(keras.Model):
     ['accuracy', 'cross_entropy', 'feature_smoothing', 'loss']
     >>> # classifier.save("classifier.keras") keeps the trained classifier
     """
+
+    loss_name = "FeatureSmoothingLoss"
 
     def __init__(self, classifier: keras.Model, smoothing_loss: FeatureSmoothingLoss | None = None,
                  **kwargs):
@@ -79,19 +82,6 @@ class FeatureSmoothingModel(keras.Model):
     def call(self, inputs, training=None):
         return self._heads(inputs, training=training)
 
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
-        """`keras.Model.compile` without `loss`: the loss is the `FeatureSmoothingLoss`."""
-        if loss is not None:
-            raise ValueError("FeatureSmoothingModel computes its own loss; configure it with "
-                             "FeatureSmoothingLoss and call compile() without `loss`.")
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config: dict) -> None:
-        """Re-compile a loaded model (optimizer, metrics) so that `fit` can resume."""
-        config = keras.saving.deserialize_keras_object(config)
-        config.pop("loss", None)
-        self.compile(**config)
-        self.optimizer.build(self.trainable_variables)
 
     def one_hot(self, y):
         """Labels as float32 (N, K): integer ids are one-hot encoded, (N, K) labels kept."""

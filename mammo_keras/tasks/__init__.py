@@ -2,12 +2,15 @@
 
 - `Task`: the interface (targets, model builder, losses, metrics, evaluation, summary).
 - `MalignancyTask` ("malignancy"), `DensityTask` ("density"): classification.
+- `LesionSegmentationTask` ("lesion_segmentation"): mass mask + mass present (HDS, Zhang 2018).
 - `register_task`, `get_task`, `task_names`: select a task by a config's `data.task`,
   a registered name or "package.module:ClassName".
 """
 
 from mammo_keras.tasks.base import Task, get_task, get_task_class, register_task, task_names
 from mammo_keras.tasks.classification import ClassificationTask, DensityTask, MalignancyTask
+from mammo_keras.tasks.segmentation import LesionSegmentationTask
 
-__all__ = ["ClassificationTask", "DensityTask", "MalignancyTask", "Task", "get_task",
+__all__ = ["ClassificationTask", "DensityTask", "LesionSegmentationTask",
+           "MalignancyTask", "Task", "get_task",
            "get_task_class", "register_task", "task_names"]

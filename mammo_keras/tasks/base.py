@@ -45,12 +45,23 @@ class Task:
     """
 
     name: str = ""
+    OPTIONS: dict = {}  # the config's `task_options` with their defaults (types checked)
     target_names: tuple[str, ...] | None = None
     target_field: str = "label"
     monitor: str = "val_loss"
 
     def __init__(self, config: dict):
         self.config = config
+        self.options = {**self.OPTIONS, **config.get("task_options", {})}
+
+    def prepare_records(self, records):
+        """The records this task studies, from a dataset's (`Records`): by default all of them;
+        a task may relabel them or leave some out, listing those in `skipped`."""
+        return records
+
+    def start_epoch(self, training_model: keras.Model, epoch: int) -> None:
+        """Called before epoch `epoch` (0-based, counted over the whole run) is trained, also
+        after a resume: for state that follows the epoch (loss weights that decay)."""
 
     @property
     def pipeline_task(self) -> str:
@@ -160,3 +171,4 @@ def get_task(config: dict) -> Task:
 
 def _load_builtin_tasks() -> None:
     import mammo_keras.tasks.classification  # noqa: F401  (registers on import)
+    import mammo_keras.tasks.segmentation  # noqa: F401

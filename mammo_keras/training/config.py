@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 16,             # images per optimizer step
         "gradient_accumulation": 1,   # > 1: batches of batch_size / this, gradients averaged
                                       #   over this many before each step (less memory)
+        "optimizer": "adamw",         # adamw | sgd (with `momentum`; HDS trains with SGD)
+        "momentum": 0.9,
         "learning_rate": 1e-3,
         "weight_decay": 1e-4,
         "schedule": "cosine",         # cosine: warm-up, then cosine decay to the floor;
@@ -92,11 +94,13 @@ DEFAULTS: dict[str, Any] = {
         "subset": "test",         # test | val
         "resamples": 1000,        # bootstrap resamples for the 95 % intervals; 0: none
     },
+    "task_options": {},           # the task's own settings (`Task.OPTIONS`, e.g. the HDS
+                                  #   loss of tasks/segmentation.py), checked by the task
     "grid": {},                   # only for `run`: axes to expand, see experiment.expand_grid
 }
 
 # Keys whose value may be of several types (anything else must match its default's type).
-_FREE_KEYS = {"data.root", "data.classes", "model.weights", "training.jit_compile", "grid",
+_FREE_KEYS = {"data.root", "task_options", "training.momentum", "data.classes", "model.weights", "training.jit_compile", "grid",
               "training.stages", "training.monitor",
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
@@ -108,6 +112,7 @@ _CHOICES = {
     "training.class_balance": ("none", "weights", "sampling"),
     "training.fsl_centres": ("ema", "batch"),
     "training.schedule": ("cosine", "plateau"),
+    "training.optimizer": ("adamw", "sgd"),
     "data.split_by": ("patient", "image"),
     "training.scenario": ("fine_tune", "linear_probe", "logistic_probe"),
     "training.precision": ("auto", "float32", "mixed_float16"),
@@ -155,7 +160,7 @@ def _merge(defaults: dict, user: dict, prefix: str, where: str) -> dict:
             raise ConfigError(f"{where}unknown key {dotted!r}{did_you_mean(dotted, [prefix + k for k in defaults])} "
                               f"(valid keys here: {sorted(defaults)})")
         default = defaults[key]
-        if isinstance(default, dict) and dotted != "grid":
+        if isinstance(default, dict) and dotted not in ("grid", "task_options"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{dotted} must be a mapping, got {value!r}")
             merged[key] = _merge(default, value, f"{dotted}.", where)
@@ -197,6 +202,7 @@ def _resolve(user: dict, where: str) -> dict:
     config = _merge(DEFAULTS, user, "", where)
     config["model"] = _resolve_model(model, where)
     task = _task_class(config["data"]["task"], where)
+    config["task_options"] = _task_options(task, config["task_options"], where)
     split = config["data"]["split"]
     if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
         raise ConfigError(f"{where}data.split must be three shares summing to 1, got {split!r}")
@@ -284,6 +290,14 @@ def _resolve_model(model: dict, where: str) -> dict:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return resolved
+
+
+def _task_options(task: type, options, where: str) -> dict:
+    """The task's `OPTIONS` defaults updated by the config's `task_options`, checked: keys the
+    task does not know, and values of another type than the default's, are errors."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}task_options must be a mapping, got {options!r}")
+    return _merge(task.OPTIONS, options, "task_options.", where)
 
 
 def _task_class(name: str, where: str) -> type:
@@ -375,6 +389,11 @@ def config_hash(config: dict) -> str:
         del trained["model"]["builder"]
     if not trained.get("training", {}).get("stages", True):
         del trained["training"]["stages"]
+    if not trained.get("task_options", True):
+        del trained["task_options"]
+    for key, default in (("optimizer", "adamw"), ("momentum", 0.9)):
+        if trained.get("training", {}).get(key, default) == default:
+            trained.get("training", {}).pop(key, None)
     text = json.dumps(trained, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -37,7 +37,10 @@ from mammo_keras.training.trainer import read_done, train
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
                    "recall_variance", "recall_malignant", "ece", "fisher_ratio", "silhouette",
-                   "weighted_f1", "quadratic_kappa", "dense_accuracy", "dense_roc_auc")
+                   "weighted_f1", "quadratic_kappa", "dense_accuracy", "dense_roc_auc",
+                   "lesion_accuracy", "lesion_roc_auc", "dice_lesion", "dice_all", "iou_lesion",
+                   "false_positive_image_rate", "detection_at_0.5_fp", "detection_at_1_fp",
+                   "malignancy_roc_auc")
 # The columns of summary.md by task: (metric, heading)
 TABLE_COLUMNS = {
     "density": (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
@@ -48,7 +51,16 @@ TABLE_COLUMNS = {
                    ("macro_f1", "macro F1"), ("roc_auc_macro", "ROC-AUC (macro)"),
                    ("recall_variance", "recall variance"), ("recall_malignant", "malignant recall"),
                    ("fisher_ratio", "Fisher ratio")),
+    "lesion_segmentation": (("dice_lesion", "Dice (mass films)"), ("dice_all", "Dice (all)"),
+                            ("iou_lesion", "IoU (mass films)"),
+                            ("false_positive_image_rate", "normals with FP pixels"),
+                            ("lesion_accuracy", "mass present: acc."),
+                            ("lesion_roc_auc", "mass present: AUC"),
+                            ("detection_at_1_fp", "detection @1 FP/img"),
+                            ("malignancy_roc_auc", "malignancy AUC")),
 }
+# The bars of summary.png by task (mean +- std per row)
+PLOT_METRICS = {"lesion_segmentation": ("dice_lesion", "lesion_roc_auc", "detection_at_1_fp")}
 
 
 def _label(key: str, value) -> str:
@@ -184,15 +196,17 @@ def _repeat_text(config: dict, repeats: list[str]) -> str:
     return ", ".join(f"{axis} in {config['grid'][axis]}" for axis in repeats)
 
 
-def plot_summary(summary: list[dict], axes: list[str], path: Path) -> None:
-    """Bars of macro F1 and macro ROC-AUC per row of the summary, +- std."""
+def plot_summary(summary: list[dict], axes: list[str], path: Path,
+                 metrics: tuple = ("macro_f1", "roc_auc_macro", "balanced_accuracy")) -> None:
+    """Bars of `metrics` (macro F1, macro ROC-AUC, balanced accuracy) per row of the summary,
+    +- std."""
     from mammo_keras.evaluation.plots import plot_metric_bars
 
     keys = [axis for axis in axes if axis not in REPEAT_AXES]
     names = ["-".join(str(entry[key]) for key in keys) or "run" for entry in summary]
     series = {metric: ([entry.get(f"{metric}_mean") for entry in summary],
                        [entry.get(f"{metric}_std") for entry in summary])
-              for metric in ("macro_f1", "roc_auc_macro", "balanced_accuracy")}
+              for metric in metrics}
     plot_metric_bars(names, series, path)
 
 
@@ -247,4 +261,6 @@ def _write_tables(out: Path, config: dict, rows: list[dict], axes: list[str], fa
     write_csv_atomically(out / "summary.csv", summary)
     write_text_atomically(out / "summary.md", summary_markdown(config, summary, axes, failed,
                                                                 origins))
-    plot_summary(summary, axes, out / "summary.png")
+    task = config["data"]["task"]
+    plot_summary(summary, axes, out / "summary.png", **(
+        {"metrics": PLOT_METRICS[task]} if task in PLOT_METRICS else {}))

@@ -155,17 +155,21 @@ def learning_rate_schedule(training: dict, steps_per_epoch: int
 
 def _compiled(task, model: keras.Model, weights: list[float] | None, training: dict,
               stage: dict, steps_per_epoch: int) -> keras.Model:
-    """The task's training model around `model`, compiled with AdamW on the stage's schedule
+    """The task's training model around `model`, compiled with AdamW (or SGD with momentum:
+    `training.optimizer`; Keras applies either's weight decay decoupled) on the stage's schedule
     (`steps_per_epoch`: optimizer steps, which gradient accumulation makes fewer than
     batches)."""
     trainer = task.training_model(model, weights)
     jit = training["jit_compile"]
     accumulation = training["gradient_accumulation"]
-    optimizer = keras.optimizers.AdamW(
-        float(stage["learning_rate"]) if training["schedule"] == "plateau" else
-        learning_rate_schedule({**training, **stage}, steps_per_epoch),
-        weight_decay=float(training["weight_decay"]),
-        gradient_accumulation_steps=accumulation if accumulation > 1 else None)
+    rate = float(stage["learning_rate"]) if training["schedule"] == "plateau" else \
+        learning_rate_schedule({**training, **stage}, steps_per_epoch)
+    common = {"weight_decay": float(training["weight_decay"]),
+              "gradient_accumulation_steps": accumulation if accumulation > 1 else None}
+    if training["optimizer"] == "sgd":
+        optimizer = keras.optimizers.SGD(rate, momentum=float(training["momentum"]), **common)
+    else:
+        optimizer = keras.optimizers.AdamW(rate, **common)
     losses = task.losses(weights)
     trainer.compile(optimizer=optimizer, metrics=task.metrics(),
                     jit_compile=jit if jit in (True, False) else "auto",
@@ -299,7 +303,7 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
          progress) -> dict:
     data, training = config["data"], config["training"]
     task = get_task(config)
-    records = dataset_records(data, data_dir or out / "data", progress)
+    records = task.prepare_records(dataset_records(data, data_dir or out / "data", progress))
     subsets = split_subsets(records, data)
     write_split_manifest(out / "splits.csv", subsets)
     write_config(out / "config.yaml", config)
@@ -353,6 +357,7 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
                 state.plateau_wait, state.learning_rate = 0, None
             trainer_stage = index
         reseed_layers(trainer, seed, epoch)
+        task.start_epoch(trainer, epoch)
         train_data = load_dataset(
             subsets["train"], image_size=size, batch_size=batch, training=True,
             balanced=sampling, augment=training["augment"], cache=str(train_cache),

@@ -1,0 +1,106 @@
+"""Lesion segmentation + lesion-present classification with hybrid deep supervision (HDS).
+
+The task of Zhang, Zhang & Chung 2018: one residual U-Net (`build_hds_unet`, builder
+"hds_unet") segments masses and says whether the film holds one. Records become lesion
+records (`mammo_keras.data.lesions`: label "mass" / "no_mass", the mass outlines as mask;
+films whose mass has no outline are reported and left out). The U-Net trains inside
+`DeepSupervisionModel` with `HybridDeepSupervisionLoss`, whose settings are the config's
+`task_options`:
+
+    task_options:
+      lesions: masses        # masses | all (every annotated lesion)
+      pixel_loss: ce         # ce (the authors') | dice_ce (MONAI's DiceCELoss)
+      seg_weight: 1.0        # the authors' segcls_weight (1.0, 0.03)
+      cls_weight: 0.03
+      seg_final: 0.005       # auxiliary exit weights decay to this share by the last epoch
+      cls_final: 0.05
+      sparsity: 1.0e-6       # the MIL loss's sparsity factor
+
+Evaluation: `mammo_keras.evaluation.lesion_report` (Dice / IoU over lesion films and over all
+films, lesion-present accuracy and AUC, malignancy AUC where the data gives pathology, FROC).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+from mammo_keras.data.lesions import LESION_CLASSES, lesion_records
+from mammo_keras.models.outputs import CLASS_PROBABILITIES, MASK
+from mammo_keras.tasks.base import Task, register_task
+
+
+@register_task
+class LesionSegmentationTask(Task):
+    """Mass mask + mass present from one U-Net (HDS and its ablations, `model.exits`)."""
+
+    name = "lesion_segmentation"
+    target_names = ("label", "mask")
+    monitor = "val_final_exit_loss"  # the final exit's undecayed loss: comparable over epochs
+    OPTIONS = {"lesions": "masses", "pixel_loss": "ce", "seg_weight": 1.0, "cls_weight": 0.03,
+               "seg_final": 5e-3, "cls_final": 5e-2, "sparsity": 1e-6}
+
+    @property
+    def output_kinds(self) -> dict[str, str]:
+        if self.config["model"].get("exits", "hds") == "cls":
+            return {"label": CLASS_PROBABILITIES}
+        return {"label": CLASS_PROBABILITIES, "mask": MASK}
+
+    def prepare_records(self, records):
+        return lesion_records(records, self.options["lesions"])
+
+    def class_names(self, records: Sequence) -> tuple[str, ...]:
+        return LESION_CLASSES
+
+    def training_model(self, model: keras.Model, class_weights: list[float] | None
+                       ) -> keras.Model:
+        from mammo_keras.losses import HybridDeepSupervisionLoss
+        from mammo_keras.models import DeepSupervisionModel
+        from mammo_keras.training.config import training_stages
+
+        epochs = sum(stage["epochs"] for stage in training_stages(self.config))
+        settings = {key: self.options[key] for key in
+                    ("pixel_loss", "seg_weight", "cls_weight", "seg_final", "cls_final",
+                     "sparsity")}
+        return DeepSupervisionModel(model, HybridDeepSupervisionLoss(**settings, epochs=epochs))
+
+    def losses(self, class_weights: list[float] | None):
+        return None  # DeepSupervisionModel computes its own loss
+
+    def start_epoch(self, training_model: keras.Model, epoch: int) -> None:
+        training_model.set_epoch(epoch)
+
+    def trained_model(self, training_model: keras.Model) -> keras.Model:
+        return training_model.unet
+
+    def evaluate(self, model: keras.Model, records: Sequence, out: Path,
+                 class_names: Sequence[str], batch_size: int, resamples: int) -> dict:
+        from mammo_keras.evaluation.lesion_report import evaluate_lesion_model
+
+        options = {key: value for key, value in self.dataset_options(class_names).items()
+                   if key in ("crop", "flip", "window", "equalize")}
+        return evaluate_lesion_model(model, records, out, class_names, batch_size=batch_size,
+                                     resamples=resamples, **options)
+
+    def summary(self, metrics: dict) -> dict:
+        present = metrics["lesion_present"]
+        headline = {"lesion_accuracy": present["accuracy"],
+                    "lesion_roc_auc": present["roc_auc_macro"],
+                    "sensitivity": metrics["sensitivity"], "specificity": metrics["specificity"]}
+        segmentation = metrics.get("segmentation") or {}
+        for key in ("dice_lesion", "dice_all", "iou_lesion", "iou_all",
+                    "false_positive_image_rate"):
+            headline[key] = segmentation.get(key)
+        for rate, value in ((metrics.get("detection") or {}).get(
+                "sensitivity_at_fp_per_image") or {}).items():
+            headline[f"detection_at_{rate}_fp"] = value
+        malignancy = metrics.get("malignancy") or {}
+        headline["malignancy_roc_auc"] = malignancy.get("roc_auc")
+        spread = dict(metrics.get("confidence_intervals", {}))
+        spread["lesion_roc_auc"] = spread.pop("lesion_roc_auc_macro", None)
+        if malignancy:
+            spread["malignancy_roc_auc"] = malignancy["confidence_interval"]
+        return {"metrics": headline,
+                "confidence_intervals": {k: v for k, v in spread.items() if v is not None}}
