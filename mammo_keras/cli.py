@@ -206,7 +206,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from mammo_keras.predict import predict_files, write_predictions
+    from mammo_keras.predict import predict_files, predict_masks, write_predictions
 
     if Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"{args.out}: --out must end in .csv or .json")
@@ -215,12 +215,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not Path(args.model).exists():
         raise UserError(f"{args.model}: model not found")
     classes = args.classes.split(",") if args.classes else None
-    rows, skipped = predict_files(load_predictor(args.model), args.inputs, class_names=classes,
-                                  batch_size=args.batch_size)
+    predictor = load_predictor(args.model)
+    has_masks = "mask" in (predictor.description.outputs or {}).values()
+    if args.masks and not has_masks:
+        raise UserError(f"{args.model}: --masks needs a model with a mask output; this one "
+                        "gives class probabilities only")
+    if args.masks:
+        if classes:
+            raise UserError("--classes and --masks: a segmentation model names its own classes")
+        rows, skipped = predict_masks(predictor, args.inputs, args.masks,
+                                      threshold=args.mask_threshold,
+                                      dicom_seg=not args.no_dicom_seg)
+    else:
+        rows, skipped = predict_files(predictor, args.inputs, class_names=classes,
+                                      batch_size=args.batch_size)
     if not rows:
         raise no_images(", ".join(args.inputs), skipped)
     write_predictions(args.out, rows)
     print(f"{len(rows)} images predicted, written to {args.out}")
+    if args.masks:
+        seg = sum(1 for row in rows if row["mask_dicom"])
+        print(f"masks in {args.masks}: {len(rows)} PNG, {seg} DICOM SEG")
+    elif has_masks:
+        print("the model also segments lesions: add --masks DIR to write its masks")
     for error in skipped:
         print(f"skipped {error}")
     return 0
@@ -603,6 +620,14 @@ def _add_evaluate_command(commands) -> None:
     predict.add_argument("--classes", help="class names, comma-separated (default: from the "
                                            "run folder of MODEL, else normal,benign,malignant)")
     predict.add_argument("--batch-size", type=_positive_int, default=16)
+    predict.add_argument("--masks", metavar="DIR",
+                         help="for a model with a mask output (HDS): write each image's lesion "
+                              "mask into DIR as <name>_mask.png at the image's own size, and "
+                              "as <name>_seg.dcm (DICOM SEG) for DICOM sources")
+    predict.add_argument("--mask-threshold", type=float, default=0.5,
+                         help="lesion probability above which a pixel is in the mask (0.5)")
+    predict.add_argument("--no-dicom-seg", action="store_true",
+                         help="with --masks: PNG masks only")
     predict.set_defaults(handler=_cmd_predict)
 
 

@@ -1,4 +1,6 @@
-"""`predict_files`: class probabilities for image files with a classifier in any exported format.
+"""`predict_files`: class probabilities for image files with a classifier in any exported format;
+`predict_masks`: probabilities and lesion masks of a segmentation model (HDS), written as
+PNG files at each image's own resolution and as DICOM Segmentation objects for DICOM sources.
 
 Files go through the same reader and preprocessing as training (`load_dataset`),
 batched; files that cannot be read are listed, never fatal. Folders are searched
@@ -85,6 +87,90 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
              **{f"p_{name}": float(value) for name, value in zip(names, row)}}
             for path, row in zip(kept, values)]
     return rows, skipped + list(report.skipped)
+
+
+def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path,
+                  threshold: float = 0.5, dicom_seg: bool = True,
+                  progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[list[dict], list[DataError]]:
+    """Probabilities and the lesion mask of every readable image in `inputs`, the mask mapped
+    back through the breast crop, resize and flip onto the image as it was read.
+
+    For each image, `out` receives `<name>_mask.png` (8-bit, 255 where the lesion probability
+    exceeds `threshold`, the image's own height and width) and, for a DICOM source and
+    `dicom_seg`, `<name>_seg.dcm`, a DICOM SEG referencing it (`data.dicom_seg`). Names of
+    files from different folders that would collide get a numeric suffix.
+
+    Returns:
+        (rows, skipped): rows as `predict_files`' plus "mask_png", "mask_dicom" (or "") and
+        "mask_pixels"; a DataError per file that could not be read or written.
+    """
+    from mammo_keras.data.dicom_seg import write_dicom_seg
+    from mammo_keras.data.preprocessing import invert_geometry
+    from mammo_keras.data.readers import read_image
+    from mammo_keras.models.outputs import MASK
+
+    names = [name for name, kind in (predictor.description.outputs or {}).items()
+             if kind == MASK]
+    if not names:
+        raise UserError(f"{predictor.path}: the model has no mask output; use predict_files")
+    files, skipped = collect_files(inputs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = predictor.class_names
+    rows, used = [], set()
+    for done, path in enumerate(files, start=1):
+        try:
+            image, meta = read_image(path)
+            processed, geometry = predictor.preprocess(image, meta.get("laterality"))
+            outputs = predictor.outputs(processed[None])
+            full = invert_geometry(outputs[names[0]][0], geometry, image.shape[:2]).numpy()
+            mask = full[..., 0] > threshold
+            stem = _unique_stem(Path(path.split("::")[-1]).stem, used)
+            png = out / f"{stem}_mask.png"
+            _write_mask_png(mask, png)
+            seg = ""
+            if dicom_seg and meta.get("format") == "dicom":
+                seg = str(write_dicom_seg(path, mask, out / f"{stem}_seg.dcm",
+                                          algorithm=predictor.description.task or "mammo-keras",
+                                          version=_version()))
+        except DataError as error:
+            skipped.append(error)
+            continue
+        except OSError as error:
+            skipped.append(DataError(path, f"mask not written ({error.strerror or error})"))
+            continue
+        probabilities = outputs["probabilities"][0]
+        rows.append({"path": path, "prediction": classes[int(np.argmax(probabilities))],
+                     **{f"p_{name}": float(p) for name, p in zip(classes, probabilities)},
+                     "mask_png": str(png), "mask_dicom": seg, "mask_pixels": int(mask.sum())})
+        if progress is not None:
+            progress(done, len(files))
+    return rows, skipped
+
+
+def _unique_stem(stem: str, used: set) -> str:
+    candidate, number = stem, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{stem}-{number}"
+    used.add(candidate)
+    return candidate
+
+
+def _write_mask_png(mask: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    from mammo_keras.atomic import atomic_path
+
+    with atomic_path(path) as partial:
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(partial, format="PNG")
+
+
+def _version() -> str:
+    from mammo_keras import __version__
+
+    return __version__
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> Path:

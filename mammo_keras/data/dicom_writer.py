@@ -91,7 +91,10 @@ def write_dicom(
     ds.BodyPartExamined = "BREAST"
     ds.PatientID = patient_id
     ds.PatientName = "Synthetic^Phantom"
+    ds.PatientBirthDate, ds.PatientSex = "", "F"
     ds.StudyDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = "", "1", ""
     ds.SeriesNumber, ds.InstanceNumber = 1, 1
     ds.ImagerPixelSpacing = [pixel_spacing_mm, pixel_spacing_mm]
     if laterality_in == "tags":

@@ -19,9 +19,14 @@ def most_positive_instance(instance_logits):
     flow into the chosen instance only, as in the authors' code."""
     logits = ops.reshape(instance_logits, (ops.shape(instance_logits)[0], -1,
                                            ops.shape(instance_logits)[-1]))
-    chosen = ops.argmin(logits[..., 0], axis=1)
-    chosen = ops.reshape(chosen, (-1, 1, 1))
-    return ops.take_along_axis(logits, ops.cast(chosen, "int32"), axis=1)[:, 0, :]
+    # a mask of the minimum rather than argmin and a gather: the same numbers, and every op
+    # exists in TFLite (Keras' argmin is not convertible); exact ties, which real-valued
+    # logits do not make, would share the choice
+    background = logits[:, :, 0]
+    chosen = ops.cast(ops.equal(background, ops.min(background, axis=1, keepdims=True)),
+                      logits.dtype)
+    chosen = ops.stop_gradient(chosen / ops.sum(chosen, axis=1, keepdims=True))
+    return ops.sum(logits * ops.expand_dims(chosen, -1), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
