@@ -442,9 +442,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 1 if any(row.get("error") for row in rows) else 0
 
 
+def _image_size(text: str):
+    """A side ("224") or "HxW" ("512x384"), each a positive integer."""
+    parts = text.lower().split("x")
+    if len(parts) > 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 224 or 512x384")
+    return int(parts[0]) if len(parts) == 1 else f"{int(parts[0])}x{int(parts[1])}"
+
+
 def _add_bench_command(commands) -> None:
     from mammo_keras.bench.runner import MODES
-    from mammo_keras.catalogue import BACKBONE_NAMES, HEADS
+    from mammo_keras.catalogue import BENCH_MODELS, HEADS
 
     bench = commands.add_parser(
         "bench", help="throughput and memory against keras.applications, PyTorch and matmul",
@@ -453,12 +461,13 @@ def _add_bench_command(commands) -> None:
                     "same run: the naive keras.applications route, the same architecture in "
                     "plain PyTorch (when torch is installed) and the dense matmul ceiling. "
                     "Prints a Markdown table of ratios; medians of --repeats runs.")
-    bench.add_argument("--model", action="append", choices=BACKBONE_NAMES,
-                       help="backbone (repeatable; default: all)")
+    bench.add_argument("--model", action="append", choices=BENCH_MODELS,
+                       help="backbone or hds_unet (repeatable; default: every backbone)")
     bench.add_argument("--head", action="append", choices=HEADS,
                        help="head (repeatable; default: gagm_se)")
     bench.add_argument("--mode", choices=MODES, default="train", help="what to time (train)")
-    bench.add_argument("--image-size", type=_positive_int, default=224, help="input px (224)")
+    bench.add_argument("--image-size", type=_image_size, default=224,
+                       help="input px (224), or HxW such as 512x384 (the HDS crop)")
     bench.add_argument("--batch-size", type=_positive_int, default=16, help="batch (16)")
     bench.add_argument("--backends", action="append", choices=BACKENDS,
                        help="Keras backend of mammo-keras' rows (repeatable; tensorflow)")

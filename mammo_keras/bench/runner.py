@@ -36,7 +36,16 @@ TORCH_PREFIX = "pytorch:"
 NAIVE_MODELS = {"convnext_tiny": "ConvNeXtTiny", "inception_v3": "InceptionV3"}
 # The architectures of torch_peers.PEERS (named here so that planning needs no torch). There
 # is no InceptionV3 peer: torchvision, which has one, does not install beside the CPU torch.
-TORCH_PEER_NAMES = ("baseline_cnn", "convnext_tiny")
+TORCH_PEER_NAMES = ("baseline_cnn", "convnext_tiny", "hds_unet")
+HDS = "hds_unet"  # the HDS U-Net: trained on masks and labels with its deep supervision
+
+
+def image_shape(size) -> tuple[int, int]:
+    """(H, W) of a row's `image_size`: a side (224) or "HxW" ("512x384")."""
+    if isinstance(size, str) and "x" in size:
+        height, width = size.lower().split("x")
+        return int(height), int(width)
+    return int(size), int(size)
 
 
 def median_rate(step: Callable[[], object], images_per_step: int, steps: int,
@@ -57,10 +66,18 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _batch(size: int, batch: int, channels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _batch(size, batch: int, channels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    images = rng.random((batch, size, size, channels), dtype=np.float32)
+    images = rng.random((batch, *image_shape(size), channels), dtype=np.float32)
     return images, rng.integers(0, 3, batch).astype(np.int32)
+
+
+def _masks(size, batch: int, seed: int = 0) -> np.ndarray:
+    """Lesion masks (batch, H, W): a disc in every other image, as HDS trains on."""
+    height, width = image_shape(size)
+    rows, cols = np.ogrid[:height, :width]
+    disc = (rows - height / 2) ** 2 + (cols - width / 3) ** 2 <= (min(height, width) / 8) ** 2
+    return np.stack([disc if i % 2 == 0 else np.zeros_like(disc) for i in range(batch)])
 
 
 def _keras_model(model: str, head: str, size: int):
@@ -70,6 +87,10 @@ def _keras_model(model: str, head: str, size: int):
 
     from mammo_keras.models import build_classifier
 
+    if model == HDS:
+        from mammo_keras.models import build_hds_unet
+
+        return build_hds_unet((*image_shape(size), 1), exits=head or "hds"), 1
     if model.startswith(NAIVE_PREFIX):
         name = model[len(NAIVE_PREFIX):]
         if name not in NAIVE_MODELS:
@@ -87,7 +108,20 @@ def _keras_row(spec: dict) -> dict:
 
     model, channels = _keras_model(spec["model"], spec["head"], spec["image_size"])
     images, labels = _batch(spec["image_size"], spec["batch_size"], channels)
-    if spec["mode"] == "train":
+    if spec["mode"] == "train" and spec["model"] == HDS:  # SGD, the authors' optimizer
+        from mammo_keras.losses import HybridDeepSupervisionLoss
+        from mammo_keras.models import DeepSupervisionModel
+
+        unet = model
+        model = DeepSupervisionModel(unet, HybridDeepSupervisionLoss())
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      jit_compile=spec.get("jit_compile", "auto"))
+        masks = _masks(spec["image_size"], len(images))[..., None].astype(np.float32)
+        targets = {"label": (np.arange(len(images)) % 2 == 0).astype(np.int32), "mask": masks}
+        rate = median_rate(lambda: model.train_on_batch(images, targets), len(images),
+                           spec["steps"], spec["repeats"])
+        model = unet
+    elif spec["mode"] == "train":
         if spec["model"].startswith(NAIVE_PREFIX):
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         else:
@@ -108,15 +142,30 @@ def _torch_row(spec: dict) -> dict:
     from mammo_keras.bench.torch_peers import PEERS
 
     name = spec["model"][len(TORCH_PREFIX):]
-    if name not in PEERS:
-        raise UserError(f"no PyTorch peer for {name!r}; one of {sorted(PEERS)}")
+    if name not in PEERS and name != HDS:
+        raise UserError(f"no PyTorch peer for {name!r}; one of {sorted(TORCH_PEER_NAMES)}")
     torch.manual_seed(0)
     channels = 3 if name == "convnext_tiny" else 1
-    model = PEERS[name](channels=channels)
+    if name == HDS:
+        from mammo_keras.bench.torch_hds import HDSUNetTorch, hds_loss_torch
+
+        model = HDSUNetTorch(image_shape(spec["image_size"]))
+    else:
+        model = PEERS[name](channels=channels)
     images, labels = _batch(spec["image_size"], spec["batch_size"], channels)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels).long()
-    if spec["mode"] == "train":
+    if spec["mode"] == "train" and name == HDS:
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+        masks = torch.from_numpy(_masks(spec["image_size"], len(images))).long()
+        present = torch.from_numpy((np.arange(len(images)) % 2 == 0).astype(np.int64))
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            hds_loss_torch(model(x), masks, present).backward()
+            optimizer.step()
+    elif spec["mode"] == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
 

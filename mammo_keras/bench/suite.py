@@ -47,13 +47,14 @@ def plan(models: Iterable[str], heads: Iterable[str], modes: Iterable[str],
                      "backend": "tensorflow"})
                 continue
             for backend in backends:
-                for head in heads:
+                for head in (["hds"] if model == "hds_unet" else heads):
                     add({"model": model, "head": head, "mode": mode, "backend": backend})
             if references and model in NAIVE_MODELS:  # as a user gets it: TF's defaults
                 add({"model": NAIVE_PREFIX + model, "head": "gap", "mode": mode,
                      "backend": "tensorflow", "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}})
             if references and model in TORCH_PEER_NAMES:
-                add({"model": TORCH_PREFIX + model, "head": "gap", "mode": mode,
+                add({"model": TORCH_PREFIX + model,
+                     "head": "hds" if model == "hds_unet" else "gap", "mode": mode,
                      "backend": "pytorch"})
     if references:
         specs.append(ceiling_spec(repeats))

@@ -197,6 +197,9 @@ def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
     if 2 ** halvings != mil_stride or halvings < depth:
         raise ValueError(f"mil_stride must be a power of 2 of at least {2 ** depth}, "
                          f"got {mil_stride}")
+    if height < mil_stride or width_px < mil_stride:
+        raise ValueError(f"input_shape {tuple(input_shape)} is smaller than one {mil_stride} px "
+                         "instance of the classification heads; lower mil_stride")
     rates = _dropout_rates(dropout, len(widths))
 
     inputs = keras.Input(tuple(input_shape), name="image")
