@@ -296,3 +296,94 @@ def test_lesion_segmentation_trains_and_evaluates_from_yaml(tmp_path):
         cli_config = {**config, "task_options": {"pixel_los": "ce"}}
         from mammo_keras.training import resolve_config
         resolve_config(cli_config)
+
+
+# --- serving: export, predict --masks, DICOM SEG ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def hds_run(tmp_path_factory):
+    """A tiny trained HDS run on DICOM phantoms (module-scoped: several tests read it)."""
+    out = tmp_path_factory.mktemp("hds") / "run"
+    config = {"name": "hds", "data": {"synthetic": {"count": 12, "size": 256}, "image_size": 64,
+                                      "split": [0.5, 0.25, 0.25], "task": "lesion_segmentation"},
+              "model": {"builder": "hds_unet", "widths": [4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4],
+                        "mil_stride": 32},
+              "training": {"epochs": 1, "batch_size": 4, "tensorboard": False},
+              "evaluation": {"resamples": 0}}
+    from mammo_keras.training import train
+
+    train(config, out, verbose=0)
+    return out
+
+
+def test_predict_writes_masks_at_the_original_size_and_dicom_seg_referencing_the_source(
+        hds_run, tmp_path):
+    import pydicom
+    from PIL import Image
+
+    images = sorted((hds_run / "data").rglob("images/*.dcm"))[:3]
+    out = tmp_path / "masks"
+    assert cli.main(["predict", str(hds_run / "model.keras"), *map(str, images),
+                     "--out", str(tmp_path / "p.csv"), "--masks", str(out),
+                     "--mask-threshold", "0.3"]) == 0
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 3 and {"p_mass", "p_no_mass", "mask_png", "mask_dicom"} <= set(rows[0])
+    for row, image in zip(rows, images):
+        source = pydicom.dcmread(image)
+        mask = np.asarray(Image.open(row["mask_png"]))
+        assert mask.shape == (source.Rows, source.Columns) and set(np.unique(mask)) <= {0, 255}
+        assert int(row["mask_pixels"]) == int((mask == 255).sum())
+        seg = pydicom.dcmread(row["mask_dicom"])
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == source.StudyInstanceUID
+        referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+        assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert seg.SegmentSequence[0].SegmentLabel == "Mass"
+        assert (seg.pixel_array.reshape(mask.shape) > 0).sum() == (mask == 255).sum()
+
+
+def test_the_mask_written_is_the_model_output_mapped_back(hds_run, tmp_path):
+    """predict_masks = the served model on the preprocessed film, inverted through the crop."""
+    from mammo_keras.data import read_image
+    from mammo_keras.data.preprocessing import invert_geometry
+    from mammo_keras.export import load_predictor
+    from mammo_keras.predict import predict_masks
+
+    image_path = sorted((hds_run / "data").rglob("images/*.dcm"))[0]
+    predictor = load_predictor(hds_run / "model.keras")
+    rows, skipped = predict_masks(predictor, [image_path], tmp_path, threshold=0.3,
+                                  dicom_seg=False)
+    assert skipped == [] and rows[0]["mask_dicom"] == ""
+    image, meta = read_image(image_path)
+    processed, geometry = predictor.preprocess(image, meta["laterality"])
+    model = keras.saving.load_model(hds_run / "model.keras")
+    expected = invert_geometry(model(processed[None])["mask"][0], geometry, image.shape).numpy()
+    from PIL import Image
+    written = np.asarray(Image.open(rows[0]["mask_png"])) == 255
+    np.testing.assert_array_equal(written, expected[..., 0] > 0.3)
+
+
+def test_a_classifier_has_no_masks_to_write(tmp_path):
+    from mammo_keras.export.runtime import keras_predictor
+    from mammo_keras.models import build_classifier
+    from mammo_keras.predict import predict_masks
+
+    predictor = keras_predictor(build_classifier("baseline_cnn", "gap", 3, (32, 32, 1)))
+    with pytest.raises(Exception, match="no mask output"):
+        predict_masks(predictor, [], tmp_path)
+
+
+def test_export_serves_mask_and_probabilities_with_parity(hds_run, tmp_path):
+    from mammo_keras.export import export_model, load_predictor
+
+    export_model(hds_run / "model.keras", tmp_path / "export", fmt="all")
+    keras_side = load_predictor(hds_run / "model.keras")
+    x = np.random.default_rng(4).random((2, 64, 64, 1), np.float32)
+    reference = keras_side.outputs(x)
+    for artefact in (tmp_path / "export" / "savedmodel", tmp_path / "export" / "model.tflite"):
+        predictor = load_predictor(artefact)
+        outputs = predictor.outputs(x)
+        assert set(outputs) == {"probabilities", "mask"}
+        np.testing.assert_allclose(outputs["probabilities"], reference["probabilities"],
+                                   atol=1e-5)
+        np.testing.assert_allclose(outputs["mask"], reference["mask"], atol=1e-4)
