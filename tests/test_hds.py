@@ -387,3 +387,40 @@ def test_export_serves_mask_and_probabilities_with_parity(hds_run, tmp_path):
         np.testing.assert_allclose(outputs["probabilities"], reference["probabilities"],
                                    atol=1e-5)
         np.testing.assert_allclose(outputs["mask"], reference["mask"], atol=1e-4)
+
+
+# --- the dashboard draws the predicted outline ------------------------------------------------
+
+def test_outline_masks_draws_the_edge_of_the_mask_in_cyan():
+    from PIL import Image
+
+    from mammo_keras.dashboard.app import PREDICTED_OUTLINE, outline_masks
+
+    mask = np.zeros((200, 160), np.float32)
+    mask[50:100, 40:120] = 0.9  # drawn on a picture of half the size
+    marked = np.asarray(outline_masks(Image.new("RGB", (80, 100)), {"mask": mask}))
+    cyan = np.all(marked == PREDICTED_OUTLINE, axis=-1)
+    rows, cols = np.nonzero(cyan)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (25, 49, 20, 59)
+    assert not cyan[30:45, 25:55].any()  # the inside stays the picture's
+
+
+def test_the_dashboard_outlines_a_segmentation_models_lesion(hds_run, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    import mammo_keras.dashboard.app as app_module
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("MAMMO_KERAS_DASHBOARD_MODEL", str(hds_run / "model.keras"))
+    monkeypatch.delenv("MAMMO_KERAS_DASHBOARD_RESULTS", raising=False)
+    app = AppTest.from_file(app_module.__file__, default_timeout=180)
+    app.run()
+    assert not app.exception
+    image = sorted((hds_run / "data").rglob("images/*.dcm"))[0]
+    app.file_uploader(key="upload").set_value((image.name, image.read_bytes(),
+                                               "application/dicom")).run()
+    assert not app.exception and not app.error
+    caption = app.get("image")[0].captions[0]
+    assert "cyan: the predicted lesion outline" in caption
+    assert "| mass |" in next(m.value for m in app.markdown if m.value.startswith("| class"))

@@ -33,6 +33,7 @@ LOG = logging.getLogger("mammo_keras.dashboard")
 PAGES = ("Single case", "Cohort", "Model card")
 METHOD_LABELS = {name: method for method, name in METHOD_NAMES.items()}
 CACHED_ANALYSES = 16
+PREDICTED_OUTLINE = (0, 255, 255)  # cyan: the model's lesion; green marks the annotated one
 
 
 @dataclasses.dataclass
@@ -67,7 +68,8 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
     in the session so that moving a slider does not recompute them.
 
     Returns {"probabilities": (K,), "heatmap": (H, W) in [0, 1] or None, "class_index",
-    "geometry": the crop [flipped, top, left, height, width]}.
+    "geometry": the crop [flipped, top, left, height, width], "masks": {name: (H, W)
+    probabilities} of a segmentation model's mask outputs ({} for a classifier)}.
     """
     cache = st.session_state.setdefault("analyses", {})
     # the model object too: a zero-shot model rebuilt on new prompts has the same path
@@ -81,13 +83,37 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
                                    loaded.predictor.preprocessing, laterality)
         if result is None:
             processed, geometry = loaded.predictor.preprocess(image, laterality)
-            probabilities = loaded.predictor(processed[None])[0]
+            outputs = loaded.predictor.outputs(processed[None])
+            probabilities = outputs.pop("probabilities")[0]
             result = {"probabilities": probabilities, "heatmap": None, "geometry": geometry,
-                      "class_index": int(np.argmax(probabilities))}
+                      "class_index": int(np.argmax(probabilities)),
+                      "masks": {name: mask_on_image(value[0], geometry, image.shape)
+                                for name, value in outputs.items()}}
         if len(cache) >= CACHED_ANALYSES:
             cache.pop(next(iter(cache)))
         cache[cache_key] = result
     return cache[cache_key]
+
+
+def mask_on_image(mask: np.ndarray, geometry, shape) -> np.ndarray:
+    """A mask output (S, S[, 1]) on the model's grid -> (H, W) float32 on the mammogram."""
+    from mammo_keras.data.preprocessing import invert_geometry
+
+    return invert_geometry(np.asarray(mask, np.float32), geometry, shape[:2])[..., 0].numpy()
+
+
+def outline_masks(picture: Image.Image, masks: dict, threshold: float = 0.5,
+                  colour: tuple = PREDICTED_OUTLINE) -> Image.Image:
+    """`picture` with the edge of each mask (H, W probabilities, any size: resized to the
+    picture) above `threshold` drawn in `colour` (cyan: the model's predicted lesion)."""
+    from scipy import ndimage
+
+    marked = np.asarray(picture.convert("RGB")).copy()
+    for mask in masks.values():
+        resized = Image.fromarray((np.asarray(mask) > threshold).astype(np.uint8) * 255)
+        inside = np.asarray(resized.resize(picture.size, Image.NEAREST)) > 0
+        marked[inside & ~ndimage.binary_erosion(inside, iterations=2)] = colour
+    return Image.fromarray(marked)
 
 
 def explainable(model) -> bool:
@@ -108,10 +134,11 @@ def explainable(model) -> bool:
 
 def display_picture(image: np.ndarray, heatmap: np.ndarray | None, opacity: float,
                     center: float, width: float, geometry=None,
-                    caption: str | None = None) -> Image.Image:
+                    caption: str | None = None, outlines: dict | None = None) -> Image.Image:
     """The windowed mammogram with the heat-map blended in (at most 1024 px high) and,
-    given the geometry, the crop box: the part of the image the model sees; with a heat-map,
-    `caption` (the class explained and its probability) and the colour bar under it."""
+    given the geometry, the crop box: the part of the image the model sees; the predicted
+    lesion `outlines` ({name: (H, W) probabilities}) in cyan; with a heat-map, `caption`
+    (the class explained and its probability) and the colour bar under it."""
     from mammo_keras.explain import overlay
     from mammo_keras.explain.explain import with_colour_bar
 
@@ -119,6 +146,8 @@ def display_picture(image: np.ndarray, heatmap: np.ndarray | None, opacity: floa
     if heatmap is None:
         heatmap, opacity, caption = np.zeros_like(windowed), 0.0, None
     picture = overlay(windowed, heatmap, opacity)
+    if outlines:
+        picture = outline_masks(picture, outlines)
     if geometry is not None:
         picture = draw_crop_box(picture, geometry, image.shape)
     return picture if caption is None else with_colour_bar(picture, caption)
@@ -165,16 +194,20 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
     probabilities = np.asarray(result["probabilities"], np.float64)
     decision = decide(probabilities, loaded.class_names, threshold)
     explained = loaded.class_names[result["class_index"]]
+    masks = result.get("masks") or {}
     picture = display_picture(image, result["heatmap"], opacity, center, width,
                               result["geometry"], caption=f"{METHOD_NAMES[method]} of "
-                              f"{explained}, P = {probabilities[result['class_index']]:.2f}")
+                              f"{explained}, P = {probabilities[result['class_index']]:.2f}",
+                              outlines=masks)
     explanation = (f"{method} of class {explained}" if result["heatmap"] is not None
                    else "none (not a Keras model)" if loaded.keras_model is None
                    else "none (no convolutional feature map)")
     with left:
         st.image(picture, caption=f"{upload.name}: {image.shape[1]} x {image.shape[0]} px, "
                                   f"{meta.get('format', '?').upper()}; heat-map: {explanation}; "
-                                  f"yellow: {crop_caption(result['geometry'], meta)}")
+                                  f"yellow: {crop_caption(result['geometry'], meta)}"
+                                  + ("; cyan: the predicted lesion outline (P > 0.5)"
+                                     if masks else ""))
     with right:
         verdict = (f"P({decision['positive']}) = {decision['p_positive']:.3f}, "
                    f"threshold {threshold:.2f}")
@@ -320,8 +353,9 @@ def cohort_page(loaded: LoadedModel, results: Path | None) -> None:
         st.error(f"Cannot show this case. {error}")
         return
     result = analyse(loaded, row["path"], image, class_index, method)
-    picture = mark_lesions(display_picture(image, result["heatmap"], opacity, 0.5, 1.0),
-                           row, image.shape)
+    masks = result.get("masks") or {}
+    picture = mark_lesions(display_picture(image, result["heatmap"], opacity, 0.5, 1.0,
+                                           outlines=masks), row, image.shape)
     if result["heatmap"] is not None:
         from mammo_keras.explain.explain import with_colour_bar
 
@@ -329,7 +363,8 @@ def cohort_page(loaded: LoadedModel, results: Path | None) -> None:
         picture = with_colour_bar(picture, f"{METHOD_NAMES[method]} of "
                                            f"{loaded.class_names[index]}, P = "
                                            f"{float(result['probabilities'][index]):.2f}")
-    st.image(picture, caption=f"{labels[chosen]}; annotated lesions outlined in green")
+    st.image(picture, caption=f"{labels[chosen]}; annotated lesions outlined in green"
+                              + ("; the model's predicted lesion in cyan" if masks else ""))
 
 
 def model_card_page(loaded: LoadedModel) -> None:

@@ -1,5 +1,6 @@
 """Evaluation of a lesion segmentation + detection model (HDS): metrics.json, report.md,
-predictions.csv, roc.png and froc.png in an output folder.
+predictions.csv (`report.prediction_rows`' columns, which the dashboard's cohort page reads,
+plus the film's finding and its Dice), roc.png and froc.png in an output folder.
 
 Masks are compared on the model's input grid (after the breast crop, flip and resize that
 training used). Figures, each with a patient-grouped 95 % bootstrap interval where it is a
@@ -27,7 +28,7 @@ import sklearn.metrics as sk
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import bootstrap_intervals, classification_metrics
 from mammo_keras.evaluation.plots import plot_froc, plot_roc
-from mammo_keras.evaluation.report import describe_data, evaluation_context
+from mammo_keras.evaluation.report import describe_data, evaluation_context, prediction_rows
 from mammo_keras.evaluation.segmentation import (detection_rates, froc, grouped_mean_interval,
                                                  segmentation_summary)
 from mammo_keras.models.description import description_of
@@ -123,12 +124,11 @@ def evaluate_lesion_model(model: keras.Model, records: Sequence, out: str | Path
         per_image = _per_image_dice(masks, predicted)
     else:
         per_image = [None] * len(kept)
-    write_csv_atomically(out / "predictions.csv", [
-        {"path": record.path, "patient_id": record.patient_id or "",
-         "label": class_names[int(truth)], "p_lesion": float(score),
-         "finding": record.extra.get("finding_label") or "",
-         "dice": "" if value is None else round(float(value), 4)}
-        for record, truth, score, value in zip(kept, labels, scores, per_image)])
+    rows = prediction_rows(kept, labels, probabilities, class_names)
+    for row, record, value in zip(rows, kept, per_image):
+        row.update(finding=record.extra.get("finding_label") or "",
+                   dice="" if value is None else round(float(value), 4))
+    write_csv_atomically(out / "predictions.csv", rows)
     write_text_atomically(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
     write_text_atomically(out / "report.md", render_lesion_report(result, model.name, note))
     return result

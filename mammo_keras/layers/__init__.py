@@ -3,16 +3,18 @@
 - `GAGM`: global average + global max pooling, fused (Dahes 2025).
 - `SEVector`: squeeze-excitation on a pooled feature vector (Dahes 2025).
 - `GrayscaleAdapter`: single-channel [0, 1] input -> a backbone's channels and scaling.
-- `MILPooling`, `MaxPixelScore`, `ForegroundProbability`: image and pixel scores of the HDS
-  U-Net (multiple-instance pooling, the max-pixel score, the lesion channel of 2-class logits).
+- `MostPositiveInstance`, `MaxPixelLogit`, `ForegroundProbability`: image and pixel scores of
+  the HDS U-Net (multiple-instance pooling, the max-pixel logit, the lesion channel of 2-class
+  logits).
 - `ChannelwiseConv2D`: ConvNeXt's grouped 7x7 convolutions on the fast depthwise op.
 """
 
 from mammo_keras.layers.channelwise_conv import ChannelwiseConv2D, use_channelwise_convolutions
 from mammo_keras.layers.gagm import GAGM
 from mammo_keras.layers.grayscale_adapter import GrayscaleAdapter
-from mammo_keras.layers.instance_pooling import ForegroundProbability, MaxPixelScore, MILPooling
+from mammo_keras.layers.instance_pooling import (ForegroundProbability, MaxPixelLogit,
+                                                 MostPositiveInstance)
 from mammo_keras.layers.se_vector import SEVector
 
 __all__ = ["ChannelwiseConv2D", "ForegroundProbability", "GAGM", "GrayscaleAdapter",
-           "MILPooling", "MaxPixelScore", "SEVector", "use_channelwise_convolutions"]
+           "MaxPixelLogit", "MostPositiveInstance", "SEVector", "use_channelwise_convolutions"]

@@ -1,10 +1,14 @@
-"""Image-level scores from dense maps: multiple-instance pooling and max-pixel pooling (HDS).
+"""Image-level logits from dense maps: multiple-instance pooling and max-pixel pooling (HDS).
 
-- `MILPooling`: (N, h, w, 2) instance logits -> (N, 2) image probabilities, taken at the
-  instance whose background logit is smallest (the authors' `map2label`, Zhang 2018).
+- `MostPositiveInstance`: (N, h, w, 2) instance logits -> (N, 2) logits of the instance whose
+  background logit is smallest (the authors' `map2label`, Zhang 2018).
+- `MaxPixelLogit`: (N, H, W, 2) pixel logits -> (N, 2) = [0, max over pixels of (lesion -
+  background logit)]; its softmax is [1 - p, p] with p the largest pixel probability of the
+  lesion class, the image score of a segmentation-only model.
 - `ForegroundProbability`: (N, H, W, 2) pixel logits -> (N, H, W, 1) lesion probability.
-- `MaxPixelScore`: (N, H, W, 1) foreground probabilities -> (N, 2) = [1 - max, max], the
-  image score of a segmentation-only model.
+
+A `keras.layers.Softmax` after the first two gives the image probabilities, so the models'
+logits are found from the graph (`mammo_keras.models.logits_model`) for Grad-CAM.
 """
 
 from __future__ import annotations
@@ -30,25 +34,27 @@ def most_positive_instance(instance_logits):
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
-class MILPooling(keras.layers.Layer):
-    """(N, h, w, C) instance logits -> (N, C): softmax of the most positive instance's logits
-    (`most_positive_instance`). Output float32 probabilities that sum to 1."""
+class MostPositiveInstance(keras.layers.Layer):
+    """(N, h, w, C) instance logits -> (N, C) float32 logits of the most positive instance
+    (`most_positive_instance`)."""
 
     def call(self, instance_logits):
-        return ops.softmax(ops.cast(most_positive_instance(instance_logits), "float32"), axis=-1)
+        return most_positive_instance(ops.cast(instance_logits, "float32"))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
-class MaxPixelScore(keras.layers.Layer):
-    """(N, H, W, 1) foreground probabilities in [0, 1] -> (N, 2) [no lesion, lesion]
-    probabilities, the lesion probability being the image's largest pixel probability."""
+class MaxPixelLogit(keras.layers.Layer):
+    """(N, H, W, 2) [background, lesion] pixel logits -> (N, 2) float32 [0, z], z the largest
+    lesion-minus-background logit of the image: softmax gives [1 - p, p], p the largest
+    pixel probability of the lesion class."""
 
-    def call(self, probabilities):
-        peak = ops.max(ops.cast(probabilities, "float32"), axis=(1, 2, 3))
-        return ops.stack([1.0 - peak, peak], axis=-1)
+    def call(self, logits):
+        logits = ops.cast(logits, "float32")
+        peak = ops.max(logits[..., 1] - logits[..., 0], axis=(1, 2))
+        return ops.stack([ops.zeros_like(peak), peak], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2)

@@ -24,13 +24,14 @@ average pool so that every exit's instance map has stride `mil_stride`, BN-ReLU-
 Ablations (`exits`), the four rows of the paper's ablation:
 
 - "hds": segmentation and MIL classification supervised at all six exits; the image score is
-  the final exit's most positive instance (`MILPooling`).
+  the final exit's most positive instance (`MostPositiveInstance`).
 - "ds": deep supervision of segmentation only (six segmentation exits, no classifier); the
-  image score is the largest pixel probability of the final mask (`MaxPixelScore`).
+  image score is the largest pixel probability of the final mask (`MaxPixelLogit`).
 - "seg": segmentation at the final exit only; image score as for "ds".
 - "cls": MIL classification at all six exits, no segmentation head (no mask output).
 
-Outputs (a dict): "label" (N, 2) [no lesion, lesion] probabilities; "mask" (N, H, W, 1)
+Outputs (a dict): "label" (N, 2) [no lesion, lesion] probabilities (a Softmax of the
+"label_logits" layer, so Grad-CAM finds the logits); "mask" (N, H, W, 1)
 lesion probability (not for "cls"); and the training exits "seg_logits_<k>" (N, H, W, 2)
 and "mil_logits_<k>" (N, H / mil_stride, W / mil_stride, 2), k = 0 (deepest) .. 5, whichever
 the ablation supervises. H and W must be multiples of 32 (and of `mil_stride` for whole
@@ -49,7 +50,8 @@ from typing import Sequence
 
 import keras
 
-from mammo_keras.layers.instance_pooling import ForegroundProbability, MaxPixelScore, MILPooling
+from mammo_keras.layers.instance_pooling import (ForegroundProbability, MaxPixelLogit,
+                                                 MostPositiveInstance)
 
 STAGE_WIDTHS = (16, 32, 64, 128, 128, 128, 128, 128, 64, 32, 16)
 STAGE_DROPOUT = (0.2,) * 3 + (0.5,) * 5 + (0.2,) * 3
@@ -233,9 +235,12 @@ def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
         outputs["mask"] = ForegroundProbability(dtype="float32", name="mask")(
             outputs[f"seg_logits_{final}"])
     if exits in ("hds", "cls"):
-        outputs["label"] = MILPooling(dtype="float32", name="label")(outputs[f"mil_logits_{final}"])
+        logits = MostPositiveInstance(dtype="float32", name="label_logits")(
+            outputs[f"mil_logits_{final}"])
     else:
-        outputs["label"] = MaxPixelScore(dtype="float32", name="label")(outputs["mask"])
+        logits = MaxPixelLogit(dtype="float32", name="label_logits")(
+            outputs[f"seg_logits_{final}"])
+    outputs["label"] = keras.layers.Softmax(dtype="float32", name="label")(logits)
     return keras.Model(inputs, outputs, name=name)
 
 
