@@ -26,6 +26,11 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
+# The checkout as this process found it: a run that lasts hours records the code it runs,
+# not a commit made while it ran (this module is imported before training starts).
+COMMIT_AT_START = git_commit()
+
+
 def hardware() -> str:
     """e.g. "2 CPU cores x86_64, no GPU, TensorFlow 2.21.0, Keras 3.15.1 (tensorflow backend)"."""
     import tensorflow as tf
@@ -37,9 +42,10 @@ def hardware() -> str:
 
 
 def provenance() -> dict:
-    """{"command", "commit", "hardware", "mammo_keras"} of this process."""
+    """{"command", "commit", "hardware", "mammo_keras"} of this process; the commit is the
+    checkout's when the process started (`COMMIT_AT_START`)."""
     program = Path(sys.argv[0])
     is_cli = program.name == "mammo-keras" or program.parts[-2:] == ("mammo_keras", "cli.py")
     command = " ".join(["mammo-keras" if is_cli else program.name] + sys.argv[1:])
-    return {"command": command, "commit": git_commit(), "hardware": hardware(),
+    return {"command": command, "commit": COMMIT_AT_START, "hardware": hardware(),
             "mammo_keras": __version__}
