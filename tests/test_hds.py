@@ -220,6 +220,47 @@ def test_inbreast_keeps_only_mass_polygons():
     assert converted.mask().sum() == mass.mask(32, 32).sum()
 
 
+# --- balanced crops ---------------------------------------------------------------------------
+
+def _crops(rate: float, seed: int = 0):
+    import tensorflow as tf
+
+    from mammo_keras.data.pipeline import _lesion_crop
+
+    image = np.random.default_rng(0).random((64, 64, 1)).astype(np.float32)
+    mask = np.zeros((64, 64, 1), np.float32)
+    mask[50:54, 6:10] = 1  # a small lesion near a corner
+    example = (tf.constant(image), {"mask": tf.constant(mask), "label": tf.constant(1)})
+    return [_lesion_crop(example, tf.constant(i, tf.int64), (16, 24), rate, seed)
+            for i in range(40)], image
+
+
+def test_balanced_crops_hold_the_lesion_at_rate_one_and_relabel_the_crop():
+    crops, image = _crops(1.0)
+    for cropped, targets in crops:
+        assert tuple(cropped.shape) == (16, 24, 1)
+        assert targets["mask"].numpy().sum() > 0 and int(targets["label"]) == 1
+    random_crops, _ = _crops(0.0)
+    labels = [int(targets["label"]) for _, targets in random_crops]
+    assert 0 < sum(labels) < len(labels)  # random places: mostly lesion-free, relabelled 0
+    for cropped, targets in random_crops:  # every crop is a window of the image
+        rows, cols = np.nonzero(np.all(np.lib.stride_tricks.sliding_window_view(
+            image[..., 0], (16, 24)) == cropped.numpy()[..., 0], axis=(2, 3)))
+        assert len(rows) == 1
+        assert int(targets["label"]) == int(targets["mask"].numpy().sum() > 0)
+    again, _ = _crops(0.0)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(random_crops, again))  # seeded
+
+
+def test_train_crop_is_checked_in_the_config():
+    from mammo_keras.training import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match="train_crop must be"):
+        resolve_config({"data": {"image_size": 64, "train_crop": [128, 32],
+                                 "task": "lesion_segmentation"},
+                        "model": {"builder": "hds_unet"}})
+
+
 # --- metrics by hand ------------------------------------------------------------------------
 
 def test_dice_iou_over_lesion_films_and_all_films():
@@ -269,7 +310,8 @@ def test_froc_counts_detections_and_false_positives_per_image():
 
 def test_lesion_segmentation_trains_and_evaluates_from_yaml(tmp_path):
     config = {"name": "hds", "data": {"synthetic": {"count": 20, "size": 256}, "image_size": 64,
-                                      "split": [0.5, 0.25, 0.25], "task": "lesion_segmentation"},
+                                      "split": [0.5, 0.25, 0.25], "task": "lesion_segmentation",
+                                      "train_crop": [32, 64]},  # balanced crops to train
               "model": {"builder": "hds_unet", "widths": [4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 4],
                         "mil_stride": 32},
               "task_options": {"pixel_loss": "dice_ce"},
@@ -285,6 +327,7 @@ def test_lesion_segmentation_trains_and_evaluates_from_yaml(tmp_path):
     for key in ("dice_lesion", "dice_all", "lesion_roc_auc", "detection_at_1_fp"):
         assert key in done["metrics"]
     model = keras.saving.load_model(out / "model.keras")
+    assert model.input_shape == (None, 64, 64, 1)  # trained on crops, served on whole films
     description = description_of(model)
     assert description.outputs == {"label": "class_probabilities", "mask": "mask"}
     assert description.task == "lesion_segmentation"

@@ -108,6 +108,8 @@ def load_dataset(
     deterministic: bool = False,
     report: DataReport | None = None,
     targets: Sequence[str] | None = None,
+    train_crop: Sequence[int] | None = None,
+    crop_positive_rate: float = 0.5,
 ) -> tf.data.Dataset:
     """A batched dataset of (image, target) pairs.
 
@@ -137,6 +139,11 @@ def load_dataset(
             ("label", "mask"); the targets are then a dict {"label": (B,) int32 class
             index for `task`, "mask": (B, S, S, 1) float32 lesion mask} and the mask
             follows the crop, flip and augmentation of the image.
+        train_crop: (h, w): train on crops of this size of the (S, S) preprocessed image
+            instead of the whole image (the HDS authors' "balanced" crops): with probability
+            `crop_positive_rate` a crop centred on a random lesion pixel (when the image has
+            one), else one at a uniformly random place; the "label" target becomes "lesion in
+            the crop" (1 / 0). Needs the mask among `targets`.
 
     Returns:
         `tf.data.Dataset` of (images (B, S, S, 1) float32 in [0, 1], targets (B,) int32
@@ -238,6 +245,11 @@ def load_dataset(
         dataset = dataset.cache("" if cache is True else str(cache))
         if shuffle:
             dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    if train_crop is not None:
+        if "mask" not in (targets or ()) or not (0 < train_crop[0] <= image_size
+                                                  and 0 < train_crop[1] <= image_size):
+            raise ValueError(f"train_crop {tuple(train_crop)} needs a mask target and must fit "
+                             f"in the {image_size} x {image_size} image")
     if balanced:
         if not training or (segmentation and "label" not in (targets or ())):
             raise ValueError("balanced sampling is for training a classifier (training=True).")
@@ -249,6 +261,11 @@ def load_dataset(
                      .repeat() for k in sorted(set(labels))]
         dataset = tf.data.Dataset.sample_from_datasets(per_class, seed=seed,
                                                        stop_on_empty_dataset=False)
+    if train_crop is not None:
+        dataset = dataset.enumerate().map(
+            lambda index, example: _lesion_crop(example, index, tuple(train_crop),
+                                                crop_positive_rate, seed),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
         # Random layers keep state: in deterministic mode they draw in one order, sequentially.
@@ -257,6 +274,38 @@ def load_dataset(
     options = tf.data.Options()
     options.deterministic = deterministic or not training
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _lesion_crop(example, index, size: tuple[int, int], positive_rate: float, seed: int):
+    """An (h, w) crop of one (image, {"mask", ["label"]}) example: centred on a random lesion
+    pixel with probability `positive_rate` when the mask has one, else at a random place;
+    the label becomes whether the crop holds lesion pixels. Random numbers are stateless,
+    drawn from (seed, the example's position), so a run repeats exactly."""
+    image, targets = example
+    mask = targets["mask"]
+    height, width = size
+    side = tf.shape(image)[:2]
+    draws = tf.random.stateless_uniform([4], seed=tf.stack([tf.cast(seed, tf.int64), index]))
+    lesion = tf.where(mask[..., 0] > 0.5)
+    on_lesion = tf.logical_and(draws[0] < positive_rate, tf.size(lesion) > 0)
+
+    def lesion_centre():
+        pick = tf.cast(draws[1] * tf.cast(tf.shape(lesion)[0], tf.float32), tf.int64)
+        return tf.cast(lesion[tf.minimum(pick, tf.cast(tf.shape(lesion)[0], tf.int64) - 1)],
+                       tf.int32)
+
+    def random_centre():
+        return tf.cast(draws[2:] * tf.cast(side, tf.float32), tf.int32)
+
+    centre = tf.cond(on_lesion, lesion_centre, random_centre)
+    top = tf.clip_by_value(centre[0] - height // 2, 0, side[0] - height)
+    left = tf.clip_by_value(centre[1] - width // 2, 0, side[1] - width)
+    image = tf.image.crop_to_bounding_box(image, top, left, height, width)
+    crop_mask = tf.image.crop_to_bounding_box(mask, top, left, height, width)
+    cropped = {**targets, "mask": crop_mask}
+    if "label" in targets:
+        cropped["label"] = tf.cast(tf.reduce_any(crop_mask > 0.5), targets["label"].dtype)
+    return image, cropped
 
 
 def _augmenter(seed: int):

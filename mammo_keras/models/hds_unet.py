@@ -167,8 +167,9 @@ def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
     """The HDS residual U-Net (see the module docstring for structure and outputs).
 
     Args:
-        input_shape: (H, W, 1) with H and W multiples of 2 ** (len(widths) // 2); images in
-            [0, 1]. Default 512 x 384, the authors' training crop.
+        input_shape: (H, W, 1) with H and W multiples of 2 ** (len(widths) // 2), or None
+            for any such size (the network is fully convolutional: train on crops, predict
+            whole films); images in [0, 1]. Default 512 x 384, the authors' training crop.
         widths: the 2N + 1 stage widths, encoder, bottleneck, decoder; default the paper's
             (16, 32, 64, 128, 128, 128, 128, 128, 64, 32, 16).
         blocks: residual blocks per stage (2).
@@ -191,15 +192,15 @@ def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
     if len(widths) % 2 != 1 or len(widths) < 3:
         raise ValueError(f"widths: an odd number (2N + 1) of stage widths, got {len(widths)}")
     depth = len(widths) // 2
-    height, width_px = int(input_shape[0]), int(input_shape[1])
-    if height % 2 ** depth or width_px % 2 ** depth:
+    sides = [int(side) for side in input_shape[:2] if side is not None]  # None: any size
+    if any(side % 2 ** depth for side in sides):
         raise ValueError(f"input_shape {tuple(input_shape)}: height and width must be "
                          f"multiples of {2 ** depth} (the U-Net halves them {depth} times)")
     halvings = round(math.log2(mil_stride))
     if 2 ** halvings != mil_stride or halvings < depth:
         raise ValueError(f"mil_stride must be a power of 2 of at least {2 ** depth}, "
                          f"got {mil_stride}")
-    if height < mil_stride or width_px < mil_stride:
+    if any(side < mil_stride for side in sides):
         raise ValueError(f"input_shape {tuple(input_shape)} is smaller than one {mil_stride} px "
                          "instance of the classification heads; lower mil_stride")
     rates = _dropout_rates(dropout, len(widths))

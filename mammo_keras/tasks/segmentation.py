@@ -16,6 +16,11 @@ films whose mass has no outline are reported and left out). The U-Net trains ins
       cls_final: 0.05
       sparsity: 1.0e-6       # the MIL loss's sparsity factor
 
+With `data.train_crop: [h, w]` it trains on crops of the preprocessed film, centred on a mass
+pixel with probability `data.crop_positive_rate` (the authors' "balanced" 512 x 384 crops, rate
+0.5), through the same U-Net with an input of any size; validation, evaluation and the saved
+model see whole films.
+
 Evaluation: `mammo_keras.evaluation.lesion_report` (Dice / IoU over lesion films and over all
 films, lesion-present accuracy and AUC, malignancy AUC where the data gives pathology, FROC).
 """
@@ -64,7 +69,19 @@ class LesionSegmentationTask(Task):
         settings = {key: self.options[key] for key in
                     ("pixel_loss", "seg_weight", "cls_weight", "seg_final", "cls_final",
                      "sparsity")}
+        self._served = model
+        if self.config["data"]["train_crop"]:  # crops to train, whole films to validate
+            model = self._any_size(model)
         return DeepSupervisionModel(model, HybridDeepSupervisionLoss(**settings, epochs=epochs))
+
+    def _any_size(self, model: keras.Model) -> keras.Model:
+        """The same U-Net with input (None, None, 1) and `model`'s weights."""
+        from mammo_keras.models.builders import get_builder
+
+        arguments = dict(model.description.builder["arguments"], input_shape=(None, None, 1))
+        flexible = get_builder(model.description.builder["name"])(**arguments)
+        flexible.set_weights(model.get_weights())
+        return flexible
 
     def losses(self, class_weights: list[float] | None):
         return None  # DeepSupervisionModel computes its own loss
@@ -73,7 +90,14 @@ class LesionSegmentationTask(Task):
         training_model.set_epoch(epoch)
 
     def trained_model(self, training_model: keras.Model) -> keras.Model:
-        return training_model.unet
+        if not self.config["data"]["train_crop"]:
+            return training_model.unet
+        served = getattr(self, "_served", None)
+        if served is None:  # resumed from a checkpoint: the film-sized model is built anew
+            served = self.build_model(LESION_CLASSES, self.config["data"]["image_size"])
+            self._served = served
+        served.set_weights(training_model.unet.get_weights())
+        return served
 
     def evaluate(self, model: keras.Model, records: Sequence, out: Path,
                  class_names: Sequence[str], batch_size: int, resamples: int) -> dict:

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
         "split_by": "patient",    # patient | image (leaky: a patient's views on both sides)
         "group_duplicates": False,  # keep near-duplicate images together (pre-augmented sets)
         "crop": True, "flip": True, "window": False, "equalize": False,
+        "train_crop": None,       # [h, w]: train a segmentation task on crops of the image,
+        "crop_positive_rate": 0.5,  # centred on a lesion pixel this often (HDS "balanced")
     },
     "model": {                    # the builder's keyword arguments (models/builders.py)
         "builder": "classifier",  # these defaults are the classifier's; another builder
@@ -100,7 +102,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose value may be of several types (anything else must match its default's type).
-_FREE_KEYS = {"data.root", "task_options", "training.momentum", "data.classes", "model.weights", "training.jit_compile", "grid",
+_FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positive_rate", "training.momentum", "data.classes", "model.weights", "training.jit_compile", "grid",
               "training.stages", "training.monitor",
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
@@ -210,6 +212,17 @@ def _resolve(user: dict, where: str) -> dict:
     if data["split_by"] == "image" and data["group_duplicates"]:
         raise ConfigError(f"{where}data.split_by 'image' splits every image on its own; it "
                           "cannot keep duplicates together (data.group_duplicates)")
+    crop = data["train_crop"]
+    if crop is not None:
+        if not (isinstance(crop, list) and len(crop) == 2 and all(
+                isinstance(side, int) and not isinstance(side, bool) and 0 < side
+                <= data["image_size"] for side in crop)):
+            raise ConfigError(f"{where}data.train_crop must be [height, width], each at most "
+                              f"data.image_size ({data['image_size']}), got {crop!r}")
+        if not 0.0 <= data["crop_positive_rate"] <= 1.0:
+            raise ConfigError(f"{where}data.crop_positive_rate must be in [0, 1]")
+        if config["training"]["stages"]:
+            raise ConfigError(f"{where}data.train_crop and training.stages do not combine yet")
     if data["folds"] and not 0 <= data["fold"] < data["folds"]:
         raise ConfigError(f"{where}data.fold must be in 0..{data['folds'] - 1}, got {data['fold']}")
     training = config["training"]
@@ -391,6 +404,9 @@ def config_hash(config: dict) -> str:
         del trained["training"]["stages"]
     if not trained.get("task_options", True):
         del trained["task_options"]
+    if trained.get("data", {}).get("train_crop", 0) is None:
+        del trained["data"]["train_crop"]
+        trained["data"].pop("crop_positive_rate", None)
     for key, default in (("optimizer", "adamw"), ("momentum", 0.9)):
         if trained.get("training", {}).get(key, default) == default:
             trained.get("training", {}).pop(key, None)

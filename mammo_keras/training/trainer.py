@@ -358,11 +358,13 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
             trainer_stage = index
         reseed_layers(trainer, seed, epoch)
         task.start_epoch(trainer, epoch)
+        crop = {"train_crop": data["train_crop"],
+                "crop_positive_rate": data["crop_positive_rate"]} if data["train_crop"] else {}
         train_data = load_dataset(
             subsets["train"], image_size=size, batch_size=batch, training=True,
             balanced=sampling, augment=training["augment"], cache=str(train_cache),
             seed=seed + EPOCH_SEED_STRIDE * epoch, deterministic=training["deterministic"],
-            **options)
+            **options, **crop)
         val = load_dataset(subsets["val"], image_size=size, batch_size=batch,
                            cache=str(val_cache), **options)
         started = time.monotonic()
