@@ -1,9 +1,11 @@
 """The benchmark suite: `mammo-keras bench` over the classifiers, heads and sizes that matter.
 
 Train-step and inference throughput and peak memory of the baseline CNN, ConvNeXt-Tiny and
-InceptionV3 with the GAP and GAGM+SE heads at 224 px (batch 16), and of the baseline CNN at
-512 px (batch 4), each against the references of the same run: the naive keras.applications
-route, the PyTorch peer (when torch is installed) and the dense matmul ceiling.
+InceptionV3 with the GAP and GAGM+SE heads at 224 px (batch 16), of the baseline CNN at
+512 px (batch 4), and of the HDS U-Net at the authors' 512 x 384 crop (batch 8; its train
+step is the hybrid deep-supervision loss with SGD), each against the references of the same
+run: the naive keras.applications route, the PyTorch peer (when torch is installed) and the
+dense matmul ceiling.
 
     python benchmarks/suite.py --out benchmarks/results
 """
@@ -21,6 +23,7 @@ from mammo_keras.provenance import provenance
 CONFIGURATIONS = [  # (models, heads, image size, batch)
     (["baseline_cnn", "convnext_tiny", "inception_v3"], ["gap", "gagm_se"], 224, 16),
     (["baseline_cnn"], ["gagm_se"], 512, 4),
+    (["hds_unet"], ["hds"], "512x384", 8),
 ]
 
 
