@@ -142,20 +142,18 @@ def _torch_row(spec: dict) -> dict:
     from mammo_keras.bench.torch_peers import PEERS
 
     name = spec["model"][len(TORCH_PREFIX):]
-    if name not in PEERS and name != HDS:
-        raise UserError(f"no PyTorch peer for {name!r}; one of {sorted(TORCH_PEER_NAMES)}")
+    if name not in PEERS:
+        raise UserError(f"no PyTorch peer for {name!r}; one of {sorted(PEERS)}")
     torch.manual_seed(0)
     channels = 3 if name == "convnext_tiny" else 1
-    if name == HDS:
-        from mammo_keras.bench.torch_hds import HDSUNetTorch, hds_loss_torch
-
-        model = HDSUNetTorch(image_shape(spec["image_size"]))
-    else:
-        model = PEERS[name](channels=channels)
+    shape = {"input_shape": image_shape(spec["image_size"])} if name == HDS else {}
+    model = PEERS[name](channels=channels, **shape)
     images, labels = _batch(spec["image_size"], spec["batch_size"], channels)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels).long()
     if spec["mode"] == "train" and name == HDS:
+        from mammo_keras.bench.torch_hds import hds_loss_torch
+
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
         masks = torch.from_numpy(_masks(spec["image_size"], len(images))).long()

@@ -4,6 +4,8 @@ PyTorch on the CPU (needs the `torch` extra; torchvision is not required).
 `convnext_tiny` is ConvNeXt-Tiny as in Liu et al. 2022 and `keras.applications.ConvNeXtTiny`
 (same layers, order and epsilons); `load_keras_convnext` copies a Keras ConvNeXt-Tiny's
 weights into it, which the tests use to show that both compute the same function.
+`hds_unet` is the HDS residual U-Net (`mammo_keras.bench.torch_hds`, likewise shown to be
+the Keras model's function).
 """
 
 from __future__ import annotations
@@ -87,7 +89,16 @@ def baseline_cnn(channels: int = 1, classes: int = 3) -> nn.Module:
                          nn.Linear(previous, classes))
 
 
-PEERS = {"convnext_tiny": convnext_tiny, "baseline_cnn": baseline_cnn}
+def hds_unet(channels: int = 1, classes: int = 2, input_shape=(512, 384)) -> nn.Module:
+    """The HDS residual U-Net of `mammo_keras.bench.torch_hds` (one channel, two classes)."""
+    from mammo_keras.bench.torch_hds import HDSUNetTorch
+
+    if channels != 1 or classes != 2:
+        raise ValueError("the HDS U-Net reads one channel and gives two classes")
+    return HDSUNetTorch(input_shape)
+
+
+PEERS = {"convnext_tiny": convnext_tiny, "baseline_cnn": baseline_cnn, "hds_unet": hds_unet}
 
 
 def _copy(parameter: torch.Tensor, value) -> None:
