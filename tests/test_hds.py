@@ -467,3 +467,23 @@ def test_the_dashboard_outlines_a_segmentation_models_lesion(hds_run, monkeypatc
     caption = app.get("image")[0].captions[0]
     assert "cyan: the predicted lesion outline" in caption
     assert "| mass |" in next(m.value for m in app.markdown if m.value.startswith("| class"))
+
+
+def test_cbis_ddsm_keeps_the_masks_of_masses_and_reports_a_missing_one(tmp_path):
+    from mammo_keras.data.synthetic_writer import write_synthetic
+
+    root = write_synthetic(tmp_path / "cbis", 10, size=256, fmt="cbis", seed=5)
+    records = load_records("cbis_ddsm", root=root)
+    converted = lesion_records(records)
+    assert len(converted) == len(records) and not converted.skipped
+    for before, after in zip(records, converted):
+        masses = [mask for mask, kind in zip(before.mask_paths,
+                                             before.extra["abnormality_types"])
+                  if kind == "mass"]
+        assert list(after.mask_paths) == masses
+        assert after.label == ("mass" if masses else "no_mass")
+    with_mass = next(r for r in records if "mass" in r.extra["abnormality_types"])
+    broken = [Record(**{**{f: getattr(with_mass, f) for f in (
+        "path", "label", "density", "patient_id", "laterality", "view", "source")},
+        "mask_paths": (), "extra": with_mass.extra})]
+    assert "ROI mask of one of its lesions is missing" in str(lesion_records(broken).skipped[0])
