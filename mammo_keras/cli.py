@@ -194,11 +194,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                             f"{sorted(subsets)}")
         records = Records(subsets[args.subset], skipped=records.skipped, subset=args.subset)
     description = description_of(model, args.model, fill=False)
-    classes = args.classes.split(",") if args.classes else description.class_names
-    result = evaluate_model(model, records, args.out, class_names=classes,
-                            batch_size=args.batch_size, resamples=args.resamples,
-                            task=description.task, **description.preprocessing)
-    _print_headline(result, result["confidence_intervals"])
+    if description.task == "lesion_segmentation":  # a mass mask + mass present (HDS)
+        from mammo_keras.data.lesions import LESION_CLASSES, lesion_records
+        from mammo_keras.evaluation.lesion_report import evaluate_lesion_model, lesion_headline
+
+        result = evaluate_lesion_model(model, lesion_records(records), args.out, LESION_CLASSES,
+                                       batch_size=args.batch_size, resamples=args.resamples)
+        headline = lesion_headline(result)
+        _print_headline(headline["metrics"], headline["confidence_intervals"])
+    else:
+        classes = args.classes.split(",") if args.classes else description.class_names
+        result = evaluate_model(model, records, args.out, class_names=classes,
+                                batch_size=args.batch_size, resamples=args.resamples,
+                                task=description.task, **description.preprocessing)
+        _print_headline(result, result["confidence_intervals"])
     print(f"metrics.json, plots and report.md written to {args.out}")
     for error in result["skipped"]:
         print(f"skipped {error}")

@@ -487,3 +487,17 @@ def test_cbis_ddsm_keeps_the_masks_of_masses_and_reports_a_missing_one(tmp_path)
         "path", "label", "density", "patient_id", "laterality", "view", "source")},
         "mask_paths": (), "extra": with_mass.extra})]
     assert "ROI mask of one of its lesions is missing" in str(lesion_records(broken).skipped[0])
+
+
+def test_evaluate_command_gives_a_segmentation_model_the_lesion_report(hds_run, tmp_path,
+                                                                        capsys):
+    data = next((hds_run / "data").iterdir())
+    out = tmp_path / "evaluation"
+    assert cli.main(["evaluate", str(hds_run / "model.keras"), "--data", str(data),
+                     "--out", str(out), "--resamples", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "dice_lesion" in printed and "lesion_roc_auc" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 12 and "segmentation" in metrics
+    assert (out / "froc.png").is_file() and "Dice, images with a lesion" in (
+        out / "report.md").read_text()

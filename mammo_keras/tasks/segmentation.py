@@ -109,22 +109,6 @@ class LesionSegmentationTask(Task):
                                      resamples=resamples, **options)
 
     def summary(self, metrics: dict) -> dict:
-        present = metrics["lesion_present"]
-        headline = {"lesion_accuracy": present["accuracy"],
-                    "lesion_roc_auc": present["roc_auc_macro"],
-                    "sensitivity": metrics["sensitivity"], "specificity": metrics["specificity"]}
-        segmentation = metrics.get("segmentation") or {}
-        for key in ("dice_lesion", "dice_all", "iou_lesion", "iou_all",
-                    "false_positive_image_rate"):
-            headline[key] = segmentation.get(key)
-        for rate, value in ((metrics.get("detection") or {}).get(
-                "sensitivity_at_fp_per_image") or {}).items():
-            headline[f"detection_at_{rate}_fp"] = value
-        malignancy = metrics.get("malignancy") or {}
-        headline["malignancy_roc_auc"] = malignancy.get("roc_auc")
-        spread = dict(metrics.get("confidence_intervals", {}))
-        spread["lesion_roc_auc"] = spread.pop("lesion_roc_auc_macro", None)
-        if malignancy:
-            spread["malignancy_roc_auc"] = malignancy["confidence_interval"]
-        return {"metrics": headline,
-                "confidence_intervals": {k: v for k, v in spread.items() if v is not None}}
+        from mammo_keras.evaluation.lesion_report import lesion_headline
+
+        return lesion_headline(metrics)
