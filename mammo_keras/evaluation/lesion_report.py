@@ -29,7 +29,7 @@ from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import bootstrap_intervals, classification_metrics
 from mammo_keras.evaluation.plots import plot_froc, plot_roc
 from mammo_keras.evaluation.report import describe_data, evaluation_context, prediction_rows
-from mammo_keras.evaluation.segmentation import (detection_rates, froc, grouped_mean_interval,
+from mammo_keras.evaluation.segmentation import (detection_rates, froc, overlap_scores,
                                                  segmentation_summary)
 from mammo_keras.models.description import description_of
 
@@ -121,7 +121,7 @@ def evaluate_lesion_model(model: keras.Model, records: Sequence, out: str | Path
         result["detection"] = {"lesions": curve["lesions"],
                                "sensitivity_at_fp_per_image": detection_rates(curve)}
         plot_froc(curve, out / "froc.png", note=note)
-        per_image = _per_image_dice(masks, predicted)
+        per_image = list(overlap_scores(masks, predicted)["dice"])
     else:
         per_image = [None] * len(kept)
     rows = prediction_rows(kept, labels, probabilities, class_names)
@@ -133,11 +133,6 @@ def evaluate_lesion_model(model: keras.Model, records: Sequence, out: str | Path
     write_text_atomically(out / "report.md", render_lesion_report(result, model.name, note))
     return result
 
-
-def _per_image_dice(masks: np.ndarray, predicted: np.ndarray) -> list[float]:
-    from mammo_keras.evaluation.segmentation import overlap_scores
-
-    return list(overlap_scores(masks, predicted)["dice"])
 
 
 def _with_interval(result: dict, key: str, value) -> str:
