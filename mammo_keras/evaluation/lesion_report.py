@@ -170,7 +170,8 @@ def render_lesion_report(result: dict, name: str, note: str) -> str:
                      f"{'n/a' if rate is None else f'{rate:.3f}'} |")
         rates = result["detection"]["sensitivity_at_fp_per_image"]
         lines += ["", f"Lesion detection ({result['detection']['lesions']} lesions; "
-                      "a candidate region detects a lesion it overlaps):", "",
+                      "a candidate region of probability > 0.1 detects a lesion when their IoU is "
+                      ">= 0.1):", "",
                   "| FP / image | " + " | ".join(rates) + " |",
                   "|---" * (len(rates) + 1) + "|",
                   "| sensitivity | " + " | ".join("n/a" if v is None else f"{v:.3f}"
