@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from pooled_folds import interval
 from result_files import with_interval, write_result
 
 PAIRS = ("hds:ds", "hds:seg", "ds:seg", "hds:cls")
@@ -76,12 +77,6 @@ def bootstrap(variants: dict, names: list[str], resamples: int, seed: int) -> di
             draws[name].append(figures([variants[name]["films"][p] for p in chosen]))
     point = {name: figures([variants[name]["films"][p] for p in common]) for name in names}
     return {"films": len(common), "patients": len(groups), "draws": draws, "point": point}
-
-
-def interval(values) -> list[float] | None:
-    values = [v for v in values if v is not None]
-    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if values \
-        else None
 
 
 def main(argv=None) -> int:
