@@ -7,6 +7,8 @@
   the HDS U-Net (multiple-instance pooling, the max-pixel logit, the lesion channel of 2-class
   logits).
 - `ChannelwiseConv2D`: ConvNeXt's grouped 7x7 convolutions on the fast depthwise op.
+- `ParametricActivation`: phi_a(x) = (1 - a) phi(x) + a x, the identity at a = 1 (MorphHR's
+  function-preserving non-linearity).
 """
 
 from mammo_keras.layers.channelwise_conv import ChannelwiseConv2D, use_channelwise_convolutions
@@ -14,7 +16,9 @@ from mammo_keras.layers.gagm import GAGM
 from mammo_keras.layers.grayscale_adapter import GrayscaleAdapter
 from mammo_keras.layers.instance_pooling import (ForegroundProbability, MaxPixelLogit,
                                                  MostPositiveInstance)
+from mammo_keras.layers.parametric_activation import ParametricActivation
 from mammo_keras.layers.se_vector import SEVector
 
 __all__ = ["ChannelwiseConv2D", "ForegroundProbability", "GAGM", "GrayscaleAdapter",
-           "MaxPixelLogit", "MostPositiveInstance", "SEVector", "use_channelwise_convolutions"]
+           "MaxPixelLogit", "MostPositiveInstance", "ParametricActivation", "SEVector",
+           "use_channelwise_convolutions"]
