@@ -333,10 +333,11 @@ def test_stages_change_the_input_size_and_resume_inside_a_later_stage(tmp_path, 
     assert 1e-6 < rates[1] < 1e-4
     model = keras.saving.load_model(tmp_path / "whole" / "model.keras")
     assert model.input_shape == (None, 48, 48, 1)
-    # a fresh optimizer per stage: step 5 is the middle of the last epoch (3 steps per epoch)
+    # the optimizer's step count runs on across stages: step 8 is the middle of the last
+    # epoch (3 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0,
-              callbacks=[Interrupt(at_step=5)])
+              callbacks=[Interrupt(at_step=8)])
     state = json.loads((tmp_path / "resumed" / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2
     resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
@@ -347,6 +348,87 @@ def test_stages_change_the_input_size_and_resume_inside_a_later_stage(tmp_path, 
                for run in ("whole", "resumed")]
     assert all(np.array_equal(x, y) for x, y in zip(*weights, strict=True))
     assert whole["metrics"] == resumed["metrics"]
+
+
+class StageBoundary(keras.callbacks.Callback):
+    """Records the classifier's logits on fixed images, the FSL centres and an AdamW moment
+    at the end of each `fit` (one per epoch) and at the start of the next."""
+
+    def __init__(self, images: dict):
+        super().__init__()
+        self.images, self.ends, self.starts = images, [], []
+
+    def _snapshot(self):
+        trainer = self.model
+        classifier = trainer.classifier
+        size = classifier.input_shape[1]
+        logits = keras.Model(classifier.input, classifier.get_layer("logits").output)
+        moments = {v.name: v.numpy().copy() for v in trainer.optimizer.variables
+                   if v.name == "logits_kernel_momentum"}
+        return {"size": size, "logits": logits.predict(self.images[size], verbose=0),
+                "centres": trainer.class_centres.numpy().copy(),
+                "step": int(trainer.optimizer.iterations.numpy()), **moments}
+
+    def on_train_begin(self, logs=None):
+        self.starts.append(self._snapshot())
+
+    def on_train_end(self, logs=None):
+        self.ends.append(self._snapshot())
+
+
+def test_a_morph_stage_continues_the_function_optimizer_and_centres_and_resumes(tmp_path,
+                                                                                data_dir):
+    """MorphHR's schedule: 32 px, then to_resolution to 64 px. At the boundary the 64 px model
+    computes what the 32 px one did on the downsampled image, with AdamW's moments, its step
+    count and the Feature-Smoothing centres carried; a run killed inside the morphed stage
+    resumes to the same result."""
+    config = tiny_config(deterministic=True, monitor="val_loss", fsl_lambda=0.1,
+                         stages=[{"image_size": 32, "epochs": 1},
+                                 {"image_size": 64, "epochs": 2, "learning_rate": 3e-4,
+                                  "morph": [{"operation": "to_resolution", "front_width": 4}]}])
+    low = np.random.default_rng(0).random((3, 32, 32, 1), np.float32)
+    high = low.repeat(2, axis=1).repeat(2, axis=2)  # its 2 x 2 area mean is `low`
+    boundary = StageBoundary({32: low, 64: high})
+    whole = train(config, tmp_path / "whole", data_dir=data_dir, verbose=0,
+                  callbacks=[boundary])
+    before, after = boundary.ends[0], boundary.starts[1]
+    assert (before["size"], after["size"]) == (32, 64)
+    np.testing.assert_allclose(after["logits"], before["logits"], atol=1e-5)
+    assert after["step"] == before["step"] == 3
+    np.testing.assert_array_equal(after["centres"], before["centres"])
+    assert np.abs(before["centres"]).max() > 0
+    np.testing.assert_array_equal(after["logits_kernel_momentum"],
+                                  before["logits_kernel_momentum"])
+    rows = history_rows(tmp_path / "whole")
+    assert [(row["stage"], row["image_size"]) for row in rows] == [("1", "32"), ("2", "64"),
+                                                                    ("2", "64")]
+    assert float(rows[2]["learning_rate"]) == pytest.approx(3e-6, rel=1e-4)  # its own floor
+    model = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+    assert model.input_shape == (None, 64, 64, 1)
+    assert model.get_layer("morph_downsample").kernel.shape == (2, 2, 4, 1)
+    assert [step["operation"] for step in model.description.builder["morphs"]] == \
+        ["to_resolution"]
+    with pytest.raises(KeyboardInterrupt):  # inside the last epoch, in the morphed stage
+        train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0,
+              callbacks=[Interrupt(at_step=8)])
+    resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
+    for a, b in zip(rows, history_rows(tmp_path / "resumed"), strict=True):
+        for key in ("loss", "val_loss", "learning_rate"):
+            assert float(a[key]) == float(b[key]), (a["epoch"], key)
+    assert whole["metrics"] == resumed["metrics"]
+
+
+@pytest.mark.parametrize("stages, message", [
+    ([{"image_size": 32, "morph": "to_resolution"}], "the first stage has no trained model"),
+    ([{"image_size": 32}, {"image_size": 48, "morph": "to_resolution"}],
+     "2, 3, 4... times the last stage's 32, got 48"),
+    ([{"image_size": 32}, {"image_size": 64, "morph": "stretch"}], "one of \\['deepen'"),
+    ([{"image_size": 32}, {"image_size": 64, "morph": {"operation": "widen", "units": 3}}],
+     "widen takes no argument 'units'"),
+])
+def test_stage_morphs_that_cannot_work_are_named(stages, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config({"training": {"stages": stages}})
 
 
 def test_zero_epochs_evaluates_the_built_model_without_training(tmp_path, data_dir):

@@ -62,8 +62,10 @@ DEFAULTS: dict[str, Any] = {
         "probe_layer": None,          # the layer a probe reads; None: "embedding"
         "epochs": 12,                 # 0: evaluate the built (or loaded) model only
         "stages": [],                 # progressive resolution: [{image_size, epochs,
-                                      #   learning_rate, warmup_epochs}, ...] replaces
-                                      #   data.image_size and training.epochs
+                                      #   learning_rate, warmup_epochs, morph}, ...] replaces
+                                      #   data.image_size and training.epochs; `morph`
+                                      #   (MorphHR): to_resolution, or a list of
+                                      #   {operation: deepen|widen|..., arguments}
         "batch_size": 16,             # images per optimizer step
         "gradient_accumulation": 1,   # > 1: batches of batch_size / this, gradients averaged
                                       #   over this many before each step (less memory)
@@ -109,7 +111,7 @@ _FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positiv
               "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
               "training.plateau_factor",
               "data.synthetic.contrast", "data.synthetic.lesion_scale"}
-STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs")
+STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs", "morph")
 _CHOICES = {
     "training.class_balance": ("none", "weights", "sampling"),
     "training.fsl_centres": ("ema", "batch"),
@@ -343,8 +345,32 @@ def _resolve_stages(stages, config: dict, where: str) -> list[dict]:
                 not isinstance(entry["epochs"], int) or entry["epochs"] < 1:
             raise ConfigError(f"{where}training.stages[{index}] needs a positive integer "
                               "image_size and epochs")
+        if "morph" in entry:
+            entry["morph"] = _resolve_stage_morph(entry, resolved, index, where)
+            if not entry["morph"]:
+                del entry["morph"]
         resolved.append(entry)
     return resolved
+
+
+def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: str
+                         ) -> list[dict]:
+    """A stage's morphs (training/stage_transition.py), checked against the stage before."""
+    from mammo_keras.training.stage_transition import resolve_morphs
+
+    value = stage["morph"]
+    if value in (None, [], "none"):
+        return []
+    name = f"{where}training.stages[{index}].morph"
+    if not previous:
+        raise ConfigError(f"{name}: the first stage has no trained model to morph")
+    steps = resolve_morphs(value, name)
+    before, size = previous[-1]["image_size"], stage["image_size"]
+    if any(step["operation"] == "to_resolution" for step in steps) and \
+            (size % before or size // before < 2):
+        raise ConfigError(f"{name}: to_resolution needs an image_size that is 2, 3, 4... times "
+                          f"the last stage's {before}, got {size}")
+    return steps
 
 
 def training_stages(config: dict) -> list[dict]:

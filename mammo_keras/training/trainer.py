@@ -43,6 +43,7 @@ from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
                                          training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
+from mammo_keras.training.stage_transition import OffsetSchedule, apply_morphs, carry_state
 from mammo_keras.provenance import provenance
 from mammo_keras.training.tensorboard_log import log_epochs
 
@@ -154,16 +155,18 @@ def learning_rate_schedule(training: dict, steps_per_epoch: int
 
 
 def _compiled(task, model: keras.Model, weights: list[float] | None, training: dict,
-              stage: dict, steps_per_epoch: int) -> keras.Model:
+              stage: dict, steps_per_epoch: int, start_step: int = 0) -> keras.Model:
     """The task's training model around `model`, compiled with AdamW (or SGD with momentum:
     `training.optimizer`; Keras applies either's weight decay decoupled) on the stage's schedule
     (`steps_per_epoch`: optimizer steps, which gradient accumulation makes fewer than
-    batches)."""
+    batches), counted from optimizer step `start_step` (where the last stage left it)."""
     trainer = task.training_model(model, weights)
     jit = training["jit_compile"]
     accumulation = training["gradient_accumulation"]
     rate = float(stage["learning_rate"]) if training["schedule"] == "plateau" else \
         learning_rate_schedule({**training, **stage}, steps_per_epoch)
+    if start_step and not isinstance(rate, float):
+        rate = OffsetSchedule(rate, start_step)
     common = {"weight_decay": float(training["weight_decay"]),
               "gradient_accumulation_steps": accumulation if accumulation > 1 else None}
     if training["optimizer"] == "sgd":
@@ -345,14 +348,16 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         val_targets = _fill_cache(subsets["val"], val_cache, size, batch, report, options)
         updates_per_epoch = math.ceil(len(targets) / training["batch_size"])
         steps_per_epoch = updates_per_epoch * accumulation  # batches, each epoch whole steps
-        if trainer_stage != index:  # a new stage: a model at its size, the weights so far
+        if trainer_stage != index:  # a new stage: a model at its size, the state so far
             weights = class_weights(targets, names) if training["class_balance"] == "weights" \
                 else None
-            model = task.build_model(names, size)
-            previous = trainer
-            trainer = _compiled(task, model, weights, training, stage, updates_per_epoch)
+            previous, morphs = trainer, stage.get("morph")
+            model = apply_morphs(task.trained_model(previous), morphs, size) \
+                if previous is not None and morphs else task.build_model(names, size)
+            start = int(previous.optimizer.iterations.numpy()) if previous is not None else 0
+            trainer = _compiled(task, model, weights, training, stage, updates_per_epoch, start)
             if previous is not None:
-                trainer.set_weights(previous.get_weights())
+                carry_state(previous, trainer, by_path=bool(morphs))
                 state.best_value, state.epochs_without_gain = None, 0
                 state.plateau_wait, state.learning_rate = 0, None
             trainer_stage = index
