@@ -136,6 +136,19 @@ def test_feature_pyramid_has_the_named_strides():
         assert tensor.shape[1] == 64 // 2 ** int(level[1]), level
 
 
+def test_convnext_pyramid_levels_are_stage_outputs_after_the_residual_addition():
+    """The last tensor at each stride is the stage's output (a keras.ops addition), the input
+    of the next stage's downsampling, not the residual branch before it."""
+    model = build_classifier("convnext_tiny", "gap", num_classes=3, input_shape=(64, 64, 1))
+    pyramid = feature_pyramid(model)
+    for level, next_level in (("P2", 3), ("P3", 4), ("P4", 5)):
+        downsampling = next(operation for operation in model.operations
+                            if not isinstance(operation, keras.layers.InputLayer)
+                            and len(operation.output.shape) == 4
+                            and operation.output.shape[1] == 64 // 2 ** next_level)
+        assert downsampling.input is pyramid[level], (level, downsampling.name)
+
+
 def test_build_model_describes_what_it_builds():
     model = build_model({"builder": "tests.toy_task:build", "width": 2}, num_classes=2,
                         image_size=16)

@@ -102,11 +102,25 @@ def _keras_model(model: str, head: str, size: int):
 
 
 def _keras_row(spec: dict) -> dict:
+    """One Keras row; `spec` may add "precision" (a Keras dtype policy, e.g. "mixed_bfloat16")
+    and "remat": "segments" (`mammo_keras.bench.remat`) or a `keras.RematScope` mode the
+    model is built under (e.g. "full")."""
+    import contextlib
+
     import keras
 
     from mammo_keras.bench.flops import forward_flops
 
-    model, channels = _keras_model(spec["model"], spec["head"], spec["image_size"])
+    keras.mixed_precision.set_global_policy(spec.get("precision") or "float32")
+    remat = spec.get("remat")
+    scope = keras.RematScope(mode=remat) if remat and remat != "segments" else \
+        contextlib.nullcontext()
+    with scope:
+        model, channels = _keras_model(spec["model"], spec["head"], spec["image_size"])
+    if remat == "segments":
+        from mammo_keras.bench.remat import rematerialized
+
+        model = rematerialized(model)
     images, labels = _batch(spec["image_size"], spec["batch_size"], channels)
     if spec["mode"] == "train" and spec["model"] == HDS:  # SGD, the authors' optimizer
         from mammo_keras.losses import HybridDeepSupervisionLoss

@@ -50,6 +50,9 @@ class PhantomSpec:
         finding: one of FINDINGS.
         contrast: mean lesion contrast (each lesion draws 0.6-1.4 x this).
         lesion_scale: multiplies lesion sizes.
+        calcification_radius: radius in px (of this image) of one micro-calcification;
+            None: 0.6-2 px, growing with the image size (a few px at 4096). Set it to make
+            clusters that only a high-resolution network can see (MorphHR's experiment).
     """
 
     seed: int
@@ -60,6 +63,7 @@ class PhantomSpec:
     finding: str = "normal"
     contrast: float = DEFAULT_CONTRAST
     lesion_scale: float = DEFAULT_LESION_SCALE
+    calcification_radius: float | None = None
 
     def __post_init__(self):
         if not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -157,7 +161,8 @@ def _calcifications(spec, rng, rows, cols, centre, height, malignant: bool):
     """(intensity profile, mask) of a cluster of micro-calcifications."""
     count = rng.integers(10, 22) if malignant else rng.integers(4, 9)
     spread = height * (0.012 if malignant else 0.03) * spec.lesion_scale
-    base = max(0.6, 2.0 * height / MAX_SIZE * 2)  # a few px at 4096, sub-pixel at 512
+    base = spec.calcification_radius or max(0.6, 2.0 * height / MAX_SIZE * 2)  # a few px at
+    # 4096, sub-pixel at 512
     profile = np.zeros(rows.shape, np.float32)
     window = int(spread * 3 + 10)
     r0, c0 = int(centre[0]), int(centre[1])
@@ -268,13 +273,16 @@ def generate_phantom(spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
 def synthetic_specs(count: int, seed: int = 0, size: int = 512,
                     contrast: float = DEFAULT_CONTRAST,
                     lesion_scale: float = DEFAULT_LESION_SCALE,
-                    label_weights: tuple[float, float, float] = (1, 1, 1)) -> list[PhantomSpec]:
+                    label_weights: tuple[float, float, float] = (1, 1, 1),
+                    calcification_share: float = 0.3,
+                    calcification_radius: float | None = None) -> list[PhantomSpec]:
     """`count` phantom specs, two views (CC, MLO) of one breast per patient.
 
     Patients draw a laterality, a density (A-D uniformly) and a label (normal /
     benign / malignant with `label_weights`); a lesioned patient's finding is a mass
-    (70 %) or a calcification cluster (30 %) and shows in both views. Spec i belongs
-    to patient i // 2.
+    or, with probability `calcification_share` (0.3), a calcification cluster (dots of
+    `calcification_radius` px, see `PhantomSpec`), and shows in both views. Spec i
+    belongs to patient i // 2.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1; got {count}.")
@@ -285,11 +293,12 @@ def synthetic_specs(count: int, seed: int = 0, size: int = 512,
         laterality = str(rng.choice(["L", "R"]))
         density = str(rng.choice(list(DENSITY_FRACTIONS)))
         label = str(rng.choice(["normal", "benign", "malignant"], p=weights))
-        kind = "mass" if rng.random() < 0.7 else "calcification"
+        kind = "calcification" if rng.random() < calcification_share else "mass"
         finding = "normal" if label == "normal" else f"{label}_{kind}"
         for view in ("CC", "MLO"):
             if len(specs) < count:
                 specs.append(PhantomSpec(seed=int(rng.integers(2 ** 31)), size=size, view=view,
                                          laterality=laterality, density=density, finding=finding,
-                                         contrast=contrast, lesion_scale=lesion_scale))
+                                         contrast=contrast, lesion_scale=lesion_scale,
+                                         calcification_radius=calcification_radius))
     return specs

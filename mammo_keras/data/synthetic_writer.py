@@ -82,7 +82,9 @@ def _square(image: np.ndarray, mask: np.ndarray, side: int, chest_wall_left: boo
 def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "dicom",
                     seed: int = 0, contrast: float = DEFAULT_CONTRAST,
                     lesion_scale: float = DEFAULT_LESION_SCALE,
-                    progress: Callable[[int, int], None] | None = None) -> Path:
+                    progress: Callable[[int, int], None] | None = None,
+                    calcification_share: float = 0.3,
+                    calcification_radius: float | None = None) -> Path:
     """Write `count` phantoms into `out` in layout `fmt`; returns `out`.
 
     Args:
@@ -90,7 +92,8 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
         count: number of images (two views per patient).
         size: phantom height in px (256-4096); the "mias" layout is always 1024 x 1024.
         fmt: "dicom", "mias" or "folder".
-        seed, contrast, lesion_scale: see `synthetic_specs`.
+        seed, contrast, lesion_scale, calcification_share, calcification_radius: see
+            `synthetic_specs`.
         progress: called as progress(done, count) after each image.
     """
     if fmt not in FORMATS:
@@ -99,6 +102,8 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
     out.mkdir(parents=True, exist_ok=True)
     specs = synthetic_specs(count, seed=seed, size=size, contrast=contrast,
                             lesion_scale=lesion_scale,
+                            calcification_share=calcification_share,
+                            calcification_radius=calcification_radius,
                             label_weights=(0, 1, 1) if fmt == "cbis" else (1, 1, 1))
     if fmt == "mias":  # MIAS: MLO films, pairs of one patient, odd numbers right
         specs = [dataclasses.replace(spec, view="MLO", laterality="R" if i % 2 == 0 else "L")

@@ -172,7 +172,8 @@ def feature_pyramid(model: keras.Model, levels: tuple[int, ...] = PYRAMID_LEVELS
     if backbone in BACKBONES:
         named = {key: model.get_layer(name).output
                  for key, name in BACKBONES[backbone].pyramid.items()}
-    for layer in model.layers:
+    # operations, not only layers: a ConvNeXt block ends in a keras.ops addition
+    for layer in model.operations:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         try:

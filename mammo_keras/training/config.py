@@ -27,13 +27,15 @@ from mammo_keras.atomic import write_text_atomically
 from mammo_keras.errors import UserError, did_you_mean
 from mammo_keras.yaml_files import read_yaml, read_yaml_text
 
+SYNTHETIC_LATER_DEFAULTS = {"calcification_share": 0.3, "calcification_radius": None}
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
     "data": {
         "dataset": "synthetic",   # a load_records name, or "folder"; see `root`
         "root": None,             # folder or archive; None: generated phantoms (synthetic)
         "synthetic": {"count": 240, "size": 256, "seed": 0, "contrast": 0.3,
-                      "lesion_scale": 2.0},
+                      "lesion_scale": 2.0, "calcification_share": 0.3,
+                      "calcification_radius": None},   # data/synthetic.py
         "task": "malignancy",     # malignancy | density | a Task: "package.module:ClassName"
         "classes": None,          # None: normal/benign/malignant or the dataset's densities
         "image_size": 128,
@@ -110,7 +112,8 @@ _FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positiv
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
               "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
               "training.plateau_factor",
-              "data.synthetic.contrast", "data.synthetic.lesion_scale"}
+              "data.synthetic.contrast", "data.synthetic.lesion_scale",
+              "data.synthetic.calcification_share", "data.synthetic.calcification_radius"}
 STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs", "morph")
 _CHOICES = {
     "training.class_balance": ("none", "weights", "sampling"),
@@ -430,6 +433,8 @@ def config_hash(config: dict) -> str:
         del trained["training"]["stages"]
     if not trained.get("task_options", True):
         del trained["task_options"]
+    if isinstance(trained.get("data", {}).get("synthetic"), dict):
+        trained["data"]["synthetic"] = without_default_synthetic_keys(trained["data"]["synthetic"])
     if trained.get("data", {}).get("train_crop", 0) is None:
         del trained["data"]["train_crop"]
         trained["data"].pop("crop_positive_rate", None)
@@ -438,6 +443,13 @@ def config_hash(config: dict) -> str:
             trained.get("training", {}).pop(key, None)
     text = json.dumps(trained, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def without_default_synthetic_keys(options: dict) -> dict:
+    """The phantom options without keys added later that hold their defaults, so that hashes
+    of configs (and phantom folders) written before them stay the same."""
+    return {key: value for key, value in options.items()
+            if key not in SYNTHETIC_LATER_DEFAULTS or value != SYNTHETIC_LATER_DEFAULTS[key]}
 
 
 def write_config(path: str | Path, config: dict) -> None:

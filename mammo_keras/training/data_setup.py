@@ -9,14 +9,15 @@ from typing import Callable
 
 from mammo_keras.data import Records, kfold_records, load_records, split_records, write_synthetic
 from mammo_keras.data.audit import duplicate_groups
-from mammo_keras.training.config import ConfigError
+from mammo_keras.training.config import ConfigError, without_default_synthetic_keys
 
 SUBSETS = ("train", "val", "test")
 
 
 def synthetic_root(data: dict, data_dir: str | Path) -> Path:
     """Where the phantoms of `data["synthetic"]` live: one folder per parameter set."""
-    key = hashlib.sha256(json.dumps(data["synthetic"], sort_keys=True).encode()).hexdigest()[:8]
+    options = without_default_synthetic_keys(data["synthetic"])
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
     return Path(data_dir) / f"synthetic-{data['synthetic']['count']}-{key}"
 
 
@@ -34,7 +35,9 @@ def dataset_records(data: dict, data_dir: str | Path,
             options = data["synthetic"]
             write_synthetic(root, options["count"], size=options["size"], fmt="dicom",
                             seed=options["seed"], contrast=options["contrast"],
-                            lesion_scale=options["lesion_scale"], progress=progress)
+                            lesion_scale=options["lesion_scale"], progress=progress,
+                            calcification_share=options["calcification_share"],
+                            calcification_radius=options["calcification_radius"])
     elif root is None:
         raise ConfigError(f"data.root is needed for dataset {data['dataset']!r}")
     return load_records(data["dataset"], root=root)
