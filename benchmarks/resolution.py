@@ -3,7 +3,7 @@ what does high resolution cost, and how far can one go in 24 GB).
 
 Each row is one training step (forward, loss, gradients, AdamW) of an untrained classifier
 on random images, measured in a fresh process (`mammo_keras.bench.runner.run_isolated`):
-peak resident memory and images/s. Variants, all at batch 1 (and batch 4 at 1024 px):
+peak resident memory and images/s. Variants, all at batch 1 (and batch 4 at 512 px):
 
 - float32: the reference, measured in the same run;
 - remat: the stretches between the backbone's pyramid levels recomputed in the backward
@@ -39,7 +39,7 @@ VARIANTS = {"float32": {}, "remat": {"remat": "segments"}, "mixed_bfloat16":
             {"precision": "mixed_bfloat16"}}
 # Keras' own per-layer rematerialisation, tried once per backbone at the smallest side
 KERAS_REMAT_SCOPE = {"remat": "full"}
-BATCH_FOUR_SIZE = 1024
+BATCH_FOUR_SIZE = 512
 MACHINE_GB = 24.0
 
 
@@ -84,13 +84,30 @@ def _series(rows: list[dict], model: str, variant: str, batch: int) -> list[tupl
             and row.get("peak_memory_mb")]
 
 
+def memory_fit(rows: list[dict], model: str, variant: str, batch: int
+               ) -> tuple[float, float] | None:
+    """(GB at 0 px, GB per pixel) of a series: fitted on its own rows where it has two, else
+    from batch 1's fit with the per-pixel term scaled by the batch and its one row, if any,
+    setting the constant."""
+    points = _series(rows, model, variant, batch)
+    fit = linear_fit(points)
+    if fit is not None or batch == 1:
+        return fit
+    single = linear_fit(_series(rows, model, variant, 1))
+    if single is None:
+        return None
+    slope = single[1] * batch
+    intercept = points[0][1] - slope * points[0][0] if points else single[0]
+    return intercept, slope
+
+
 def largest_side(rows: list[dict], model: str, variant: str, batch: int,
                  budget_gb: float = MACHINE_GB) -> dict:
     """The largest square side whose training step fits `budget_gb`: measured, or extrapolated
     from the measured rows of the series (marked)."""
     points = _series(rows, model, variant, batch)
     measured = [round(math.sqrt(x)) for x, y in points if y <= budget_gb]
-    fit = linear_fit(points)
+    fit = memory_fit(rows, model, variant, batch)
     if fit is None or fit[1] <= 0:
         return {"measured": max(measured, default=None), "extrapolated": None}
     side = math.sqrt(max(budget_gb - fit[0], 0) / fit[1])
@@ -104,7 +121,7 @@ def run(out: Path, limit_gb: float, fresh: bool) -> list[dict]:
     for spec in plan():
         if _key(spec) in done:
             continue
-        fit = linear_fit(_series(rows, spec["model"], spec["variant"], spec["batch_size"]))
+        fit = memory_fit(rows, spec["model"], spec["variant"], spec["batch_size"])
         predicted = fit[0] + fit[1] * spec["image_size"] ** 2 if fit else None
         if predicted is not None and predicted > limit_gb:
             row = {**spec, "skipped": f"predicted {predicted:.1f} GB > {limit_gb} GB"}
@@ -155,8 +172,9 @@ def markdown(rows: list[dict]) -> str:
                          f"{row['batch_size']} | - | - | {reason} | |")
     lines += ["", "## The largest side that trains in 24 GB", "",
               "Measured: the largest side run within 24 GB; extrapolated: memory fitted "
-              "linearly in pixels over the measured sides of the series (an estimate, not a "
-              "measurement).", "",
+              "linearly in pixels over the measured sides of the series (batch 4: batch 1's "
+              "per-pixel cost x 4 through its one measured row), an estimate, not a "
+              "measurement.", "",
               "| backbone | variant | batch | largest measured | extrapolated |",
               "|---|---|---:|---:|---:|"]
     for model in BACKBONES:

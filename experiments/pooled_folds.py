@@ -5,14 +5,17 @@ two variants (the same images, the same patient resamples).
     python experiments/pooled_folds.py runs/molina_roman_phantoms \
         --compare pretrained_fine_tune:pretrained_logistic_probe --out experiments/results/x
 
-Reads `<run>/cells/<variant>-fold<k>/predictions.csv` (the test fold of each cell) and
-writes <out>.json and <out>.md.
+Reads `<run>/cells/<variant>-fold<k>/predictions.csv` or `<run>/cells/fold<k>-<variant>/...`
+(the test fold of each cell; the grid names cells in the order of its axes) and writes
+<out>.json and <out>.md. `--metrics` chooses the figures (default: accuracy, macro_f1,
+weighted_f1, quadratic_kappa; roc_auc_macro and balanced_accuracy are the others).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -20,16 +23,17 @@ import numpy as np
 from result_files import with_interval, write_result
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "quadratic_kappa")
+EXTRA_METRICS: tuple = ()  # set by --metrics
 
 
 def pooled_predictions(run: Path) -> dict[str, dict]:
     """{variant: {"paths", "patients", "truth" (N,) indices, "probabilities" (N, K),
     "classes", "folds"}} over every finished fold of every variant."""
     variants: dict[str, dict] = {}
-    for cell in sorted((run / "cells").glob("*-fold*")):
+    for cell in sorted((run / "cells").glob("*fold*")):
         if not (cell / "done.json").is_file():
             continue
-        variant = cell.name.rsplit("-fold", 1)[0]
+        variant = re.sub(r"^fold\d+-|-fold\d+$", "", cell.name)
         with open(cell / "predictions.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         classes = [key[2:] for key in rows[0] if key.startswith("p_")]
@@ -52,6 +56,8 @@ def figures(truth: np.ndarray, probabilities: np.ndarray, classes) -> dict:
     from mammo_keras.evaluation.metrics import _headline, dense_view
 
     values = _headline(truth, probabilities, METRICS)
+    if len(set(truth.tolist())) > 1:  # AUC needs both sides in a resample
+        values.update(_headline(truth, probabilities, EXTRA_METRICS))
     dense = dense_view(truth, probabilities, classes, resamples=0)
     if dense is not None:
         values["dense_accuracy"] = dense["accuracy"]
@@ -93,7 +99,11 @@ def main(argv=None) -> int:
                         help="variant_a:variant_b, the difference a - b (repeatable)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--metrics", default="",
+                        help="comma-separated figures to add: roc_auc_macro, balanced_accuracy")
     args = parser.parse_args(argv)
+    global EXTRA_METRICS
+    EXTRA_METRICS = tuple(name for name in args.metrics.split(",") if name)
     from mammo_keras.provenance import provenance
 
     variants = pooled_predictions(Path(args.run))
@@ -132,7 +142,7 @@ def render(result: dict) -> str:
     def cell(pair) -> str:
         return with_interval(pair, " to ")  # differences may be negative
 
-    keys = [key for key in (*METRICS, "dense_accuracy")
+    keys = [key for key in (*METRICS, *EXTRA_METRICS, "dense_accuracy")
             if any(key in v for v in result["variants"].values())]
     lines = [f"# {Path(result['run']).name}: every fold pooled", "",
              "Each image's prediction by the model of the fold that held it out, all folds "

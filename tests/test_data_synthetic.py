@@ -129,3 +129,27 @@ def test_folder_layout_is_the_kaggle_layout(tmp_path):
     assert sorted(records.counts("label").items()) == sorted(
         {label: expected.count(label) for label in set(expected)}.items())
     assert read_image(records[0].path)[1]["bits_stored"] == 16
+
+
+def test_calcification_only_phantoms_with_a_set_dot_size_fade_when_downsampled():
+    """MorphHR's phantoms: every lesion a calcification cluster, dots of a set radius, so
+    small that area downsampling by 8 dilutes a dot's signal about 8 x 8 times more than by 2."""
+    specs = synthetic_specs(40, seed=3, size=512, calcification_share=1.0,
+                            calcification_radius=0.5)
+    findings = {spec.finding for spec in specs}
+    assert findings <= {"normal", "benign_calcification", "malignant_calcification"}
+    assert findings & {"benign_calcification", "malignant_calcification"}
+    assert all(spec.calcification_radius == 0.5 for spec in specs)
+    spec = next(s for s in specs if s.finding == "benign_calcification")
+    from mammo_keras.data.synthetic import draw_phantom_layers
+
+    lesion = draw_phantom_layers(spec).lesion[:512, :392]
+    peaks = {factor: lesion.reshape(512 // factor, factor, 392 // factor, factor)
+             .mean(axis=(1, 3)).max() for factor in (2, 8)}
+    assert peaks[8] < peaks[2] / 4
+    wider = draw_phantom_layers(dataclasses.replace(spec, calcification_radius=1.5)).lesion
+    assert wider.sum() > 4 * lesion.sum()  # the radius sets the dots' size
+    # the default keeps the 30 % share of calcification clusters
+    default = synthetic_specs(400, seed=3)
+    share = np.mean(["calcification" in s.finding for s in default if s.finding != "normal"])
+    assert 0.2 < share < 0.4
