@@ -11,7 +11,10 @@ peak resident memory and images/s. Variants, all at batch 1 (and batch 4 at 512 
   `keras.RematScope(mode="full")` is tried once per backbone ("keras_remat_scope"): on the
   TensorFlow backend it fails on layers called with `training=`, which the table records;
 - mixed_bfloat16: Keras' mixed-precision policy with bfloat16, the half precision this CPU
-  has instructions for (AVX512_BF16); on a GPU the policy is mixed_float16.
+  has instructions for (AVX512_BF16); on a GPU the policy is mixed_float16;
+- to_resolution_4x: MorphHR's way in: the network built for a 4x smaller side behind
+  `mammo_keras.morph.to_resolution`'s front (high-resolution layers, then a stride-4
+  downsampling the backbone runs after), at the row's side.
 
 A row whose memory, extrapolated linearly in pixels from the smaller rows of its series,
 would pass `--limit-gb` is not run but reported as such (this machine has 24 GB and nothing
@@ -36,11 +39,12 @@ from mammo_keras.provenance import provenance
 BACKBONES = ("baseline_cnn", "convnext_tiny", "inception_v3")
 SIZES = (256, 512, 1024, 2048)
 VARIANTS = {"float32": {}, "remat": {"remat": "segments"}, "mixed_bfloat16":
-            {"precision": "mixed_bfloat16"}}
+            {"precision": "mixed_bfloat16"}, "to_resolution_4x": {"morph_factor": 4}}
 # Keras' own per-layer rematerialisation, tried once per backbone at the smallest side
 KERAS_REMAT_SCOPE = {"remat": "full"}
 BATCH_FOUR_SIZE = 512
 MACHINE_GB = 24.0
+MIN_SIDE = {"baseline_cnn": 32, "convnext_tiny": 32, "inception_v3": 75}
 
 
 def plan() -> list[dict]:
@@ -49,8 +53,10 @@ def plan() -> list[dict]:
         rows.append(_spec(backbone, "keras_remat_scope", KERAS_REMAT_SCOPE, SIZES[0], 1))
         for variant, options in VARIANTS.items():
             for size in SIZES:
+                if variant == "to_resolution_4x" and size // 4 < MIN_SIDE[backbone]:
+                    continue
                 rows.append(_spec(backbone, variant, options, size, 1))
-            if variant != "mixed_bfloat16":
+            if variant in ("float32", "remat"):
                 rows.append(_spec(backbone, variant, options, BATCH_FOUR_SIZE, 4))
     return rows
 

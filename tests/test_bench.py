@@ -246,3 +246,14 @@ def test_stage_rematerialisation_gives_the_same_outputs_and_gradients(backbone, 
 
     for a, b in zip(gradients(model), gradients(remat), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_a_failed_row_reports_the_highlighted_keras_message_not_the_last_traceback_line():
+    from mammo_keras.bench.runner import _failure_line
+
+    stderr = ("Traceback (most recent call last):\n  File ...\nValueError: Exception "
+              "encountered when calling Model.call().\n\n\x1b[1mThe custom_gradient decorator "
+              "currently supports keywords arguments only when eager execution is enabled."
+              "\x1b[0m\n\nArguments received by Model.call():\n  • kwargs=<class 'inspect._empty'>")
+    assert _failure_line(stderr).startswith("The custom_gradient decorator currently supports")
+    assert _failure_line("one\nOSError: disk full\n") == "OSError: disk full"

@@ -228,3 +228,16 @@ def test_impossible_morphs_name_the_layer_and_the_reason(models):
         to_resolution(build_hds_unet((None, None, 1), widths=SMALL_UNET, mil_stride=32), 128)
     with pytest.raises(UserError, match="not a functional Keras model"):
         deepen(keras.Sequential([keras.layers.Dense(2)]), "dense")
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh", "sigmoid", "elu", "softplus"])
+def test_the_p_activation_makes_deepening_exact_for_any_activation(activation):
+    """Network Morphism's claim "for any continuous non-linear activation": phi_a at a = 1 is
+    the identity whatever phi is; at a = 0 it is phi itself."""
+    model = _randomised(build_classifier("baseline_cnn", input_shape=(32, 32, 1)))
+    deeper = deepen(model, "baseline_cnn_stage1_block2_relu", activation=activation)
+    _assert_same_function(model, deeper, _images(32))
+    layer = deeper.get_layer("baseline_cnn_stage1_block2_relu_deeper_act")
+    layer.alpha.assign(0.0)
+    x = np.linspace(-3, 3, 13, dtype=np.float32)
+    np.testing.assert_allclose(layer(x), keras.activations.get(activation)(x), atol=1e-6)

@@ -103,8 +103,9 @@ def _keras_model(model: str, head: str, size: int):
 
 def _keras_row(spec: dict) -> dict:
     """One Keras row; `spec` may add "precision" (a Keras dtype policy, e.g. "mixed_bfloat16")
-    and "remat": "segments" (`mammo_keras.bench.remat`) or a `keras.RematScope` mode the
-    model is built under (e.g. "full")."""
+    "remat": "segments" (`mammo_keras.bench.remat`) or a `keras.RematScope` mode the
+    model is built under (e.g. "full"), and "morph_factor": k (the model built for a k times
+    smaller side, then `to_resolution` to the row's side)."""
     import contextlib
 
     import keras
@@ -115,8 +116,15 @@ def _keras_row(spec: dict) -> dict:
     remat = spec.get("remat")
     scope = keras.RematScope(mode=remat) if remat and remat != "segments" else \
         contextlib.nullcontext()
+    factor = spec.get("morph_factor")
     with scope:
-        model, channels = _keras_model(spec["model"], spec["head"], spec["image_size"])
+        model, channels = _keras_model(spec["model"], spec["head"],
+                                       spec["image_size"] // factor if factor else
+                                       spec["image_size"])
+    if factor:  # MorphHR: the network of a factor-times smaller input behind its front
+        from mammo_keras.morph import to_resolution
+
+        model = to_resolution(model, spec["image_size"])
     if remat == "segments":
         from mammo_keras.bench.remat import rematerialized
 
@@ -301,6 +309,14 @@ def run_isolated(spec: dict, timeout: float = 1800) -> dict:
         return {**spec, "error": f"timed out after {timeout:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {**spec, "error": f"exit {done.returncode}: {last}"}
+        return {**spec, "error": f"exit {done.returncode}: {_failure_line(done.stderr)}"}
     return json.loads(lines[-1])
+
+
+def _failure_line(stderr: str) -> str:
+    """The line of a child's traceback that says what failed: Keras' highlighted message
+    (bold ANSI) when there is one, else the last line."""
+    lines = stderr.strip().splitlines() or ["no output"]
+    highlighted = [line for line in lines if "\x1b[1m" in line]
+    chosen = highlighted[-1] if highlighted else lines[-1]
+    return chosen.replace("\x1b[1m", "").replace("\x1b[0m", "").strip()
