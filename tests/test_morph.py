@@ -241,3 +241,30 @@ def test_the_p_activation_makes_deepening_exact_for_any_activation(activation):
     layer.alpha.assign(0.0)
     x = np.linspace(-3, 3, 13, dtype=np.float32)
     np.testing.assert_allclose(layer(x), keras.activations.get(activation)(x), atol=1e-6)
+
+
+def test_widening_follows_channels_through_depthwise_convolutions_and_concatenations():
+    """Per-channel layers with weights (a grouped Conv2D as ConvNeXt has, a DepthwiseConv2D,
+    BatchNorm) are widened with the channels; a concatenation shifts them; both methods stay
+    exact."""
+    from mammo_keras.layers import ChannelwiseConv2D
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="widened")(inputs)
+    x = ChannelwiseConv2D(6, 3, padding="same", groups=6, name="grouped")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    other = keras.layers.Conv2D(4, 1, name="other")(inputs)
+    x = keras.layers.Concatenate(name="concat")([other, x])
+    x = keras.layers.Conv2D(5, 3, padding="same", name="consumer")(x)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    model = _randomised(keras.Model(inputs, outputs))
+    images = np.random.default_rng(5).random((2, 16, 16, 3), np.float32)
+    for method in ("net2net", "netmorph"):
+        wider = widen(model, "widened", 11, method=method, seed=2)
+        _assert_same_function(model, wider, images)
+        assert wider.get_layer("grouped").groups == 11
+        assert wider.get_layer("consumer").kernel.shape == (3, 3, 4 + 11, 5)
+    kernel = wider.get_layer("consumer").kernel.numpy()
+    np.testing.assert_array_equal(kernel[:, :, 4 + 6:], 0.0)  # netmorph: zero outgoing weights
