@@ -307,6 +307,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_morph(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mammo_keras import load_model
+    from mammo_keras.atomic import save_model_atomically
+    from mammo_keras.morph.check import function_difference
+    from mammo_keras.training.stage_transition import apply_morphs, resolve_morphs
+
+    steps = [yaml.safe_load(text) for text in args.step]
+    if any("to_resolution" in str(step) for step in steps):
+        raise UserError("morph: use --to-resolution SIZE for to_resolution, not --step")
+    if args.to_resolution:
+        steps.append({"operation": "to_resolution", "front_width": args.front_width,
+                      "front_depth": args.front_depth})
+    if not steps:
+        raise UserError("morph: name --to-resolution SIZE or at least one --step")
+    steps = resolve_morphs(steps, "morph --step")
+    original = load_model(args.model)
+    morphed = apply_morphs(original, steps, args.to_resolution)
+    factor = 1
+    if args.to_resolution:
+        side = original.inputs[0].shape[1]
+        factor = args.to_resolution // side if side else 1
+    difference = function_difference(original, morphed, factor=factor)
+    save_model_atomically(morphed, args.out)
+    print(f"{args.out}: {', '.join(step['operation'] for step in steps)}; "
+          f"{original.count_params():,} -> {morphed.count_params():,} parameters; input "
+          f"{tuple(morphed.inputs[0].shape[1:])}; largest output difference from "
+          f"{args.model} on 4 random images{' (area-downsampled)' if factor > 1 else ''}: "
+          f"{difference:.1e}")
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import save_model_atomically
     from mammo_keras.convert import open_clip_to_keras
@@ -530,6 +563,27 @@ def _add_export_command(commands) -> None:
     export.add_argument("--version", type=_positive_int, default=1,
                         help="SavedModel version folder (1)")
     export.set_defaults(handler=_cmd_export)
+
+
+def _add_morph_command(commands) -> None:
+    morph = commands.add_parser(
+        "morph", help="function-preserving morphs of a .keras model (MorphHR)",
+        description="Apply function-preserving transformations (mammo_keras.morph) to a saved "
+                    "model and save the result; the morphed model is checked against the "
+                    "original on random images and the largest output difference printed.")
+    morph.add_argument("model", help="a .keras model file")
+    morph.add_argument("--out", required=True, help="the morphed .keras file")
+    morph.add_argument("--to-resolution", type=_positive_int, metavar="SIZE",
+                       help="a front for SIZE x SIZE images (an integer multiple of the input)")
+    morph.add_argument("--front-width", type=_positive_int, default=8,
+                       help="channels of the front's high-resolution layers (8)")
+    morph.add_argument("--front-depth", type=int, default=1,
+                       help="high-resolution layers in the front (1)")
+    morph.add_argument("--step", action="append", default=[], metavar="YAML",
+                       help="one more morph, e.g. '{operation: widen, layer: "
+                            "baseline_cnn_stage2_block1_conv, width: 96}' (repeatable; "
+                            "applied before --to-resolution)")
+    morph.set_defaults(handler=_cmd_morph)
 
 
 def _add_convert_command(commands) -> None:
@@ -759,6 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_command(commands)
     _add_training_commands(commands)
     _add_export_command(commands)
+    _add_morph_command(commands)
     _add_convert_command(commands)
     _add_clip_commands(commands)
     _add_explain_command(commands)

@@ -268,3 +268,23 @@ def test_widening_follows_channels_through_depthwise_convolutions_and_concatenat
         assert wider.get_layer("consumer").kernel.shape == (3, 3, 4 + 11, 5)
     kernel = wider.get_layer("consumer").kernel.numpy()
     np.testing.assert_array_equal(kernel[:, :, 4 + 6:], 0.0)  # netmorph: zero outgoing weights
+
+
+def test_morph_command_saves_the_morphed_model_and_reports_its_exactness(tmp_path, capsys):
+    from mammo_keras import cli
+
+    model = build_classifier("baseline_cnn", input_shape=(32, 32, 1))
+    model.save(tmp_path / "m.keras")
+    code = cli.main(["morph", str(tmp_path / "m.keras"), "--out", str(tmp_path / "big.keras"),
+                     "--to-resolution", "64", "--step",
+                     "{operation: widen, layer: baseline_cnn_stage2_block1_conv, width: 80}"])
+    assert code == 0
+    line = capsys.readouterr().out
+    assert "widen, to_resolution" in line and "(area-downsampled)" in line
+    assert float(line.rsplit(": ", 1)[1]) <= TOLERANCE
+    morphed = keras.saving.load_model(tmp_path / "big.keras")
+    assert morphed.input_shape == (None, 64, 64, 1)
+    assert morphed.get_layer("baseline_cnn_stage2_block1_conv").filters == 80
+    assert cli.main(["morph", str(tmp_path / "m.keras"), "--out", str(tmp_path / "x.keras"),
+                     "--to-resolution", "48"]) == 2
+    assert "integer multiple" in capsys.readouterr().err
