@@ -153,3 +153,12 @@ def test_calcification_only_phantoms_with_a_set_dot_size_fade_when_downsampled()
     default = synthetic_specs(400, seed=3)
     share = np.mean(["calcification" in s.finding for s in default if s.finding != "normal"])
     assert 0.2 < share < 0.4
+
+
+def test_default_specs_are_the_phantoms_every_committed_result_was_drawn_from():
+    """New phantom options must not move the random draws of the defaults: the first twelve
+    patients of seed 0, as drawn before the calcification options existed."""
+    findings = [spec.finding for spec in synthetic_specs(24, seed=0)][::2]
+    assert findings == ["normal", "malignant_mass", "malignant_calcification", "normal",
+                        "benign_mass", "normal", "benign_calcification", "benign_mass",
+                        "malignant_mass", "malignant_calcification", "normal", "malignant_mass"]

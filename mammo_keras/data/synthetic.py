@@ -293,7 +293,8 @@ def synthetic_specs(count: int, seed: int = 0, size: int = 512,
         laterality = str(rng.choice(["L", "R"]))
         density = str(rng.choice(list(DENSITY_FRACTIONS)))
         label = str(rng.choice(["normal", "benign", "malignant"], p=weights))
-        kind = "calcification" if rng.random() < calcification_share else "mass"
+        # the comparison keeps the draws of the 30 % default: the same seed, the same phantoms
+        kind = "mass" if rng.random() < 1.0 - calcification_share else "calcification"
         finding = "normal" if label == "normal" else f"{label}_{kind}"
         for view in ("CC", "MLO"):
             if len(specs) < count:
