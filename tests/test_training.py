@@ -429,6 +429,10 @@ def test_a_morph_stage_continues_the_function_optimizer_and_centres_and_resumes(
 def test_stage_morphs_that_cannot_work_are_named(stages, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config({"training": {"stages": stages}})
+    with pytest.raises(ConfigError, match="a lesion_segmentation stage cannot train"):
+        resolve_config({"data": {"task": "lesion_segmentation"}, "model": {
+            "builder": "hds_unet"}, "training": {"stages": [
+                {"image_size": 128}, {"image_size": 256, "morph": "to_resolution"}]}})
 
 
 def test_zero_epochs_evaluates_the_built_model_without_training(tmp_path, data_dir):

@@ -349,15 +349,16 @@ def _resolve_stages(stages, config: dict, where: str) -> list[dict]:
             raise ConfigError(f"{where}training.stages[{index}] needs a positive integer "
                               "image_size and epochs")
         if "morph" in entry:
-            entry["morph"] = _resolve_stage_morph(entry, resolved, index, where)
+            entry["morph"] = _resolve_stage_morph(entry, resolved, index, where,
+                                                  config["data"]["task"])
             if not entry["morph"]:
                 del entry["morph"]
         resolved.append(entry)
     return resolved
 
 
-def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: str
-                         ) -> list[dict]:
+def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: str,
+                         task: str) -> list[dict]:
     """A stage's morphs (training/stage_transition.py), checked against the stage before."""
     from mammo_keras.training.stage_transition import resolve_morphs
 
@@ -373,6 +374,11 @@ def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: s
             (size % before or size // before < 2):
         raise ConfigError(f"{name}: to_resolution needs an image_size that is 2, 3, 4... times "
                           f"the last stage's {before}, got {size}")
+    if task == "lesion_segmentation" and \
+            any(step["operation"] == "to_resolution" for step in steps):
+        raise ConfigError(f"{name}: to_resolution keeps a U-Net's mask at the size its "
+                          "backbone runs at, so a lesion_segmentation stage cannot train on "
+                          "the larger masks; morph the classifier tasks only")
     return steps
 
 
