@@ -28,7 +28,7 @@ class ParametricActivation(keras.layers.Layer):
     >>> x = np.array([[-2.0, 0.5]], "float32")
     >>> np.asarray(layer(x)).tolist()   # a = 1: the identity
     [[-2.0, 0.5]]
-    >>> layer.alpha.assign(0.0)
+    >>> _ = layer.alpha.assign(0.0)
     >>> np.asarray(layer(x)).tolist()   # a = 0: the activation itself
     [[0.0, 0.5]]
     """
