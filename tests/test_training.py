@@ -576,3 +576,16 @@ def test_a_split_manifest_without_its_columns_is_named(tmp_path):
     (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(UserError, match=r"b\.csv: not a text"):
         read_split_manifest(tmp_path / "b.csv", [])
+
+
+def test_a_grid_summary_does_not_print_the_base_size_when_cells_set_their_own():
+    from mammo_keras.training.config import load_config
+    from mammo_keras.training.experiment import summary_markdown
+
+    origin = [{"commit": "c", "hardware": "h", "command": "run"}]
+    staged = summary_markdown(load_config(ROOT / "experiments" / "morphhr_phantoms.yaml"), [],
+                              ["data.fold", "variant"], {}, origin)
+    assert "input size set per cell" in staged and "64 px input" not in staged
+    plain = summary_markdown(load_config(ROOT / "experiments" / "quickstart.yaml"), [], [], {},
+                             origin)
+    assert "128 px input" in plain and "12 epochs at most" in plain

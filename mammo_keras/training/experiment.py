@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -155,12 +156,19 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
     repeats = [axis for axis in axes if axis in REPEAT_AXES]
     columns = TABLE_COLUMNS.get(data["task"], TABLE_COLUMNS["malignancy"])
     grouping = "per-image" if data["split_by"] == "image" else "patient-grouped"
+    # a grid that sets sizes or stages per cell makes the base config's figures wrong here
+    grid_text = json.dumps(config.get("grid", {}))
+    per_cell = bool(training.get("stages")) or any(
+        key in grid_text for key in ("training.stages", "data.image_size", "training.epochs"))
+    size_text = "input size set per cell" if per_cell else f"{data['image_size']} px input"
+    epochs_text = "epochs set per cell (see each cell's config.yaml)" if per_cell else \
+        f"{training['epochs']} epochs at most"
     lines = [f"# {config['name']}: results", "",
              f"Data: {data['dataset']} ({data['root'] or 'generated phantoms'}), task "
-             f"{data['task']}, {data['image_size']} px input, "
+             f"{data['task']}, {size_text}, "
              + (f"{grouping} {data['folds']}-fold cross-validation" if data["folds"] else
                 f"{grouping} split {data['split']}")
-             + f"; {training['epochs']} epochs at most, batch {training['batch_size']}, "
+             + f"; {epochs_text}, batch {training['batch_size']}, "
              f"model {_model_text(config['model'])}.",
              f"Mean ± std over {_repeat_text(config, repeats)} (n runs per row); metrics on "
              f"the held-out {config['evaluation']['subset']} subset of each run.", "",
