@@ -315,15 +315,14 @@ def _cmd_morph(args: argparse.Namespace) -> int:
     from mammo_keras.morph.check import function_difference
     from mammo_keras.training.stage_transition import apply_morphs, resolve_morphs
 
-    steps = [yaml.safe_load(text) for text in args.step]
-    if any("to_resolution" in str(step) for step in steps):
+    steps = resolve_morphs([yaml.safe_load(text) for text in args.step], "morph --step")
+    if any(step["operation"] == "to_resolution" for step in steps):
         raise UserError("morph: use --to-resolution SIZE for to_resolution, not --step")
     if args.to_resolution:
         steps.append({"operation": "to_resolution", "front_width": args.front_width,
                       "front_depth": args.front_depth})
     if not steps:
         raise UserError("morph: name --to-resolution SIZE or at least one --step")
-    steps = resolve_morphs(steps, "morph --step")
     original = load_model(args.model)
     morphed = apply_morphs(original, steps, args.to_resolution)
     factor = 1

@@ -86,13 +86,9 @@ def to_resolution(model: keras.Model, size: int | Sequence[int], *, factor: int 
             morphed = widen(morphed, f"{prefix}_conv", front_width, method="netmorph",
                             seed=seed + level)
         previous = f"{prefix}_act"
-    if isinstance(morphed, DescribedModel):
-        morphed.description.builder = {
-            **(morphed.description.builder or {}),
-            "morphs": (model.description.builder or {}).get("morphs", [])
-            if isinstance(model, DescribedModel) else []}
-        if new_size[0] == new_size[1]:
-            describe(morphed, image_size=new_size[0])
+    if isinstance(morphed, DescribedModel):  # one record of this morph, not of its parts
+        describe(morphed, builder=model.description.builder,
+                 **({"image_size": new_size[0]} if new_size[0] == new_size[1] else {}))
     return record_morph(morphed, "to_resolution", size=list(new_size), factor=factor,
                         front_width=front_width, front_depth=front_depth,
                         kernel_size=kernel_size, seed=seed)

@@ -83,7 +83,7 @@ def widen(model: keras.Model, layer: str, width: int, *, method: str = "net2net"
     per_channel, mixing = _follow(model, target, mapping)
     surgery = Surgery(configs={layer: {"units" if isinstance(target, keras.layers.Dense)
                                        else "filters": width}})
-    surgery.weights[layer] = lambda old, new: _select(old, new, mapping)
+    surgery.weights[layer] = _selection_rule(mapping)
     for item, item_mapping in per_channel:
         if _grouped(item):
             surgery.configs[item.name] = {"filters": len(item_mapping),
@@ -168,14 +168,10 @@ def _concatenated(layer, mappings: dict) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _select(old, new, mapping: np.ndarray) -> list:
-    """The widened layer's own weights: copies of the chosen units on the last axis; fresh
-    units keep the new layer's initialisation."""
-    return [_take(old_weight, new_weight, mapping, axis=-1)
-            for old_weight, new_weight in zip(old.get_weights(), new.get_weights())]
-
-
 def _selection_rule(mapping: np.ndarray):
+    """Weights of a widened layer or a per-channel layer after it: copies of the mapped channels
+    on the one axis whose size changed; fresh channels keep the new layer's initialisation."""
+
     def rule(old, new):
         values = []
         for old_weight, new_weight in zip(old.get_weights(), new.get_weights()):
