@@ -265,10 +265,16 @@ def _print_done(summary: dict, out: str) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mammo_keras.training import load_config, train
 
-    config = load_config(args.config, args.set or ())
+    overrides = [*(args.set or ()), *([f"training.distribute={args.distribute}"]
+                                       if args.distribute else [])]
+    config = load_config(args.config, overrides)
     if config["grid"]:
         raise UserError(f"{args.config} has a grid; run it with 'mammo-keras run'")
     summary = train(config, args.out, resume=args.resume, progress=_progress("phantoms", 0))
+    if "worker" in summary:  # a worker of a cluster: the chief reports the run
+        print(f"worker {summary['worker']} of {summary['workers']}: {summary['epochs_run']} "
+              f"epochs trained; the chief writes the model and the report into {args.out}")
+        return 0
     _print_done(summary, args.out)
     return 0
 
@@ -649,6 +655,10 @@ def _add_training_commands(commands) -> None:
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted run in --out from its last checkpoint")
+    train.add_argument("--distribute", choices=("none", "mirrored", "multi_worker"),
+                       help="tf.distribute strategy (training.distribute): mirrored over this "
+                            "machine's GPUs, or multi_worker over the cluster TF_CONFIG names; "
+                            "training.batch_size is then the global batch")
     train.set_defaults(handler=_cmd_train)
     run = commands.add_parser(
         "run", help="run an experiment: every cell of a config's grid, then the tables",

@@ -527,10 +527,10 @@ def test_a_kill_around_the_last_commit_loses_no_history_row_and_logs_each_epoch_
     config["evaluation"]["resamples"] = 0
     commit = TrainingState.commit
 
-    def killed_commit(state, folder, trainer):
+    def killed_commit(state, folder, trainer, **options):
         if state.epoch == 2 and moment == "before_commit":
             raise KeyboardInterrupt
-        commit(state, folder, trainer)
+        commit(state, folder, trainer, **options)
         if state.epoch == 2:
             raise KeyboardInterrupt
 

@@ -91,19 +91,21 @@ class FeatureSmoothingLoss:
         return ops.mean(per_sample)
 
     @staticmethod
-    def batch_class_means(onehot, embedding):
-        """Per-class means of the batch. Returns (means (K, D), counts (K,)); absent classes get 0."""
-        counts = ops.sum(onehot, axis=0)
-        sums = ops.matmul(ops.transpose(onehot), embedding)
-        means = sums / ops.expand_dims(ops.maximum(counts, _EPSILON), -1)
-        return means, counts
+    def class_sums(onehot, embedding):
+        """Per-class sums of the batch: (sums (K, D), counts (K,)), without gradient."""
+        onehot, embedding = ops.stop_gradient(onehot), ops.stop_gradient(embedding)
+        return ops.matmul(ops.transpose(onehot), embedding), ops.sum(onehot, axis=0)
 
-    def updated_centres(self, onehot, embedding, centres, seen):
+    def updated_centres(self, onehot, embedding, centres, seen, reduce=None):
         """The centres after one batch, without gradient.
 
         Args:
             onehot: (N, K) labels. embedding: (N, D). centres: (K, D) current centres.
             seen: (K,) 1.0 for classes that already have a centre, else 0.0.
+            reduce: applied to the batch's class sums (K, D) and counts (K,) before the
+                means are taken: `mammo_keras.models.replicas.replica_sum` under
+                tf.distribute, so every replica moves the centres by the means of the
+                global batch; None: this batch alone.
 
         Returns:
             (new_centres (K, D), new_seen (K,)). "ema": a class in the batch moves
@@ -111,8 +113,10 @@ class FeatureSmoothingLoss:
             first time it is seen; absent classes keep their centre. "batch": the
             batch means, old centres for absent classes.
         """
-        means, counts = self.batch_class_means(ops.stop_gradient(onehot),
-                                               ops.stop_gradient(embedding))
+        sums, counts = self.class_sums(onehot, embedding)
+        if reduce is not None:
+            sums, counts = reduce(sums), reduce(counts)
+        means = sums / ops.expand_dims(ops.maximum(counts, _EPSILON), -1)
         present = ops.expand_dims(ops.cast(counts > 0, centres.dtype), -1)
         if self.centres == "ema":
             known = ops.expand_dims(seen, -1)

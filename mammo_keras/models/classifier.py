@@ -33,6 +33,12 @@ EMBEDDING_LAYER = "embedding"
 DEFAULT_DROPOUT = 0.3
 
 
+def _head_dtype() -> str:
+    """The logits' and softmax's dtype: float32 under mixed precision (a stable softmax), the
+    policy's own where it is wider (float64), so every trained variable shares one dtype."""
+    return "float64" if keras.config.dtype_policy().variable_dtype == "float64" else "float32"
+
+
 def build_classifier(
     backbone: str = "baseline_cnn",
     head: str = "gagm_se",
@@ -113,8 +119,9 @@ def build_classifier(
     embedding = keras.layers.Identity(name=EMBEDDING_LAYER)(
         _pool(features, head, se_reduction, gagm_fusion))
     x = keras.layers.Dropout(dropout, name="dropout")(embedding)
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    outputs = keras.layers.Softmax(dtype="float32", name="predictions")(logits)
+    head_dtype = _head_dtype()
+    logits = keras.layers.Dense(num_classes, dtype=head_dtype, name="logits")(x)
+    outputs = keras.layers.Softmax(dtype=head_dtype, name="predictions")(logits)
     arguments = {"backbone": spec.name, "head": head, "num_classes": num_classes,
                  "input_shape": list(input_shape), "dropout": dropout,
                  "se_reduction": se_reduction, "gagm_fusion": gagm_fusion}

@@ -23,6 +23,7 @@ from mammo_keras.losses.mil import sparse_mil_loss
 from mammo_keras.losses.segmentation import PIXEL_LOSSES
 from mammo_keras.models.hds_unet import exit_names
 from mammo_keras.models.own_loss import OwnLossModel
+from mammo_keras.models.replicas import replica_share
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
@@ -102,7 +103,7 @@ class DeepSupervisionModel(OwnLossModel):
         for extra in self.losses:
             total = total + ops.cast(extra, "float32")
         self._track(y, y_pred, labels, segmentation, classification, final)
-        return total
+        return replica_share(total)
 
     def _track(self, y, y_pred, labels, segmentation, classification, final) -> None:
         # weighted by the batch size; Keras may end an epoch with an empty batch

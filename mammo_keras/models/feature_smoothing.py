@@ -16,6 +16,7 @@ from keras import ops
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.models.classifier import EMBEDDING_LAYER
 from mammo_keras.models.own_loss import OwnLossModel
+from mammo_keras.models.replicas import replica_share, replica_sum
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
@@ -69,12 +70,15 @@ class FeatureSmoothingModel(OwnLossModel):
         self._heads = keras.Model(
             classifier.inputs, {"probabilities": classifier.outputs[0], "embedding": embedding},
             name=f"{classifier.name}_with_embedding")
+        # Every replica computes the same centres (from sums reduced across replicas), so a
+        # mirrored copy takes the first replica's value instead of refusing the assignment.
         self.class_centres = self.add_weight(
             shape=(self.num_classes, int(embedding.shape[-1])), initializer="zeros",
-            trainable=False, dtype="float32", name="class_centres")
+            trainable=False, dtype="float32", name="class_centres",
+            aggregation="only_first_replica")
         self.centre_seen = self.add_weight(
             shape=(self.num_classes,), initializer="zeros", trainable=False, dtype="float32",
-            name="centre_seen")
+            name="centre_seen", aggregation="only_first_replica")
         self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
         self.smoothing_tracker = keras.metrics.Mean(name="feature_smoothing")
         self.built = True
@@ -90,28 +94,30 @@ class FeatureSmoothingModel(OwnLossModel):
         return ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), self.num_classes)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        onehot = self.one_hot(y)
-        probabilities = ops.cast(y_pred["probabilities"], "float32")
-        embedding = ops.cast(y_pred["embedding"], "float32")
-        centres = self.class_centres
+        # float32 at least (mixed precision keeps the loss in float32), float64 under float64
+        dtype = "float64" if y_pred["probabilities"].dtype == "float64" else "float32"
+        onehot = ops.cast(self.one_hot(y), dtype)
+        probabilities = ops.cast(y_pred["probabilities"], dtype)
+        embedding = ops.cast(y_pred["embedding"], dtype)
+        centres = ops.cast(self.class_centres, dtype)
         if training or self.smoothing_loss.centres == "batch":
             centres, seen = self.smoothing_loss.updated_centres(
-                onehot, embedding, self.class_centres, self.centre_seen)
+                onehot, embedding, centres, ops.cast(self.centre_seen, dtype), reduce=replica_sum)
             if training:
-                self.class_centres.assign(centres)
-                self.centre_seen.assign(seen)
+                self.class_centres.assign(ops.cast(centres, "float32"))
+                self.centre_seen.assign(ops.cast(seen, "float32"))
         cross_entropy = self.smoothing_loss.cross_entropy(onehot, probabilities, sample_weight)
         smoothing = self.smoothing_loss.smoothing_term(onehot, embedding, centres)
         # Weighted by batch size like Keras' loss; Keras may end an epoch of a dataset of
         # unknown length with an empty batch, which must not count.
-        size = ops.cast(ops.shape(onehot)[0], "float32")
+        size = ops.cast(ops.shape(onehot)[0], dtype)
         for tracker, value in ((self.cross_entropy_tracker, cross_entropy),
                                (self.smoothing_tracker, smoothing)):
             tracker.update_state(ops.where(size > 0, value, 0.0), sample_weight=size)
         total = cross_entropy + self.smoothing_loss.lam * smoothing
         for extra in self.losses:  # weight regularisers of the classifier
-            total = total + ops.cast(extra, "float32")
-        return total
+            total = total + ops.cast(extra, dtype)
+        return replica_share(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, y_pred["probabilities"], sample_weight)

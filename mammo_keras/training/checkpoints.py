@@ -18,6 +18,8 @@ import keras
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import save_model_atomically, write_json_atomically
 
+PREVIOUS = "state-previous.json"
+
 
 @dataclasses.dataclass
 class TrainingState:
@@ -36,21 +38,49 @@ class TrainingState:
     history: list = dataclasses.field(default_factory=list)
 
     @classmethod
-    def read(cls, folder: str | Path) -> "TrainingState | None":
-        path = Path(folder) / "state.json"
-        if not path.is_file():
+    def read(cls, folder: str | Path, epoch: int | None = None) -> "TrainingState | None":
+        """The state in `folder`; with `epoch`, the one of that epoch, which may be the
+        previous state a multi-worker commit keeps (`commit(..., keep_previous=True)`)."""
+        folder = Path(folder)
+        for name in ("state.json", PREVIOUS):
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                state = cls(**json.loads(path.read_text()))
+            except (json.JSONDecodeError, TypeError) as error:
+                raise UserError(f"{path}: unreadable training state ({error})") from None
+            if epoch is None or state.epoch == epoch:
+                return state
+        if epoch is None:
             return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise UserError(f"{path}: unreadable training state ({error})") from None
+        raise UserError(f"{folder}: no checkpoint of epoch {epoch}, which every worker finished; "
+                        "this worker's folder is not the one of this run")
 
-    def commit(self, folder: str | Path, trainer: keras.Model) -> None:
-        """Save `trainer` as the checkpoint of `self.epoch`, then point state.json at it."""
+    def commit(self, folder: str | Path, trainer: keras.Model, keep_previous: bool = False
+               ) -> None:
+        """Save `trainer` as the checkpoint of `self.epoch`, then point state.json at it.
+
+        With `keep_previous`, the previous checkpoint stays (as `state-previous.json`) until
+        `release_previous`: a worker of a cluster drops it only once every worker has
+        committed, so a restart finds the epoch they all finished."""
         folder = Path(folder)
         previous = self.checkpoint
         self.checkpoint = f"last-{self.epoch:04d}.keras"
         save_model_atomically(trainer, folder / self.checkpoint)
+        if keep_previous and (folder / "state.json").is_file():
+            self.release_previous(folder)  # one left by a kill before its release
+            (folder / "state.json").replace(folder / PREVIOUS)
         write_json_atomically(folder / "state.json", dataclasses.asdict(self))
-        if previous and previous != self.checkpoint:
+        if not keep_previous and previous and previous != self.checkpoint:
             (folder / previous).unlink(missing_ok=True)
+
+    def release_previous(self, folder: str | Path) -> None:
+        """Delete the previous checkpoint `commit(..., keep_previous=True)` kept."""
+        folder = Path(folder)
+        path = folder / PREVIOUS
+        if path.is_file():
+            kept = json.loads(path.read_text()).get("checkpoint")
+            if kept and kept != self.checkpoint:
+                (folder / kept).unlink(missing_ok=True)
+            path.unlink()

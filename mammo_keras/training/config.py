@@ -90,8 +90,12 @@ DEFAULTS: dict[str, Any] = {
         "augment": True,
         "monitor": None,              # None: the task's own (`Task.monitor`)
         "patience": 0,                # early stopping after this many epochs without gain; 0: off
-        "precision": "auto",          # auto (mixed_float16 on GPU) | float32 | mixed_float16
+        "precision": "auto",          # auto (mixed_float16 on GPU) | float32 | mixed_float16 |
+                                      #   float64 (numerical checks: a distributed run against
+                                      #   one device, free of float32 rounding)
         "jit_compile": "auto",        # auto | true | false
+        "distribute": "none",         # none | mirrored | multi_worker (TF_CONFIG): tf.distribute;
+                                      #   batch_size is then the global batch (docs/distributed.md)
         "deterministic": False,
         "seed": 0,
         "tensorboard": True,
@@ -122,7 +126,8 @@ _CHOICES = {
     "training.optimizer": ("adamw", "sgd"),
     "data.split_by": ("patient", "image"),
     "training.scenario": ("fine_tune", "linear_probe", "logistic_probe"),
-    "training.precision": ("auto", "float32", "mixed_float16"),
+    "training.precision": ("auto", "float32", "mixed_float16", "float64"),
+    "training.distribute": ("none", "mirrored", "multi_worker"),
     "evaluation.subset": ("test", "val"),
 }
 
@@ -240,6 +245,9 @@ def _resolve(user: dict, where: str) -> dict:
         raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
     _check_ranges(config, where)
     _check_schedule(training, where)
+    if training["distribute"] != "none" and training["scenario"] != "fine_tune":
+        raise ConfigError(f"{where}training.distribute trains a fine_tune scenario; a "
+                          f"{training['scenario']} fits its head on one device (distribute: none)")
     training["stages"] = _resolve_stages(training["stages"], config, where)
     return config
 

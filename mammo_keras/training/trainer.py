@@ -38,11 +38,16 @@ from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
 from mammo_keras.data import DataReport, Records, load_dataset, write_split_manifest
 from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.models.description import describe, description_of
+from mammo_keras.models.traversal import all_layers
 from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
                                          training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
+from mammo_keras.training.distribute import (Cluster, agreed_minimum, distributed_dataset,
+                                             make_cluster, shard_records, summed_over_workers,
+                                             synchronized_batch_norm)
+from mammo_keras.training.keras_distribute_fixes import keras_distribute_fixes
 from mammo_keras.training.stage_transition import OffsetSchedule, apply_morphs, carry_state
 from mammo_keras.provenance import provenance
 from mammo_keras.training.tensorboard_log import log_epochs
@@ -69,19 +74,6 @@ def read_done(out: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of `model` and of the models inside it, once each, in a stable order."""
-    seen, ordered, pending = set(), [], [model]
-    while pending:
-        layer = pending.pop(0)
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        ordered.append(layer)
-        pending.extend(getattr(layer, "layers", []))
-    return ordered
-
-
 def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
     """Set every layer's random state (dropout) to a function of (seed, epoch, layer position).
 
@@ -90,7 +82,7 @@ def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
     assigns its public `state`.
     """
     position = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         for value in vars(layer).values():
             if isinstance(value, keras.random.SeedGenerator):
                 state = np.array([seed * 1009 + position, epoch << 20])
@@ -106,11 +98,15 @@ def monitor_mode(monitor: str) -> str:
 
 def class_weights(targets: np.ndarray, class_names: Sequence[str]) -> list[float]:
     """n / (K n_k) per class k: every class contributes equally to the loss."""
-    counts = np.bincount(targets, minlength=len(class_names))
+    return class_weights_of_counts(np.bincount(targets, minlength=len(class_names)), class_names)
+
+
+def class_weights_of_counts(counts: np.ndarray, class_names: Sequence[str]) -> list[float]:
+    """`class_weights` from the number of training images of each class."""
     missing = [name for name, count in zip(class_names, counts) if count == 0]
     if missing:
         raise ConfigError(f"no training images of class {missing}; drop it with data.classes")
-    return [float(len(targets) / (len(class_names) * count)) for count in counts]
+    return [float(sum(counts) / (len(class_names) * count)) for count in counts]
 
 
 @contextlib.contextmanager
@@ -246,8 +242,10 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
         progress: called as progress(done, total) while phantoms are written.
     """
     config = resolve_config(config)
+    training = config["training"]
+    cluster = make_cluster(training["distribute"])
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    cluster.folder(out).mkdir(parents=True, exist_ok=True)
     digest = config_hash(config)
     done = read_done(out)
     if done is not None:
@@ -255,7 +253,7 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
             raise ConfigError(f"{out} holds a finished run of another config; choose another "
                               "output folder")
         return done
-    checkpoints = out / "checkpoints"
+    checkpoints = cluster.folder(out) / "checkpoints"
     state = TrainingState.read(checkpoints)
     if state is not None and not resume:
         raise ConfigError(f"{out} holds an unfinished run (epoch {state.epoch} of "
@@ -264,13 +262,17 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
     if state is not None and state.config_hash != digest:
         raise ConfigError(f"{out}: the config differs from the one of its checkpoint; resume "
                           "with the same config or choose another output folder")
+    if cluster.kind == "multi_worker":  # resume from the last epoch every worker finished
+        with cluster.peers_explained():
+            agreed = agreed_minimum(cluster, state.epoch if state else 0)
+        state = TrainingState.read(checkpoints, agreed) if agreed else None
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    training = config["training"]
     keras.utils.set_random_seed(training["seed"])
-    with _precision(training["precision"]), _determinism(training["deterministic"]):
+    with _precision(training["precision"]), _determinism(training["deterministic"]), \
+            cluster.peers_explained():
         return _run(config, out, state or TrainingState(config_hash=digest), data_dir, verbose,
-                    list(callbacks), progress)
+                    list(callbacks), progress, cluster)
 
 
 def _stage_of(stages: list[dict], epoch: int) -> int:
@@ -302,33 +304,38 @@ def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size
                     outputs=task.output_kinds, **extra)
 
 
-def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
-         progress) -> dict:
-    data, training = config["data"], config["training"]
-    task = get_task(config)
-    records = task.prepare_records(dataset_records(data, data_dir or out / "data", progress))
-    subsets = split_subsets(records, data)
-    write_split_manifest(out / "splits.csv", subsets)
-    write_config(out / "config.yaml", config)
-    names = task.class_names(subsets["train"])
-    options = task.dataset_options(names)
-    stages = training_stages(config)
-    seed, accumulation = training["seed"], training["gradient_accumulation"]
-    batch = training["batch_size"] // accumulation  # images per forward pass
-    report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
-    if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
-        size = stages[-1]["image_size"]
-        model = describe_for_run(task.build_model(names, size), task, names, options, size)
-        save_model_atomically(model, out / "model.keras")
-        return finish_run(config, out, state, subsets, names, task, report)
-    if training["scenario"] != "fine_tune":  # a frozen encoder and a linear head
-        from mammo_keras.training.probe import run_probe
+def _epoch_data(subsets: dict, cache: Path, size: int, batch: int, report: DataReport,
+                options: dict, cluster: Cluster, task) -> dict:
+    """This worker's training and validation records at input size `size`, decoded into its
+    cache, with the class counts and image totals of every worker together."""
+    def share(records):
+        keys = [str(getattr(record, task.target_field, "")) for record in records]
+        return shard_records(records, keys, cluster.worker, cluster.workers) \
+            if cluster.kind == "multi_worker" else list(records)
 
-        return run_probe(config, out, state, task, subsets, names, options, report,
-                         Path(data_dir or out / "data") / "embeddings")
-    cache = out / "cache"
+    train, val = share(subsets["train"]), share(subsets["val"])
+    input_batch = cluster.input_batch(batch)
+    train_cache, val_cache = cache / f"train-{size}", cache / f"val-{size}"
+    targets = _fill_cache(train, train_cache, size, input_batch, report, options)
+    val_targets = _fill_cache(val, val_cache, size, input_batch, report, options)
+    counts = summed_over_workers(cluster, [*np.bincount(targets, minlength=len(
+        task.class_names(subsets["train"]))), len(val_targets)])
+    return {"train": train, "val": val, "train_cache": train_cache, "val_cache": val_cache,
+            "input_batch": input_batch, "class_counts": counts[:-1], "val_total": int(counts[-1])}
+
+
+def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callbacks: list,
+                  cluster: Cluster, task, subsets: dict, names: tuple, options: dict,
+                  stages: list[dict], report: DataReport) -> None:
+    """Train every epoch `state` has not finished, committing a checkpoint after each (on
+    every worker, in its own folder) and, on the chief, the history and the best model."""
+    data, training = config["data"], config["training"]
+    seed, accumulation = training["seed"], training["gradient_accumulation"]
+    batch = training["batch_size"] // accumulation  # images per forward pass, all replicas
+    multi_worker = cluster.kind == "multi_worker"
+    cache = cluster.folder(out) / "cache"
     cache.mkdir(exist_ok=True)
-    checkpoints = out / "checkpoints"
+    checkpoints = cluster.folder(out) / "checkpoints"
     trainer, trainer_stage = None, None
     if state.checkpoint:
         trainer = keras.saving.load_model(checkpoints / state.checkpoint)
@@ -343,14 +350,12 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         epoch = state.epoch
         index = _stage_of(stages, epoch)
         stage, size = stages[index], stages[index]["image_size"]
-        train_cache, val_cache = cache / f"train-{size}", cache / f"val-{size}"
-        targets = _fill_cache(subsets["train"], train_cache, size, batch, report, options)
-        val_targets = _fill_cache(subsets["val"], val_cache, size, batch, report, options)
-        updates_per_epoch = math.ceil(len(targets) / training["batch_size"])
+        part = _epoch_data(subsets, cache, size, batch, report, options, cluster, task)
+        updates_per_epoch = math.ceil(int(part["class_counts"].sum()) / training["batch_size"])
         steps_per_epoch = updates_per_epoch * accumulation  # batches, each epoch whole steps
         if trainer_stage != index:  # a new stage: a model at its size, the state so far
-            weights = class_weights(targets, names) if training["class_balance"] == "weights" \
-                else None
+            weights = class_weights_of_counts(part["class_counts"], names) \
+                if training["class_balance"] == "weights" else None
             previous, morphs = trainer, stage.get("morph")
             model = apply_morphs(task.trained_model(previous), morphs, size) \
                 if previous is not None and morphs else task.build_model(names, size)
@@ -365,19 +370,21 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         task.start_epoch(trainer, epoch)
         crop = {"train_crop": data["train_crop"],
                 "crop_positive_rate": data["crop_positive_rate"]} if data["train_crop"] else {}
-        train_data = load_dataset(
-            subsets["train"], image_size=size, batch_size=batch, training=True,
-            balanced=sampling, augment=training["augment"], cache=str(train_cache),
+        train_data = distributed_dataset(cluster, lambda: load_dataset(
+            part["train"], image_size=size, batch_size=part["input_batch"], training=True,
+            balanced=sampling, augment=training["augment"], cache=str(part["train_cache"]),
             seed=seed + EPOCH_SEED_STRIDE * epoch, deterministic=training["deterministic"],
-            **options, **crop)
-        val = load_dataset(subsets["val"], image_size=size, batch_size=batch,
-                           cache=str(val_cache), **options)
+            **options, **crop).repeat())
+        val = distributed_dataset(cluster, lambda: load_dataset(
+            part["val"], image_size=size, batch_size=part["input_batch"],
+            cache=str(part["val_cache"]), **options).repeat())
         started = time.monotonic()
-        history = trainer.fit(train_data.repeat(), validation_data=val.repeat(),
-                              initial_epoch=epoch, epochs=epoch + 1,
-                              steps_per_epoch=steps_per_epoch,
-                              validation_steps=math.ceil(len(val_targets) / batch),
-                              shuffle=False, callbacks=callbacks, verbose=verbose).history
+        with synchronized_batch_norm(trainer, cluster):
+            history = trainer.fit(train_data, validation_data=val,
+                                  initial_epoch=epoch, epochs=epoch + 1,
+                                  steps_per_epoch=steps_per_epoch,
+                                  validation_steps=math.ceil(part["val_total"] / batch),
+                                  shuffle=False, callbacks=callbacks, verbose=verbose).history
         seconds = time.monotonic() - started
         logs = {key: float(values[-1]) for key, values in history.items()}
         if monitor not in logs:
@@ -389,14 +396,15 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
         state.history.append({**row, "seconds": round(seconds, 2)})
         state.train_seconds += seconds
         state.epoch = epoch + 1
-        value = logs[monitor]
+        value = logs[monitor]  # reduced over the replicas: every worker decides alike
         # The best epoch is chosen within each stage: the saved model is the best of the last.
         if state.best_value is None or (value < state.best_value if mode == "min"
                                         else value > state.best_value):
             state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
-            save_model_atomically(describe_for_run(task.trained_model(trainer), task, names,
-                                                   options, size, cached_shapes(train_cache)),
-                                  out / "model.keras")
+            if cluster.is_chief:
+                save_model_atomically(describe_for_run(
+                    task.trained_model(trainer), task, names, options, size,
+                    cached_shapes(part["train_cache"])), out / "model.keras")
         else:
             state.epochs_without_gain += 1
         if training["schedule"] == "plateau":
@@ -405,15 +413,55 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
             state.stopped_early = True  # the stage ends here; a later stage still runs
             state.epoch = ends[index]
         # history.csv first: a kill before the commit retrains this epoch and rewrites it
-        write_csv_atomically(out / "history.csv", state.history)
-        state.commit(checkpoints, trainer)
-        if training["tensorboard"]:
+        if cluster.is_chief:
+            write_csv_atomically(out / "history.csv", state.history)
+        state.commit(checkpoints, trainer, keep_previous=multi_worker)
+        if multi_worker:  # every worker holds this epoch: the one before can go
+            cluster.barrier()
+            state.release_previous(checkpoints)
+        if training["tensorboard"] and cluster.is_chief:
             log_epochs(out / "tensorboard", state.history)
-    return finish_run(config, out, state, subsets, names, task, report)
+
+
+def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
+         progress, cluster: Cluster) -> dict:
+    data, training = config["data"], config["training"]
+    task = get_task(config)
+    with cluster.chief_first():  # the chief writes phantoms; the others then read them
+        records = task.prepare_records(dataset_records(data, data_dir or out / "data",
+                                                       progress))
+    subsets = split_subsets(records, data)
+    if cluster.is_chief:
+        write_split_manifest(out / "splits.csv", subsets)
+        write_config(out / "config.yaml", config)
+    names = task.class_names(subsets["train"])
+    options = task.dataset_options(names)
+    stages = training_stages(config)
+    report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
+    if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
+        size = stages[-1]["image_size"]
+        model = describe_for_run(task.build_model(names, size), task, names, options, size)
+        save_model_atomically(model, out / "model.keras")
+        return finish_run(config, out, state, subsets, names, task, report)
+    if training["scenario"] != "fine_tune":  # a frozen encoder and a linear head
+        from mammo_keras.training.probe import run_probe
+
+        return run_probe(config, out, state, task, subsets, names, options, report,
+                         Path(data_dir or out / "data") / "embeddings")
+    with cluster.strategy.scope(), \
+            keras_distribute_fixes() if cluster.distributed else contextlib.nullcontext():
+        _train_epochs(config, out, state, verbose, callbacks, cluster, task, subsets, names,
+                      options, stages, report)
+    if not cluster.is_chief:  # the chief evaluates and writes the run's files
+        shutil.rmtree(cluster.folder(out) / "cache", ignore_errors=True)
+        return {"worker": cluster.worker, "workers": cluster.workers,
+                "epochs_run": len(state.history), "config_hash": state.config_hash}
+    return finish_run(config, out, state, subsets, names, task, report,
+                      distribute=cluster.description())
 
 
 def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, names: tuple,
-               task, report: DataReport) -> dict:
+               task, report: DataReport, distribute: dict | None = None) -> dict:
     """Evaluate the best model, plot the curves, write done.json, drop checkpoints and cache."""
     if state.history:  # rewritten: a kill after the last commit may have left it behind
         write_csv_atomically(out / "history.csv", state.history)
@@ -442,6 +490,7 @@ def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, nam
         "best_value": state.best_value, "train_seconds": round(state.train_seconds, 1),
         "images": {name: len(members) for name, members in subsets.items()},
         "evaluated_on": subset, "class_names": list(names), **headline,
+        "distribute": distribute or {"strategy": "none", "workers": 1, "replicas": 1},
         "skipped": sorted({str(error) for error in report.skipped}
                           | set(metrics.get("skipped", []))),
     }
@@ -454,6 +503,6 @@ def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, nam
         "confidence_intervals": headline.get("confidence_intervals", {})})
     save_model_atomically(model, out / "model.keras")
     write_json_atomically(out / DONE, summary)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    shutil.rmtree(out / "cache", ignore_errors=True)
+    for folder in ("checkpoints", "cache", "workers"):
+        shutil.rmtree(out / folder, ignore_errors=True)
     return read_done(out)
