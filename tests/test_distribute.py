@@ -225,6 +225,8 @@ def test_a_missing_or_bad_tf_config_is_one_clear_error(monkeypatch, text, messag
 def test_distribute_is_checked_with_the_config():
     with pytest.raises(ConfigError, match="training.distribute must be one of"):
         resolve_config({"training": {"distribute": "tpu"}})
+    with pytest.raises(ConfigError, match="gradient_accumulation does not combine"):
+        resolve_config({"training": {"distribute": "mirrored", "gradient_accumulation": 2}})
     with pytest.raises(ConfigError, match="linear_probe fits its head on one device"):
         resolve_config({"training": {"distribute": "mirrored", "scenario": "linear_probe"}})
 

@@ -245,6 +245,11 @@ def _resolve(user: dict, where: str) -> dict:
         raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
     _check_ranges(config, where)
     _check_schedule(training, where)
+    if training["distribute"] != "none" and training["gradient_accumulation"] > 1:
+        raise ConfigError(f"{where}training.gradient_accumulation does not combine with "
+                          "training.distribute: Keras applies accumulated gradients inside a "
+                          "conditional, which tf.distribute cannot synchronise; spread the batch "
+                          "over more replicas instead")
     if training["distribute"] != "none" and training["scenario"] != "fine_tune":
         raise ConfigError(f"{where}training.distribute trains a fine_tune scenario; a "
                           f"{training['scenario']} fits its head on one device (distribute: none)")
