@@ -82,7 +82,24 @@ def _output_range(ds: pydicom.Dataset, pixels: np.ndarray, voi_applied: bool) ->
 
 
 def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
-    """Decode one DICOM file. Returns (image float32 (H, W) in [0, 1], metadata)."""
+    """Decode one DICOM file. Returns (image float32 (H, W) in [0, 1], metadata).
+
+    pydicom converts elements when they are first read, so a corrupt element can fail
+    anywhere below; whatever it or a pixel decoder raises becomes a `DataError` naming the
+    file (found by tests/test_fuzz_readers.py: an unknown VR, a Rust decoder's panic)."""
+    try:
+        return _read_dicom(data, path)
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(path, f"corrupt DICOM ({type(error).__name__}: {error})") from None
+    except BaseException as error:  # a Rust decoder's panic (pylibjpeg-rle) is no Exception
+        if type(error).__name__ != "PanicException":
+            raise
+        raise DataError(path, f"unreadable pixel data (the decoder failed: {error})") from None
+
+
+def _read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as error:  # pydicom's text advises force=True: not for a user
@@ -91,8 +108,12 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
     except Exception as error:  # pydicom raises many types on a truncated header
         raise DataError(path, f"unreadable DICOM header ({type(error).__name__}: {error})") \
             from error
-    if "PixelData" not in ds:
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DataError(path, "DICOM file has no pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DataError(path, f"photometric interpretation {photometric}: not a grayscale "
+                              "image (a mammogram is MONOCHROME1 or MONOCHROME2)")
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         check_pixel_count(path, ds.Rows, ds.Columns, frames)
@@ -131,7 +152,6 @@ def read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
                               f"RescaleIntercept {ds.get('RescaleIntercept', 0)!s})")
     check_finite(image, path)
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     laterality, view, found_in = laterality_and_view(ds)

@@ -85,7 +85,19 @@ def sniff_format(data: bytes, path: str | Path = "") -> str | None:
 
 
 def read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
-    """Decode a PGM / PNG / JPEG / TIFF / BMP file with Pillow into [0, 1]."""
+    """Decode a PGM / PNG / JPEG / TIFF / BMP file with Pillow into [0, 1]; whatever Pillow
+    raises on a corrupt file (its plugins raise KeyError, IndexError... too) becomes a
+    `DataError` naming the file."""
+    try:
+        return _read_raster(data, path, fmt)
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(path, f"corrupt {fmt.upper()} ({type(error).__name__}: {error})") \
+            from None
+
+
+def _read_raster(data: bytes, path: str, fmt: str) -> tuple[np.ndarray, dict]:
     try:
         picture = Image.open(io.BytesIO(data))
         check_pixel_count(path, picture.size[1], picture.size[0],

@@ -45,6 +45,14 @@ def read_rois(path: Path, label: str | None) -> tuple[ROI, ...]:
         images = document["Images"]
     except (plistlib.InvalidFileException, ExpatError, KeyError, ValueError, OSError) as error:
         raise DataError(path, f"unreadable ROI file ({type(error).__name__}: {error})") from error
+    try:
+        return _rois(images, label)
+    except (AttributeError, TypeError, ValueError, IndexError) as error:  # a malformed plist
+        raise DataError(path, f"unreadable ROI file ({type(error).__name__}: {error})") \
+            from None
+
+
+def _rois(images: list, label: str | None) -> tuple[ROI, ...]:
     rois = []
     for roi in images[0].get("ROIs", []) if images else []:
         points = tuple((float(x), float(y)) for x, y in
@@ -61,6 +69,9 @@ def read_rois(path: Path, label: str | None) -> tuple[ROI, ...]:
     return tuple(rois)
 
 
+MALFORMED = "\0malformed"  # a row's key for why it cannot be read (no CSV column has it)
+
+
 def _table(root: Path) -> tuple[Path, list[dict]]:
     tables = sorted(root.rglob("INbreast*.csv"))
     if not tables:
@@ -68,8 +79,16 @@ def _table(root: Path) -> tuple[Path, list[dict]]:
     text = tables[0].read_text(encoding="utf-8-sig", errors="replace")
     delimiter = ";" if text.split("\n", 1)[0].count(";") > text.split("\n", 1)[0].count(",") \
         else ","
-    rows = [{(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
-            for row in csv.DictReader(text.splitlines(), delimiter=delimiter)]
+    try:
+        raw = list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+    except csv.Error as error:
+        raise DataError(tables[0], f"unreadable CSV ({error})") from None
+    rows = []
+    for row in raw:  # csv puts the fields beyond the header under the key None, as a list
+        extra = row.pop(None, None)
+        rows.append({MALFORMED: f"{len(extra)} field(s) more than the header"} if extra else
+                    {(key or "").strip().lower(): (value or "").strip()
+                     for key, value in row.items()})
     return tables[0], rows
 
 
@@ -93,6 +112,9 @@ def load_inbreast(root: str | Path) -> Records:
     records, skipped = [], []
     for line, row in enumerate(rows, start=2):
         where = f"{table}:{line}"
+        if MALFORMED in row:
+            skipped.append(DataError(where, row[MALFORMED]))
+            continue
         name = row.get("file name", "").split(".")[0]
         label = label_from_birads(row.get("bi-rads", ""))
         if name not in dicoms:
