@@ -16,7 +16,7 @@ from typing import Sequence
 
 from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
-from mammo_keras.data.errors import no_images
+from mammo_keras.data.errors import DataError, no_images
 from mammo_keras.errors import UserError
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
@@ -180,6 +180,30 @@ def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
         print(f"{indent}{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
 
 
+# Exit status of predict / evaluate / explain over a cohort: 0 every file processed, 2 an
+# error (nothing processed), 3 a partial success (the results of every good file written, the
+# bad files listed with their reasons in skipped.csv beside them).
+EXIT_PARTIAL = 3
+
+
+def _finish_cohort(skipped: list, report: Path) -> int:
+    """Print and write the files a cohort command skipped (`report`: a CSV of path, reason,
+    beside the results); the exit status: 0, or `EXIT_PARTIAL` when any was skipped."""
+    from mammo_keras.atomic import write_csv_atomically
+
+    if not skipped:
+        return 0
+    rows = [{"path": error.path, "reason": error.problem} if isinstance(error, DataError)
+            else dict(zip(("path", "reason"), str(error).partition(": ")[::2]))
+            for error in skipped]  # DataErrors, or their "<path>: <problem>" text
+    write_csv_atomically(report, rows)
+    for error in skipped:
+        print(f"skipped {error}")
+    print(f"{len(skipped)} skipped, listed in {report} (exit status {EXIT_PARTIAL}: partial "
+          "success)")
+    return EXIT_PARTIAL
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import Records, load_records, read_split_manifest
     from mammo_keras.evaluation import evaluate_model
@@ -209,9 +233,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                 task=description.task, **description.preprocessing)
         _print_headline(result, result["confidence_intervals"])
     print(f"metrics.json, plots and report.md written to {args.out}")
-    for error in result["skipped"]:
-        print(f"skipped {error}")
-    return 0
+    return _finish_cohort(list(result["skipped"]), Path(args.out) / "skipped.csv")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -247,9 +269,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"masks in {args.masks}: {len(rows)} PNG, {seg} DICOM SEG")
     elif has_masks:
         print("the model also segments lesions: add --masks DIR to write its masks")
-    for error in skipped:
-        print(f"skipped {error}")
-    return 0
+    out = Path(args.out)
+    return _finish_cohort(list(skipped), out.with_name(f"{out.stem}.skipped.csv"))
 
 
 def _print_done(summary: dict, out: str) -> None:
@@ -431,9 +452,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if not rows:
         raise no_images(", ".join(args.inputs), skipped)
     print(f"{len(rows)} heat-maps (overlays, raw maps, explanations.csv) written to {args.out}")
-    for error in skipped:
-        print(f"skipped {error}")
-    return 0
+    return _finish_cohort(list(skipped), Path(args.out) / "skipped.csv")
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:

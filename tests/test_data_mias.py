@@ -188,6 +188,8 @@ def test_rows_left_out_are_listed_by_train_and_evaluate(tmp_path):
     assert sum(summary["images"].values()) == 22
     assert cli.main(["evaluate", str(tmp_path / "run" / "model.keras"), "--data", "mias",
                      "--root", str(tmp_path), "--out", str(tmp_path / "eval"),
-                     "--resamples", "0"]) == 0
+                     "--resamples", "0"]) == 3  # partial success
     skipped = json.loads((tmp_path / "eval" / "metrics.json").read_text())["skipped"]
     assert sum("mdb005" in line or "mdb010" in line for line in skipped) == 2
+    listed = (tmp_path / "eval" / "skipped.csv").read_text()
+    assert "mdb005" in listed and "radius missing" in listed

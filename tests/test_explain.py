@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -156,9 +157,11 @@ def test_explain_command_writes_overlays_maps_and_a_table(tmp_path, capsys):
     (images / "broken.png").write_bytes(b"not a png")
     status = cli.main(["explain", str(tmp_path / "model.keras"), str(images), "--out",
                        str(tmp_path / "out"), "--class", "malignant"])
-    assert status == 0
+    assert status == 3  # partial success: the broken file is listed beside the maps
     printed = capsys.readouterr().out
     assert "2 heat-maps" in printed and "broken.png" in printed
+    listed = list(csv.DictReader(open(tmp_path / "out" / "skipped.csv")))
+    assert [Path(row["path"]).name for row in listed] == ["broken.png"]
     rows = list(csv.DictReader(open(tmp_path / "out" / "explanations.csv")))
     assert [row["explained_class"] for row in rows] == ["malignant", "malignant"]
     for row in rows:

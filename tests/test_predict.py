@@ -84,10 +84,14 @@ def test_a_cohort_with_impossible_files_predicts_every_good_one(tmp_path):
                              str(tmp_path / "m.keras"), str(scans), "--out",
                              str(tmp_path / "p.csv")], capture_output=True, text=True,
                             timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 3, result.stderr[-2000:]  # partial success
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert sorted(Path(row.split(",")[0]).name for row in rows[1:]) == [
         "good0.dcm", "good1.dcm", "good2.dcm"]
+    listed = list(csv.DictReader(open(tmp_path / "p.skipped.csv")))
+    assert sorted(Path(row["path"]).name for row in listed) == [
+        "blank.png", "noise.dcm", "pixel.png", "slope.dcm", "width0.dcm"]
+    assert all(row["reason"] for row in listed)
     skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped ")]
     assert len(skipped) == 5
     for name, reason in (("width0.dcm", "rescale / window"), ("slope.dcm", "not finite"),
