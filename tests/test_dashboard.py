@@ -105,6 +105,18 @@ def test_read_upload_rejects_non_images_in_one_line(name, data, problem):
     assert "\n" not in str(caught.value)
 
 
+def test_an_upload_name_is_never_a_path(mammogram, tmp_path, monkeypatch):
+    """A client may name its upload anything ("../../etc/passwd"): the bytes are decoded, the
+    name only labels them, and nothing is read or written by it."""
+    name, data = mammogram
+    monkeypatch.chdir(tmp_path)
+    image, meta = read_upload("../../etc/passwd", data)
+    assert image.ndim == 2 and meta["format"] == "dicom"
+    with pytest.raises(DataError, match=r"^/etc/hostname: unsupported file format"):
+        read_upload("/etc/hostname", b"plain text, not the file of that name")
+    assert not any(tmp_path.iterdir())
+
+
 def test_read_upload_rejects_a_corrupt_dicom(mammogram):
     name, data = mammogram
     with pytest.raises(DataError, match=f"^{name}: .*(pixel|DICOM)"):
