@@ -196,6 +196,35 @@ def test_a_full_or_size_limited_disk_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr and ".partial" not in error
 
 
+@pytest.mark.parametrize("command", ["explain", "export"])
+def test_explain_and_export_on_a_size_limited_disk_are_one_line(tmp_path, command):
+    """The two seen failing with a traceback under a file-size limit (a PIL OSError, a
+    TensorFlow SaveV2 OutOfRangeError): one line, exit 2, nothing a loader would take."""
+    import resource
+
+    from mammo_keras.data import PhantomSpec, generate_phantom
+    from mammo_keras.data.dicom_writer import write_dicom
+    from mammo_keras.models import build_classifier
+
+    build_classifier("baseline_cnn", "gap", 3, (64, 64, 1)).save(tmp_path / "m.keras")
+    write_dicom(tmp_path / "case.dcm", generate_phantom(PhantomSpec(seed=1, size=512))[0])
+    arguments = {"explain": [str(tmp_path / "case.dcm"), "--out", str(tmp_path / "out")],
+                 "export": ["--out", str(tmp_path / "out")]}[command]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    result = subprocess.run([sys.executable, "-m", "mammo_keras.cli", command,
+                             str(tmp_path / "m.keras"), *arguments], capture_output=True,
+                            text=True, preexec_fn=limit, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"mammo-keras {command}: error: cannot write") and "too large" in error
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "out").glob("**/saved_model.pb"))
+    assert not list((tmp_path / "out").glob("**/*.tflite"))
+
+
 def test_a_run_folder_whose_config_is_not_a_mapping_is_named(tmp_path, capsys):
     import keras
 
