@@ -305,7 +305,7 @@ def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size
 
 
 def _epoch_data(subsets: dict, cache: Path, size: int, batch: int, report: DataReport,
-                options: dict, cluster: Cluster, task) -> dict:
+                options: dict, cluster: Cluster, task, names: tuple) -> dict:
     """This worker's training and validation records at input size `size`, decoded into its
     cache, with the class counts and image totals of every worker together."""
     def share(records):
@@ -318,8 +318,8 @@ def _epoch_data(subsets: dict, cache: Path, size: int, batch: int, report: DataR
     train_cache, val_cache = cache / f"train-{size}", cache / f"val-{size}"
     targets = _fill_cache(train, train_cache, size, input_batch, report, options)
     val_targets = _fill_cache(val, val_cache, size, input_batch, report, options)
-    counts = summed_over_workers(cluster, [*np.bincount(targets, minlength=len(
-        task.class_names(subsets["train"]))), len(val_targets)])
+    counts = summed_over_workers(cluster, [*np.bincount(targets, minlength=len(names)),
+                                           len(val_targets)])
     return {"train": train, "val": val, "train_cache": train_cache, "val_cache": val_cache,
             "input_batch": input_batch, "class_counts": counts[:-1], "val_total": int(counts[-1])}
 
@@ -350,7 +350,7 @@ def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callba
         epoch = state.epoch
         index = _stage_of(stages, epoch)
         stage, size = stages[index], stages[index]["image_size"]
-        part = _epoch_data(subsets, cache, size, batch, report, options, cluster, task)
+        part = _epoch_data(subsets, cache, size, batch, report, options, cluster, task, names)
         updates_per_epoch = math.ceil(int(part["class_counts"].sum()) / training["batch_size"])
         steps_per_epoch = updates_per_epoch * accumulation  # batches, each epoch whole steps
         if trainer_stage != index:  # a new stage: a model at its size, the state so far
