@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -240,7 +239,7 @@ def write(result: dict, out: Path) -> None:
     from mammo_keras.provenance import provenance
 
     record = {**result, "provenance": provenance(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "machine": provenance()["hardware"],
               "command": f"python benchmarks/dashboard_load.py --sessions {result['sessions']} "
                          f"--seconds {result['seconds']:g} --out benchmarks/results"}
     out.mkdir(parents=True, exist_ok=True)

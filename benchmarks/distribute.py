@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -158,8 +157,7 @@ def write(result: dict, out: Path) -> None:
     step_share = two["all_reduce_s"] / two["median_step_s"]
     record = {**result, "ratio_two_to_one": ratio, "all_reduce_share_of_step": step_share,
               "config": run_config("multi_worker"), "provenance": provenance(),
-              "machine": f"{platform.processor() or platform.machine()}, "
-                         f"{os.cpu_count()} cores",
+              "machine": provenance()["hardware"],
               "command": "python benchmarks/distribute.py --out benchmarks/results"}
     out.mkdir(parents=True, exist_ok=True)
     (out / "distribute.json").write_text(json.dumps(record, indent=2) + "\n")
