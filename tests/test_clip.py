@@ -137,7 +137,8 @@ def test_convert_command_and_a_zero_shot_config_through_train_and_predict(tmp_pa
                      "--set", "data.classes=[A, B, C, D]"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["class_names"] == ["A", "B", "C", "D"] and "dense_view" in metrics
-    assert cli.main(["predict", str(run / "model.keras"), str(run / "data"),
+    films = next((run / "data").glob("synthetic-*")) / "images"  # not the masks beside them
+    assert cli.main(["predict", str(run / "model.keras"), str(films),
                      "--out", str(tmp_path / "predictions.csv")]) == 0
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert len(rows) == 17 and "p_D" in rows[0]

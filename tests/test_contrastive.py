@@ -59,8 +59,8 @@ def test_a_pairs_file_trains_a_clip_and_makes_a_zero_shot_classifier(tmp_path, c
     assert cli.main(["clip", "zero-shot", str(out / "clip.keras"), "--prompts", "birads",
                      "--image-size", "48", "--out", str(tmp_path / "zs.keras")]) == 0
     assert "over ['A', 'B', 'C', 'D'] at 48 px" in capsys.readouterr().out
-    assert cli.main(["predict", str(tmp_path / "zs.keras"), str(data),
-                     "--out", str(tmp_path / "p.csv")]) == 0
+    assert cli.main(["predict", str(tmp_path / "zs.keras"), str(data / "images"),
+                     "--out", str(tmp_path / "p.csv")]) == 0  # the films, not their masks
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 12
     assert all(abs(sum(float(row[f"p_{c}"]) for c in "ABCD") - 1) < 1e-4 for row in rows)
