@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from mammo_keras.dashboard.launch import wait_until_serving
+from mammo_keras.local_ports import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 MAX_UPLOAD_MB = 5
@@ -73,29 +75,16 @@ SUFFIX = {"dicom": ".dcm", "png": ".png", "not_an_image": ".png", "too_large": "
           "too_many_pixels": ".png"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def serve(model: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_ports()[0]
+    log = workdir / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "mammo_keras.cli", "dashboard", "--model", str(model), "--port",
          str(port), "--address", "127.0.0.1", "--max-upload-mb", str(MAX_UPLOAD_MB)],
-        cwd=workdir, stdout=open(workdir / "server.log", "w"), stderr=subprocess.STDOUT)
+        cwd=workdir, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read() == b"ok":
-                    return server, url
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit((workdir / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
+    wait_until_serving(url, server, log, timeout=120)
+    return server, url
 
 
 def streamlit_pid(launcher: subprocess.Popen) -> int:

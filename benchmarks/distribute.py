@@ -23,13 +23,14 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mammo_keras.local_ports import free_ports
 
 GLOBAL_BATCH = 16
 IMAGE_SIZE = 128
@@ -109,16 +110,6 @@ def role_main(args) -> None:
         report["all_reduce_s"] = all_reduce_seconds(make_cluster("multi_worker").strategy,
                                                     parameters)
     Path(args.report).write_text(json.dumps(report))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for item in sockets:
-        item.bind(("127.0.0.1", 0))
-    ports = [item.getsockname()[1] for item in sockets]
-    for item in sockets:
-        item.close()
-    return ports
 
 
 def launch(role: str, index: int, work: Path, ports: list[int] | None) -> subprocess.Popen:

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import keras
@@ -28,7 +27,8 @@ from mammo_keras.dashboard import (case_report, decide, error_cases, load_cohort
                                    window_level)
 from mammo_keras.data.limits import MAX_PIXELS
 from mammo_keras.dashboard.demo_model import DEMO_CONFIG, find_demo_run, train_demo_model
-from mammo_keras.dashboard.launch import streamlit_command
+from mammo_keras.local_ports import free_ports
+from mammo_keras.dashboard.launch import streamlit_command, wait_until_serving
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import preprocess
 from mammo_keras.data.readers import read_image
@@ -425,32 +425,17 @@ def test_started_without_a_model_it_uses_the_demo_run(run_folder, monkeypatch, t
 
 # --- the served app in a real browser -----------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
-
-
 def start_dashboard(folder: Path, *arguments: str) -> tuple[subprocess.Popen, str]:
     """`mammo-keras dashboard ARGUMENTS` in a child process, once it answers: (process, url)."""
-    port = free_port()
+    port = free_ports(1, "localhost")[0]
     log_path = folder / f"server-{port}.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([sys.executable, "-m", "mammo_keras.cli", "dashboard",
                                    "--port", str(port), *arguments], stdout=log,
                                   stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read() == b"ok":
-                    return server, url
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(log_path.read_text()[-2000:])
-            time.sleep(0.5)
+    wait_until_serving(url, server, log_path)
+    return server, url
 
 
 @pytest.fixture

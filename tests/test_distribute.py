@@ -11,7 +11,6 @@ arithmetic is the same.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from mammo_keras.local_ports import free_ports
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.training import resolve_config
 from mammo_keras.training.checkpoints import TrainingState
@@ -42,16 +42,6 @@ def config(**training) -> dict:
                          "deterministic": True, "fsl_lambda": 0.05, "optimizer": "sgd",
                          "learning_rate": 0.01, "precision": "float64", **training},
             "evaluation": {"resamples": 20}}
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for item in sockets:
-        item.bind(("127.0.0.1", 0))
-    ports = [item.getsockname()[1] for item in sockets]
-    for item in sockets:
-        item.close()
-    return ports
 
 
 def start(tmp: Path, name: str, settings: dict, out: Path, data: Path, *extra: str,

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from mammo_keras.errors import UserError
@@ -73,3 +75,20 @@ def serve(settings: DashboardSettings, port: int = 8501, address: str = "localho
             server.terminate()
             server.wait(timeout=30)
     return 0 if stopped else status
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout: float = 90.0
+                       ) -> None:
+    """Return once the dashboard at `url` answers its health check; a RuntimeError with the
+    end of its `log` if `server` exits or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(Path(log).read_text()[-2000:]) from None
+            time.sleep(0.5)
