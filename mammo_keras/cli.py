@@ -90,6 +90,25 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_patches(args: argparse.Namespace) -> int:
+    from mammo_keras.data import load_records
+    from mammo_keras.data.patches import PatchOptions, make_patches
+
+    options = PatchOptions(size=args.size, field_mm=args.field_mm, kinds=args.kinds,
+                           normals_per_film=args.normals_per_film, copies=args.copies,
+                           min_breast_share=args.min_breast_share, seed=args.seed)
+    records = load_records(args.dataset, root=args.root)
+    summary = make_patches(records, args.out, options, _progress("cutting patches", len(records)))
+    per_label = ", ".join(f"{label}: {count}" for label, count in summary["per_label"].items())
+    print(f"{summary['patches']} patches of {args.size} px "
+          f"({args.field_mm:g} mm, {args.field_mm / args.size:.3g} mm/px) in {args.out}: "
+          f"{per_label}; {summary['lesions']} lesions, {summary['films']} films, "
+          f"{summary['patients']} patients")
+    for reason in summary["skipped"]:
+        print(f"skipped {reason}")
+    return 3 if summary["skipped"] else 0
+
+
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
     from mammo_keras.data import load_records
 
@@ -744,7 +763,7 @@ def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_commands(commands) -> None:
-    data = commands.add_parser("data", help="synth | inspect | crops | split | audit datasets",
+    data = commands.add_parser("data", help="synth | patches | inspect | crops | split | audit",
                                description="Write synthetic data, inspect a dataset, split it.")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = actions.add_parser("synth", help="write synthetic mammography phantoms",
@@ -765,6 +784,29 @@ def _add_data_commands(commands) -> None:
     synth.add_argument("--lesion-scale", type=float, default=DEFAULT_LESION_SCALE,
                        help=f"lesion size factor ({DEFAULT_LESION_SCALE})")
     synth.set_defaults(handler=_cmd_data_synth)
+    patches = actions.add_parser(
+        "patches", help="lesion and normal-tissue patches at a stated mm scale",
+        description="Cut lesion-centred patches (MIAS circles, CBIS-DDSM / INbreast / phantom "
+                    "outlines) and normal-tissue patches (inside the breast of normal films) "
+                    "at a fixed physical scale, optionally with pre-augmented copies (the "
+                    "Kaggle set's kind), into class folders with manifest.csv (patient, film, "
+                    "lesion, scale, augmentation). Exit status 3 when some films or lesions "
+                    "gave no patch (listed).")
+    _add_dataset_arguments(patches)
+    patches.add_argument("--out", required=True, help="output folder")
+    patches.add_argument("--size", type=_positive_int, default=128, help="patch side, px (128)")
+    patches.add_argument("--field-mm", type=float, default=51.2,
+                         help="side of the tissue square a patch shows, mm (51.2)")
+    patches.add_argument("--kinds", choices=["all", "masses"], default="all",
+                         help="every annotated lesion (default) or masses only")
+    patches.add_argument("--normals-per-film", type=int, default=1,
+                         help="normal-tissue patches per normal film (1)")
+    patches.add_argument("--min-breast-share", type=float, default=0.95,
+                         help="a normal patch lies at least this much inside the breast (0.95)")
+    patches.add_argument("--copies", type=int, default=0,
+                         help="pre-augmented copies per patch: rotation, flip, zoom, CLAHE (0)")
+    patches.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    patches.set_defaults(handler=_cmd_data_patches)
     inspect = actions.add_parser("inspect", help="counts per class, density, source, view",
                                  description="Summarise a dataset and list what was skipped.")
     _add_dataset_arguments(inspect)

@@ -28,6 +28,7 @@ from mammo_keras.layers.channelwise_conv import use_channelwise_convolutions
 from mammo_keras.catalogue import HEADS
 from mammo_keras.models.backbones import build_backbone, get_backbone_spec
 from mammo_keras.models.description import DescribedModel, ModelDescription
+from mammo_keras.models.traversal import all_layers
 
 EMBEDDING_LAYER = "embedding"
 DEFAULT_DROPOUT = 0.3
@@ -49,6 +50,7 @@ def build_classifier(
     dropout: float = DEFAULT_DROPOUT,
     se_reduction: int = 16,
     gagm_fusion: str = "concat",
+    bn_momentum: float | None = None,
     name: str | None = None,
     task: str | None = "malignancy",
 ) -> keras.Model:
@@ -70,6 +72,11 @@ def build_classifier(
         dropout: dropout rate before the classifier, in [0, 1). Default 0.3 (our choice).
         se_reduction: SEVector reduction ratio r (default 16, our choice).
         gagm_fusion: "concat" (default, our choice) or "sum".
+        bn_momentum: the moving-average momentum of every BatchNormalization layer of the
+            backbone, in (0, 1); None keeps the backbone's own (0.99 for InceptionV3, 0.9 for
+            the baseline CNN; the ConvNeXts have none). 0.9 suits small data trained from
+            scratch: at 0.99 the moving statistics of a ~100-step run stay far from the
+            batch statistics, and inference collapses to one class.
         name: model name; default "<backbone>_<head>".
         task: the task its description names ("malignancy": the Dahes classifier,
             whose 3 classes are then normal / benign / malignant; "density", ...; None
@@ -109,13 +116,18 @@ def build_classifier(
     input_shape = _validated_input_shape(input_shape, spec.name, spec.min_size)
     if not 0.0 <= dropout < 1.0:
         raise UserError(f"dropout must be in [0, 1); got {dropout!r}.")
+    if bn_momentum is not None and not 0.0 < bn_momentum < 1.0:
+        raise UserError(f"bn_momentum must be in (0, 1) or None; got {bn_momentum!r}.")
     if weights == "imagenet" and not spec.has_imagenet:
         raise UserError(f"Backbone {spec.name!r} has no ImageNet weights; use weights=None or "
                          "the path of a local weights file.")
 
     inputs = keras.Input(shape=input_shape, name="image")
     adapted = GrayscaleAdapter(spec.channels, spec.scaling, name="grayscale_adapter")(inputs)
-    features = build_backbone(spec.name, adapted, weights).output
+    backbone_model = build_backbone(spec.name, adapted, weights)
+    if bn_momentum is not None:
+        set_batch_norm_momentum(backbone_model, bn_momentum)
+    features = backbone_model.output
     embedding = keras.layers.Identity(name=EMBEDDING_LAYER)(
         _pool(features, head, se_reduction, gagm_fusion))
     x = keras.layers.Dropout(dropout, name="dropout")(embedding)
@@ -124,13 +136,24 @@ def build_classifier(
     outputs = keras.layers.Softmax(dtype=head_dtype, name="predictions")(logits)
     arguments = {"backbone": spec.name, "head": head, "num_classes": num_classes,
                  "input_shape": list(input_shape), "dropout": dropout,
-                 "se_reduction": se_reduction, "gagm_fusion": gagm_fusion}
+                 "se_reduction": se_reduction, "gagm_fusion": gagm_fusion,
+                 "bn_momentum": bn_momentum}
     description = ModelDescription(
         task=task, image_size=input_shape[0],
         builder={"name": "classifier", "arguments": arguments})
     model = DescribedModel(inputs, outputs, name=name or f"{spec.name}_{head}",
                            description=description)
     return use_channelwise_convolutions(model)
+
+
+def set_batch_norm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the momentum of every BatchNormalization layer of `model` (before it is
+    compiled); returns how many layers changed. Saved configs keep the new value."""
+    layers = [layer for layer in all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
 
 
 def _pool(features, head: str, se_reduction: int, gagm_fusion: str):

@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
         "dropout": 0.3,
         "se_reduction": 16,
         "gagm_fusion": "concat",
+        "bn_momentum": None,      # BatchNorm momentum of the backbone; None: its own (0.99
+                                  #   for InceptionV3); 0.9 for small data from scratch
     },
     "training": {
         "scenario": "fine_tune",      # fine_tune | linear_probe | logistic_probe
@@ -110,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose value may be of several types (anything else must match its default's type).
-_FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positive_rate", "training.momentum", "data.classes", "model.weights", "training.jit_compile", "grid",
+_FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positive_rate", "training.momentum", "data.classes", "model.weights", "model.bn_momentum", "training.jit_compile", "grid",
               "training.stages", "training.monitor",
               "data.split", "training.warmup_epochs", "training.learning_rate",
               "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",

@@ -120,6 +120,7 @@ def load_cbis_ddsm(root: str | Path) -> Records:
                       laterality=entry["side"], view=entry["view"], source="cbis_ddsm",
                       mask_paths=tuple(entry["masks"]),
                       extra={"split": entry["split"], "abnormality_types": entry["types"],
+                             "pathologies": entry["labels"],
                              "assessments": entry["assessments"]})
                for path, entry in sorted(images.items())]
     return Records(records, skipped)

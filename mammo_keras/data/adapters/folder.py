@@ -5,8 +5,13 @@
 Class folders match in any case. For `kaggle_merged` (and by default) the classes are
 normal / benign / malignant, with common synonyms (cancer -> malignant); any other
 folder level becomes the record's `source`. With `classes=None` every top-level
-folder name is a class (for other labellings). The set has no patient ids: splits
-must group near-duplicates instead (`mammo-keras data audit`).
+folder name is a class (for other labellings).
+
+A `manifest.csv` at the root (written by `mammo-keras data patches`; columns `path`,
+relative to the root, and any of `patient_id`, `source` and more) gives the images their
+patient ids and sources; its other columns go to `Record.extra`. Without one (the Kaggle
+set) there are no patient ids: splits must group near-duplicates instead
+(`mammo-keras data audit`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import LABELS, Record, Records
 
+MANIFEST = "manifest.csv"
+SUMMARY = "patches.json"  # `data patches` describes its set there
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm", ".dicom")
 SYNONYMS = {"cancer": "malignant", "malign": "malignant", "benigh": "benign",
             "healthy": "normal", "negative": "normal"}
@@ -48,10 +56,11 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
     if not root.is_dir():
         raise DataError(root, "dataset folder not found")
     classes = None if classes is None else tuple(classes)
-    records, skipped = [], []
+    described, skipped = _manifest_rows(root)
+    records = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         parts = path.relative_to(root).parts[:-1]
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path in (root / MANIFEST, root / SUMMARY):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(DataError(path, "not an image file (by its name)"))
@@ -65,7 +74,32 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
             continue
         index, label = found[0]
         others = [part for i, part in enumerate(parts) if i != index]
-        records.append(Record(path=str(path), label=label, density=None, patient_id=None,
+        row = described.pop(path.relative_to(root).as_posix(), {})
+        records.append(Record(path=str(path), label=label, density=None,
+                              patient_id=row.get("patient_id") or None,
                               laterality=None, view=None,
-                              source=others[0].lower() if others else source))
+                              source=row.get("source") or (others[0].lower() if others
+                                                           else source),
+                              extra={key: value for key, value in row.items()
+                                     if key not in ("path", "patient_id", "source")}))
+    skipped.extend(DataError(root / MANIFEST, f"lists {name}, which is not in the folder")
+                   for name in sorted(described))
     return Records(records, skipped)
+
+
+def _manifest_rows(root: Path) -> tuple[dict[str, dict], list[DataError]]:
+    """{relative path: row} of the folder's manifest.csv (empty without one)."""
+    path = root / MANIFEST
+    if not path.is_file():
+        return {}, []
+    columns, rows = read_csv_rows(path)
+    if "path" not in columns:
+        raise DataError(path, f"a manifest needs a 'path' column; it has {columns or 'none'}")
+    described, skipped = {}, []
+    for line, row in enumerate(rows, start=2):
+        name = (row.get("path") or "").strip().replace("\\", "/")
+        if not name or name in described:
+            skipped.append(DataError(f"{path}:{line}", "empty or repeated path"))
+            continue
+        described[name] = row
+    return described, skipped
