@@ -5,10 +5,11 @@ two variants (the same images, the same patient resamples).
     python experiments/pooled_folds.py runs/molina_roman_phantoms \
         --compare pretrained_fine_tune:pretrained_logistic_probe --out experiments/results/x
 
-Reads `<run>/cells/<variant>-fold<k>/predictions.csv` or `<run>/cells/fold<k>-<variant>/...`
-(the test fold of each cell; the grid names cells in the order of its axes) and writes
-<out>.json and <out>.md. `--metrics` chooses the figures (default: accuracy, macro_f1,
-weighted_f1, quadratic_kappa; roc_auc_macro and balanced_accuracy are the others).
+Reads `<run>/cells/<cell>/predictions.csv`, the test fold of each cell, whose name holds a
+`fold<k>` part among the grid's axes (`fold2-gap`, `gap-fold2`, `patient-fold2-gap`: the
+variant is the name without it), and writes <out>.json and <out>.md. `--metrics` chooses the
+figures (default: accuracy, macro_f1, weighted_f1, quadratic_kappa; roc_auc_macro,
+balanced_accuracy and recall_malignant are the others).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def pooled_predictions(run: Path) -> dict[str, dict]:
     for cell in sorted((run / "cells").glob("*fold*")):
         if not (cell / "done.json").is_file():
             continue
-        variant = re.sub(r"^fold\d+-|-fold\d+$", "", cell.name)
+        variant = re.sub(r"(^|-)fold\d+(?=-|$)", "", cell.name).lstrip("-")
         with open(cell / "predictions.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
         classes = [key[2:] for key in rows[0] if key.startswith("p_")]
@@ -56,8 +57,14 @@ def figures(truth: np.ndarray, probabilities: np.ndarray, classes) -> dict:
     from mammo_keras.evaluation.metrics import _headline, dense_view
 
     values = _headline(truth, probabilities, METRICS)
+    extra = [key for key in EXTRA_METRICS if key != "recall_malignant"]
     if len(set(truth.tolist())) > 1:  # AUC needs both sides in a resample
-        values.update(_headline(truth, probabilities, EXTRA_METRICS))
+        values.update(_headline(truth, probabilities, extra))
+    if "recall_malignant" in EXTRA_METRICS and "malignant" in classes:
+        malignant = list(classes).index("malignant")
+        actual = truth == malignant
+        values["recall_malignant"] = float(
+            (probabilities[actual].argmax(axis=1) == malignant).mean()) if actual.any() else None
     dense = dense_view(truth, probabilities, classes, resamples=0)
     if dense is not None:
         values["dense_accuracy"] = dense["accuracy"]

@@ -173,8 +173,41 @@ def test_mixed_precision_keeps_probabilities_float32():
     ({"input_shape": (64, 64)}, r"\(height, width, 1\)"),
     ({"weights": "imagenet"}, r"baseline_cnn.*no ImageNet weights"),
     ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"bn_momentum": 1.0}, r"bn_momentum must be in \(0, 1\) or None"),
 ])
 def test_invalid_arguments_raise_value_error(kwargs, message):
     arguments = {"backbone": "baseline_cnn", "input_shape": (64, 64, 1), **kwargs}
     with pytest.raises(ValueError, match=message):
         build_classifier(**arguments)
+
+
+def test_bn_momentum_sets_every_batch_norm_of_inception_v3(tmp_path):
+    """model.bn_momentum 0.9: one training-mode call moves the first BatchNorm's moving mean
+    a tenth of the way to the batch mean (NumPy), on every BN layer keras.applications
+    builds; the saved model keeps it; without it InceptionV3 keeps Keras' 0.99."""
+    stock = build_classifier("inception_v3", head="gap", input_shape=(75, 75, 1))
+    model = build_classifier("inception_v3", head="gap", input_shape=(75, 75, 1),
+                             bn_momentum=0.9)
+    batch_norms = [layer for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    reference = keras.applications.InceptionV3(include_top=False, weights=None,
+                                               input_shape=(75, 75, 3))
+    assert len(batch_norms) == sum(isinstance(layer, keras.layers.BatchNormalization)
+                                   for layer in reference.layers) == 94
+    assert {layer.momentum for layer in batch_norms} == {0.9}
+    assert {layer.momentum for layer in stock.layers
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+
+    x = images(75, 4)
+    first = batch_norms[0]
+    features = keras.Model(model.input, first.input)(x).numpy()
+    before = keras.ops.convert_to_numpy(first.moving_mean)
+    model(x, training=True)
+    expected = 0.9 * before + 0.1 * features.mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first.moving_mean), expected,
+                               rtol=1e-4, atol=1e-6)
+
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert {layer.momentum for layer in loaded.layers
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}

@@ -24,7 +24,9 @@ copies on both sides of the split: the leakage the Kaggle set's near-perfect sco
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -240,8 +242,8 @@ def cut_patch(image: np.ndarray, x: float, y: float, field_px: float, size: int,
     if augmentation.flipped:
         u = -u
     angle = np.deg2rad(augmentation.rotation_deg)
-    cols = x + np.cos(angle) * u + np.sin(angle) * v
-    rows = y - np.sin(angle) * u + np.cos(angle) * v
+    cols = x + np.cos(angle) * u - np.sin(angle) * v  # the content turns counter-clockwise
+    rows = y + np.sin(angle) * u + np.cos(angle) * v  # on screen, as np.rot90 turns it
     patch = ndimage.map_coordinates(image, [rows, cols], order=1, mode="constant", cval=0.0)
     if augmentation.clahe:
         from mammo_keras.data.preprocessing import clahe
@@ -310,9 +312,10 @@ def make_patches(records: Iterable[Record], out: str | Path,
     skipped = [str(error) for error in getattr(records, "skipped", [])]
     rows: list[dict] = []
     rng = np.random.default_rng(options.seed)
+    names = _film_names([record.path for record in records])
     for done, record in enumerate(records, start=1):
         try:
-            film_rows, problems = _film_patches(record, out, options, rng)
+            film_rows, problems = _film_patches(record, names[record.path], out, options, rng)
             rows.extend(film_rows)
             skipped.extend(str(problem) for problem in problems)
         except DataError as error:
@@ -345,7 +348,17 @@ def _count(rows: Sequence[dict], field: str) -> dict:
     return {value: values.count(value) for value in sorted(set(values))}
 
 
-def _film_patches(record: Record, out: Path, options: PatchOptions,
+def _film_names(paths: Sequence[str]) -> dict[str, str]:
+    """A file-name-safe name per film: its stem, with a digest of its path where stems
+    repeat (CBIS-DDSM names every full mammogram 1-1.dcm)."""
+    stems = {path: _film_stem(path) for path in paths}
+    repeated = {stem for stem, count in collections.Counter(stems.values()).items() if count > 1}
+    return {path: stem if stem not in repeated else
+            f"{stem}_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+            for path, stem in stems.items()}
+
+
+def _film_patches(record: Record, name: str, out: Path, options: PatchOptions,
                   rng: np.random.Generator) -> tuple[list[dict], list[DataError]]:
     """The manifest rows of one film's patches (their PNGs written), and its lesions that
     gave no patch."""
@@ -363,13 +376,13 @@ def _film_patches(record: Record, out: Path, options: PatchOptions,
         problems = []
     else:
         centres, problems = lesion_centres(record, image.shape, options.kinds)
-    stem, patient = _film_stem(record.path), record.patient_id or record.path
+    patient = record.patient_id or record.path
     rows = []
     for centre in centres:
         if centre.label not in LABELS:
             raise DataError(record.path, f"lesion {centre.index} has no benign / malignant "
                                          f"label ({centre.label!r})")
-        group = f"{stem}_{centre.kind}{centre.index}"
+        group = f"{name}_{centre.kind}{centre.index}"
         for copy, augmentation in enumerate(_augmentations(options, rng)):
             patch = cut_patch(image, centre.x, centre.y, field_px, options.size, augmentation)
             relative = f"{centre.label}/{group}_c{copy}.png"
