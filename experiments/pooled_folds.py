@@ -123,6 +123,9 @@ def main(argv=None) -> int:
         result["variants"][name] = {
             "folds": entry["folds"], "images": int(len(entry["truth"])),
             "patients": len(set(entry["patients"])),
+            # the share of images predicted as each class: one class at ~1.0 is a collapse
+            "predicted": {name: float((entry["probabilities"].argmax(axis=1) == index).mean())
+                          for index, name in enumerate(entry["classes"])},
             **{key: [value, interval([d[key] for d in spread["draws"][name]])]
                for key, value in point.items()}}
     for pair in args.compare:
@@ -154,12 +157,15 @@ def render(result: dict) -> str:
     lines = [f"# {Path(result['run']).name}: every fold pooled", "",
              "Each image's prediction by the model of the fold that held it out, all folds "
              "together; 95 % intervals by bootstrap over patients.", "",
-             "| variant | folds | images | patients | " + " | ".join(keys) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(keys)]
+             "| variant | folds | images | patients | " + " | ".join(keys)
+             + " | predicted as (share per class) |",
+             "|---|---:|---:|---:|" + "---:|" * len(keys) + "---|"]
     for name, entry in result["variants"].items():
+        shares = " / ".join(f"{label} {share:.2f}" for label, share in
+                            entry.get("predicted", {}).items())
         lines.append(f"| {name} | {entry['folds']} | {entry['images']} | {entry['patients']} | "
                      + " | ".join(cell(entry[key]) if key in entry else "n/a" for key in keys)
-                     + " |")
+                     + f" | {shares} |")
     if result["differences"]:
         lines += ["", "Paired differences (a - b on the same images, the same patient "
                   "resamples):", "", "| a - b | images | " + " | ".join(keys) + " |",

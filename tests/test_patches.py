@@ -205,3 +205,23 @@ def test_mias_gives_a_patch_per_lesion_with_coordinates(tmp_path):
     assert summary["per_label"]["normal"] + len(too_small) == normal_films
     assert summary["patients"] == 161
     assert {float(r["mm_per_px"]) for r in csv.DictReader(open(tmp_path / "manifest.csv"))} == {0.8}
+
+
+def test_patches_all_tissue_reach_training_without_the_breast_check(tmp_path):
+    """A patch filled with tissue has no background, so the whole-film breast check would
+    call it "no breast found"; with crop off (patches) every patch comes through."""
+    from mammo_keras.data import load_dataset
+    from mammo_keras.data.pipeline import DataReport
+
+    (tmp_path / "normal").mkdir()
+    texture = np.random.default_rng(0).normal(150, 4, (3, 64, 64)).clip(0, 255)
+    for index, tile in enumerate(texture):
+        Image.fromarray(tile.astype(np.uint8)).save(tmp_path / "normal" / f"t{index}.png")
+    records = load_records(tmp_path)
+    counts = {}
+    for crop in (True, False):
+        report = DataReport()
+        batches = load_dataset(records, image_size=64, batch_size=8, crop=crop, flip=False,
+                               report=report)
+        counts[crop] = sum(int(images.shape[0]) for images, _ in batches)
+    assert counts[True] < 3 and counts[False] == 3  # the film check refuses such tiles

@@ -6,7 +6,8 @@
 
 Files that cannot be read, and images in which the breast crop finds no breast (under
 `MIN_BREAST_FRACTION` of the image), are skipped, each with a warning and an entry in the
-`DataReport` passed in; nothing is dropped silently.
+`DataReport` passed in; nothing is dropped silently. With `crop=False` (lesion patches, whose
+field is tissue edge to edge) there is no breast to find, and no image is refused for it.
 """
 
 from __future__ import annotations
@@ -240,7 +241,9 @@ def load_dataset(
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.filter(lambda image, mask, ok, side, target, index: ok)
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.filter(has_breast).map(lambda example, breast, index: example)
+    if crop:  # without the crop the image is a region already (a patch): all of it tissue
+        dataset = dataset.filter(has_breast)
+    dataset = dataset.map(lambda example, breast, index: example)
     if cache:
         dataset = dataset.cache("" if cache is True else str(cache))
         if shuffle:
