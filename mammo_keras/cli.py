@@ -96,7 +96,8 @@ def _cmd_data_patches(args: argparse.Namespace) -> int:
 
     options = PatchOptions(size=args.size, field_mm=args.field_mm, kinds=args.kinds,
                            normals_per_film=args.normals_per_film, copies=args.copies,
-                           min_breast_share=args.min_breast_share, seed=args.seed)
+                           min_breast_share=args.min_breast_share, seed=args.seed,
+                           film_spacing_mm=args.film_spacing_mm)
     records = load_records(args.dataset, root=args.root)
     summary = make_patches(records, args.out, options, _progress("cutting patches", len(records)))
     per_label = ", ".join(f"{label}: {count}" for label, count in summary["per_label"].items())
@@ -805,6 +806,9 @@ def _add_data_commands(commands) -> None:
                          help="a normal patch lies at least this much inside the breast (0.95)")
     patches.add_argument("--copies", type=int, default=0,
                          help="pre-augmented copies per patch: rotation, flip, zoom, CLAHE (0)")
+    patches.add_argument("--film-spacing-mm", type=float,
+                         help="mm per px of films that do not state it (PNG exports); "
+                              "without it such films are refused")
     patches.add_argument("--seed", type=int, default=0, help="random seed (0)")
     patches.set_defaults(handler=_cmd_data_patches)
     inspect = actions.add_parser("inspect", help="counts per class, density, source, view",

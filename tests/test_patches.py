@@ -70,8 +70,11 @@ def test_the_patch_shows_the_stated_millimetres():
 
 def test_a_film_without_a_known_spacing_is_refused_by_name():
     record = Record("scan.png", "benign", None, "p1", None, None, "folder")
-    with pytest.raises(DataError, match=r"^scan.png: its pixel spacing is unknown"):
+    with pytest.raises(DataError, match=r"^scan.png: its pixel spacing is unknown.*"
+                                        r"--film-spacing-mm"):
         film_spacing_mm(record, {})
+    assert film_spacing_mm(record, {}, default=0.07) == 0.07
+    assert film_spacing_mm(record, {"pixel_spacing_mm": [0.1, 0.1]}, default=0.07) == 0.1
     assert film_spacing_mm(Record("m.pgm", "normal", None, None, None, None, "mias"), {}) == 0.2
 
 

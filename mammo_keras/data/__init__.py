@@ -6,6 +6,8 @@
   a folder of class subfolders), with skipped files listed, never silently dropped.
 - `load_dataset(records, task, image_size, batch_size, training=...)`: the tf.data pipeline.
 - `preprocess(image, size)`: breast crop, chest-wall flip, resize / pad, in TF ops.
+- `make_patches(records, out, PatchOptions(...))`: lesion and normal-tissue patches at a stated
+  mm scale, optionally pre-augmented, with a manifest of patients and sources.
 - `split_records`, `kfold_records`, `write_split_manifest`: patient-grouped, stratified splits.
 - `generate_phantom`, `write_synthetic`: the built-in synthetic mammography phantoms.
 - `Record`, `ROI`, `Records`, `DataError`.
@@ -22,6 +24,8 @@ _EXPORTS = {
     "invert_geometry": "mammo_keras.data.preprocessing",
     "kfold_records": "mammo_keras.data.splits",
     "LABELS": "mammo_keras.data.records",
+    "make_patches": "mammo_keras.data.patches",
+    "PatchOptions": "mammo_keras.data.patches",
     "load_dataset": "mammo_keras.data.pipeline",
     "load_records": "mammo_keras.data.adapters",
     "PhantomSpec": "mammo_keras.data.synthetic",

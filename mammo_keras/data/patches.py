@@ -68,6 +68,8 @@ class PatchOptions:
         zoom: (low, high) zoom factors of a copy; > 1 shows a smaller field, magnified.
         clahe_share: share of copies equalised with CLAHE.
         seed: draws the normal centres and the augmentations.
+        film_spacing_mm: mm per px of films that state none (PNG exports); None: such
+            films are refused (a patch of unknown scale is not cut).
     """
 
     size: int = 128
@@ -79,6 +81,7 @@ class PatchOptions:
     zoom: tuple[float, float] = (0.85, 1.15)
     clahe_share: float = 0.5
     seed: int = 0
+    film_spacing_mm: float | None = None
 
     def __post_init__(self):
         if self.size < 16:
@@ -96,6 +99,8 @@ class PatchOptions:
             raise UserError(f"zoom must be (low, high) with 0 < low <= high; got {self.zoom}")
         if not 0 <= self.clahe_share <= 1:
             raise UserError(f"clahe_share must be in [0, 1]; got {self.clahe_share}")
+        if self.film_spacing_mm is not None and not self.film_spacing_mm > 0:
+            raise UserError(f"film_spacing_mm must be above 0; got {self.film_spacing_mm}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +124,9 @@ class Augmentation:
     clahe: bool = False
 
 
-def film_spacing_mm(record: Record, meta: dict) -> float:
-    """mm per px of a film: its DICOM pixel spacing, else the dataset's known one.
+def film_spacing_mm(record: Record, meta: dict, default: float | None = None) -> float:
+    """mm per px of a film: its DICOM pixel spacing, else the dataset's known one, else
+    `default`.
 
     Raises:
         DataError: neither is known (a PNG of an unknown scanner).
@@ -130,9 +136,11 @@ def film_spacing_mm(record: Record, meta: dict) -> float:
         return float(spacing[0])
     if record.source in DATASET_SPACING_MM:
         return DATASET_SPACING_MM[record.source]
+    if default is not None:
+        return default
     raise DataError(record.path, "its pixel spacing is unknown (no DICOM PixelSpacing and "
                                  f"no known spacing for source {record.source!r}), so no patch "
-                                 "of a stated mm scale can be cut")
+                                 "of a stated mm scale can be cut; give --film-spacing-mm")
 
 
 def _lesion_label(record: Record, index: int, severity: str | None) -> str:
@@ -363,7 +371,7 @@ def _film_patches(record: Record, name: str, out: Path, options: PatchOptions,
     """The manifest rows of one film's patches (their PNGs written), and its lesions that
     gave no patch."""
     image, meta = read_image(record.path)
-    spacing = film_spacing_mm(record, meta)
+    spacing = film_spacing_mm(record, meta, options.film_spacing_mm)
     field_px = options.field_mm / spacing
     if record.label == "normal":
         points = normal_centres(image, field_px, options.normals_per_film,
