@@ -47,6 +47,25 @@ def test_right_angle_rotations_are_numpys_rotations(rng, angle, turns):
     np.testing.assert_allclose(rotated, np.rot90(plain, turns), atol=1e-5)
 
 
+def test_a_shrinking_patch_equals_filtering_the_whole_film_first(rng):
+    """cut_patch smooths only the region it samples; the reference smooths the whole film
+    (SciPy) and samples it at the same rotated grid."""
+    from scipy import ndimage
+
+    film = _film(rng, 400)
+    augmentation = Augmentation(rotation_deg=33.0, zoom=0.9)
+    patch = cut_patch(film, 150.0, 260.0, field_px=144, size=32, augmentation=augmentation)
+    step = 144 / 0.9 / 32
+    smooth = ndimage.gaussian_filter(film, sigma=0.5 * step, mode="nearest")
+    offsets = (np.arange(32) - 15.5) * step
+    u, v = np.meshgrid(offsets, offsets)
+    angle = np.deg2rad(33.0)
+    rows, cols = 260.0 + np.sin(angle) * u + np.cos(angle) * v, \
+        150.0 + np.cos(angle) * u - np.sin(angle) * v
+    reference = ndimage.map_coordinates(smooth, [rows, cols], order=1, cval=0.0)
+    np.testing.assert_allclose(patch, np.clip(reference, 0, 1), atol=1e-6)
+
+
 def test_a_flipped_copy_is_the_mirror_image(rng):
     film = _film(rng)
     plain = cut_patch(film, 100.5, 80.5, 32, 32)

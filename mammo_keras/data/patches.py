@@ -243,8 +243,15 @@ def cut_patch(image: np.ndarray, x: float, y: float, field_px: float, size: int,
     film is 0 (background). Smoothed first when it shrinks the film (no aliasing).
     Returns float32 (size, size) in [0, 1]."""
     step = field_px / augmentation.zoom / size  # film px per patch px
-    if step > 1:
-        image = ndimage.gaussian_filter(image, sigma=0.5 * step, mode="nearest")
+    sigma = 0.5 * step if step > 1 else 0.0
+    # Only the region the patch samples is filtered: its half-diagonal, plus the filter's
+    # reach (4 sigma) and the bilinear neighbours, so the result equals filtering the film.
+    reach = int(np.ceil(size * step / np.sqrt(2) + 4 * sigma + 2))
+    top, left = max(0, int(y) - reach), max(0, int(x) - reach)
+    image = image[top:int(y) + reach + 1, left:int(x) + reach + 1]
+    x, y = x - left, y - top
+    if sigma:
+        image = ndimage.gaussian_filter(image, sigma=sigma, mode="nearest")
     offsets = (np.arange(size) - (size - 1) / 2) * step
     u, v = np.meshgrid(offsets, offsets)  # u: right, v: down, in film px
     if augmentation.flipped:
