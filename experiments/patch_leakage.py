@@ -104,8 +104,11 @@ def _cells(pooled: dict) -> dict:
     for pair, entry in pooled.get("differences", {}).items():
         first, second = pair.split(":")
         if first.startswith("image-") and second == "patient-" + first[len("image-"):]:
-            cells.setdefault(first[len("image-"):], {})["difference"] = {
-                key: entry[key] for key in FIGURES if key in entry}
+            cell = cells.setdefault(first[len("image-"):], {})
+            # both arms on the same images: those the random split's finished folds tested
+            cell["image"] = {key: entry["a"][key] for key in FIGURES if key in entry["a"]}
+            cell["patient"] = {key: entry["b"][key] for key in FIGURES if key in entry["b"]}
+            cell["difference"] = {key: entry[key] for key in FIGURES if key in entry}
     return cells
 
 
@@ -122,7 +125,10 @@ def render(result: dict) -> str:
                      f"({entry['audit_pairs_true_copies']}) | {entry['audit_flagged_test']} |")
     lines += ["", f"Audit: perceptual hash under flips and right-angle rotations, threshold "
               f"{result['threshold']} of 256 bits (`mammo-keras data audit`).", "",
-              "## Every fold pooled, per cell (95 % patient-bootstrap intervals)", "",
+              "## Per cell, both splits on the same test images (95 % patient-bootstrap "
+              "intervals)", "",
+              "The images the random split's finished folds held out, each predicted by the "
+              "random-split model and by the patient-split model whose test fold held it.", "",
               "| cell | figure | patient split | random split | random - patient |",
               "|---|---|---:|---:|---:|"]
     for name, entry in result["cells"].items():
@@ -163,7 +169,7 @@ def plot(result: dict, path: Path) -> None:
                  label={"patient": "patient-grouped split", "image": "random per-image split"}[arm])
     axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
     axis.set_xticks(range(len(names)), [n.replace("-", "\n") for n in names], fontsize=8)
-    axis.set_ylabel("ROC-AUC (macro), every fold pooled")
+    axis.set_ylabel("ROC-AUC (macro), the same test images")
     axis.set_ylim(0.4, 1.0)
     axis.legend(loc="upper left", fontsize=8)
     axis.set_title("MIAS patches, pre-augmented: what a random split adds", fontsize=10)

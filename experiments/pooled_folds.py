@@ -93,6 +93,13 @@ def bootstrap(variants: dict, names: list[str], resamples: int, seed: int) -> di
     return {"images": len(common), "patients": len(groups), "draws": draws}
 
 
+def common_figures(variants: dict, name: str, other: dict) -> dict:
+    """The figures of variant `name` on the images `other` also predicted."""
+    entry, shared = variants[name], set(other["paths"])
+    index = [i for i, path in enumerate(entry["paths"]) if path in shared]
+    return figures(entry["truth"][index], entry["probabilities"][index], entry["classes"])
+
+
 def interval(values) -> list[float] | None:
     values = [v for v in values if v is not None]
     return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if values \
@@ -133,12 +140,15 @@ def main(argv=None) -> int:
         if first not in variants or second not in variants:
             continue
         spread = bootstrap(variants, [first, second], args.resamples, seed=1)
-        point_a = figures(variants[first]["truth"], variants[first]["probabilities"],
-                          variants[first]["classes"])
-        point_b = figures(variants[second]["truth"], variants[second]["probabilities"],
-                          variants[second]["classes"])
+        # both sides on the images they share (a grid whose variants ran different folds)
+        point_a, point_b = (common_figures(variants, name, variants[other])
+                            for name, other in ((first, second), (second, first)))
         result["differences"][pair] = {
             "images": spread["images"], "patients": spread["patients"],
+            "a": {key: [value, interval([d[key] for d in spread["draws"][first]])]
+                  for key, value in point_a.items()},
+            "b": {key: [value, interval([d[key] for d in spread["draws"][second]])]
+                  for key, value in point_b.items()},
             **{key: [point_a[key] - point_b[key], interval(
                 [a[key] - b[key] for a, b in zip(spread["draws"][first],
                                                   spread["draws"][second])
