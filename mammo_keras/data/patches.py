@@ -359,8 +359,7 @@ def make_patches(records: Iterable[Record], out: str | Path,
 
 
 def _count(rows: Sequence[dict], field: str) -> dict:
-    values = [row[field] for row in rows]
-    return {value: values.count(value) for value in sorted(set(values))}
+    return dict(sorted(collections.Counter(row[field] for row in rows).items()))
 
 
 def _film_names(paths: Sequence[str]) -> dict[str, str]:
