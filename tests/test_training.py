@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import re
@@ -15,7 +16,7 @@ import pytest
 from mammo_keras import cli
 from mammo_keras.data import LABELS, Record, Records, kfold_records
 from mammo_keras.training import ConfigError, load_config, resolve_config, train
-from mammo_keras.training import experiment
+from mammo_keras.training import cell_memory, experiment
 from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
 from mammo_keras.training.data_setup import split_subsets
 from mammo_keras.training.trainer import class_weights, learning_rate_schedule, monitor_mode
@@ -474,6 +475,60 @@ def test_grid_rerun_skips_finished_cells_and_reports_failures(tmp_path, data_dir
     again = run_experiment(config, tmp_path, verbose=0, log=logs.append)
     assert [row["cell"] for row in again["rows"]] == ["gap-ok", "gagm-ok"]
     assert all(line.endswith("finished earlier, skipped") for line in logs)
+
+
+def _live_traced_graphs() -> int:
+    gc.collect()
+    return sum(type(item).__name__ == "FuncGraph" for item in gc.get_objects())
+
+
+def _custom_gradients() -> set[str]:
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry
+            if name.startswith(cell_memory.CUSTOM_GRADIENT_PREFIX)}
+
+
+def test_a_grid_frees_each_finished_cells_traced_graphs(tmp_path):
+    """Each fit registers custom-gradient closures that pin its train graph and variables;
+    after a grid none of its cells' graphs may be left, however many cells ran."""
+    config = tiny_config(epochs=1)
+    config["evaluation"]["resamples"] = 0
+    config["grid"] = {"training.seed": [0]}
+    gradients_before = _custom_gradients()
+    run_experiment(config, tmp_path / "one", verbose=0, log=lambda line: None)
+    graphs_after_one = _live_traced_graphs()
+    config["grid"] = {"training.seed": [1, 2, 3]}
+    run_experiment(config, tmp_path / "three", verbose=0, log=lambda line: None)
+    assert _live_traced_graphs() == graphs_after_one
+    assert _custom_gradients() == gradients_before
+
+
+def test_released_cell_memory_unregisters_only_what_its_body_registered():
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def doubled(x):
+        return 2.0 * x, lambda upstream: 3.0 * upstream  # not the gradient autodiff would give
+
+    def custom_gradient_of(x):
+        @tf.function
+        def gradient(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = doubled(x)
+            return tape.gradient(y, x)
+        return gradient(x).numpy()
+
+    start = _custom_gradients()
+    assert custom_gradient_of(tf.constant(1.0)) == 3.0
+    traced_before = _custom_gradients() - start
+    with cell_memory.released_cell_memory():
+        assert custom_gradient_of(tf.constant(1.0)) == 3.0
+        traced_inside = _custom_gradients() - start - traced_before
+    assert traced_before and traced_inside
+    assert _custom_gradients() - start == traced_before
+    np.testing.assert_array_equal(custom_gradient_of(tf.constant([1.0, 2.0])), [3.0, 3.0])
 
 
 def test_quickstart_config_in_reduced_form_through_the_command_line(tmp_path, capsys):
