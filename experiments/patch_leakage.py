@@ -13,6 +13,8 @@ For each arm (`patient`, `image`) and fold, from the split manifest the grid wro
 - the audit's near-duplicate pairs between training and test (`mammo_keras.data.audit`,
   perceptual hash under the 8 flips / right-angle rotations, threshold 12 of 256 bits),
   how many of them are true copies, and how many test patches it flags.
+and, per cell and arm, the training accuracy of the last epoch over the folds (a model far
+from fitting its training set cannot profit from a copy of a test patch in it).
 Writes <out>.json, <out>.md and <out>.png (the pooled ROC-AUC of every cell under both splits,
 with the 95 % patient-bootstrap intervals from `--pooled`).
 """
@@ -88,10 +90,26 @@ def main(argv=None) -> int:
                                                             args.threshold)
     pooled = json.loads(pooled_path.read_text())
     result = {"run": str(run), "patches": root, "threshold": args.threshold,
-              "overlap": overlap, "cells": _cells(pooled), "provenance": provenance()}
+              "overlap": overlap, "cells": _cells(pooled), "training_fit": training_fit(cells),
+              "provenance": provenance()}
     write_result(out, result, render(result))
     plot(result, out.with_suffix(".png"))
     return 0
+
+
+def training_fit(cells: list[Path]) -> dict:
+    """{backbone-head: {arm: [last-epoch training accuracy of each finished fold]}}."""
+    fit: dict[str, dict[str, list[float]]] = {}
+    for cell in cells:
+        history = cell / "history.csv"
+        if not (cell / "done.json").is_file() or not history.is_file():
+            continue
+        arm, _, rest = cell.name.partition("-")
+        name = rest.partition("-")[2]  # drop "fold<k>"
+        with open(history, newline="") as handle:
+            last = list(csv.DictReader(handle))[-1]
+        fit.setdefault(name, {}).setdefault(arm, []).append(float(last["accuracy"]))
+    return fit
 
 
 def _cells(pooled: dict) -> dict:
@@ -140,6 +158,14 @@ def render(result: dict) -> str:
             lines.append(f"| {name} | {key} | "
                          + " | ".join(with_interval(v) if v else "n/a" for v in values)
                          + f" | {with_interval(difference, ' to ') if difference else 'n/a'} |")
+    lines += ["", "## How far each model fits its training set", "",
+              "Training accuracy of the last epoch (class-weighted batches, the augmentation "
+              "being the pre-augmented copies), mean and range over the finished folds.", "",
+              "| cell | patient split | random split |", "|---|---:|---:|"]
+    for name, arms in result["training_fit"].items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f}, {len(v)} folds)"
+            if (v := arms.get(arm)) else "n/a" for arm in ARMS) + " |")
     origin = result["provenance"]
     lines += ["", f"Written by `{origin['command']}` at commit {origin['commit']}; "
               f"{origin['hardware']}.", ""]
