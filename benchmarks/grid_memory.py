@@ -2,9 +2,9 @@
 
 Runs one small grid (baseline CNN with the GAGM + SEVector head on synthetic phantoms, one
 cell per training seed) in a fresh process and records the process's resident memory (VmRSS)
-after every cell: once as `run_experiment` runs it (each cell inside `released_cell_memory`),
-and once with that context replaced by a no-op (the reference, measured in the same run: how the
-grid ran before). Memory that is flat in the number of cells is the target; the figure
+after every cell: once as `run_experiment` runs it (`train` frees the gradient closures its fit
+registered: `released_gradient_closures`), and once with that release replaced by a no-op
+(the reference, measured in the same run: how the grid ran before). Memory that is flat in the number of cells is the target; the figure
 reported is the growth per cell from the second cell to the last (the first cell pays the
 one-off cost of importing and tracing).
 
@@ -44,10 +44,10 @@ def child(out: str, mode: str) -> None:
     """Run the grid into `out`; print the RSS after each cell as JSON."""
     import contextlib
 
-    from mammo_keras.training import experiment
+    from mammo_keras.training import experiment, trainer
 
     if mode == "kept":
-        experiment.released_cell_memory = contextlib.nullcontext
+        trainer.released_gradient_closures = contextlib.nullcontext
     after = []
 
     def log(message: str) -> None:
@@ -93,9 +93,9 @@ def main() -> None:
     lines = ["# Memory of a grid process, cell after cell", "",
              f"{CELLS} cells of `{GRID['model']['backbone']}` + `{GRID['model']['head']}` at "
              f"{GRID['data']['image_size']} px on synthetic phantoms, one process each; VmRSS "
-             "after every cell. `released`: `run_experiment` as shipped "
-             "(each cell inside `released_cell_memory`); `kept`: that context replaced by a no-op "
-             "(the grid as it ran before), measured in the same run.", "",
+             "after every cell. `released`: `run_experiment` as shipped (`train` frees the "
+             "gradient closures its fit registered); `kept`: that release replaced by a no-op "
+             "(how the grid ran before), measured in the same run.", "",
              "| mode | after cell 1 (MiB) | after last cell (MiB) | growth per cell (MiB) |",
              "|---|---|---|---|"]
     for mode, entry in summary.items():

@@ -16,7 +16,7 @@ import pytest
 from mammo_keras import cli
 from mammo_keras.data import LABELS, Record, Records, kfold_records
 from mammo_keras.training import ConfigError, load_config, resolve_config, train
-from mammo_keras.training import cell_memory, experiment
+from mammo_keras.training import experiment, gradient_closures
 from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
 from mammo_keras.training.data_setup import split_subsets
 from mammo_keras.training.trainer import class_weights, learning_rate_schedule, monitor_mode
@@ -486,7 +486,7 @@ def _custom_gradients() -> set[str]:
     from tensorflow.python.framework import ops
 
     return {name for name in ops._gradient_registry._registry
-            if name.startswith(cell_memory.CUSTOM_GRADIENT_PREFIX)}
+            if name.startswith(gradient_closures.CUSTOM_GRADIENT_PREFIX)}
 
 
 def test_a_grid_frees_each_finished_cells_traced_graphs(tmp_path):
@@ -504,7 +504,7 @@ def test_a_grid_frees_each_finished_cells_traced_graphs(tmp_path):
     assert _custom_gradients() == gradients_before
 
 
-def test_released_cell_memory_unregisters_only_what_its_body_registered():
+def test_released_gradient_closures_unregisters_only_what_its_body_registered():
     import tensorflow as tf
 
     @tf.custom_gradient
@@ -523,7 +523,7 @@ def test_released_cell_memory_unregisters_only_what_its_body_registered():
     start = _custom_gradients()
     assert custom_gradient_of(tf.constant(1.0)) == 3.0
     traced_before = _custom_gradients() - start
-    with cell_memory.released_cell_memory():
+    with gradient_closures.released_gradient_closures():
         assert custom_gradient_of(tf.constant(1.0)) == 3.0
         traced_inside = _custom_gradients() - start - traced_before
     assert traced_before and traced_inside

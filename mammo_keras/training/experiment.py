@@ -28,10 +28,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
-from mammo_keras.training.cell_memory import released_cell_memory
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
 from mammo_keras.training.trainer import read_done, train
@@ -237,9 +237,9 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
             log(f"{prefix}: finished earlier, skipped")
         else:
             log(f"{prefix}: training")
-            with released_cell_memory():
-                done = _train_cell(cell_config, folder, out / "data", verbose, failed, name,
-                                   prefix, log)
+            done = _train_cell(cell_config, folder, out / "data", verbose, failed, name, prefix,
+                               log)
+            keras.backend.clear_session(free_memory=True)  # the next cell starts from none
         if done is not None:
             rows.append(_cell_row(name, labels, done))
             origin = {key: done[key] for key in ("command", "commit", "hardware")}

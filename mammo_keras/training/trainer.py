@@ -47,6 +47,7 @@ from mammo_keras.training.data_setup import dataset_records, split_subsets
 from mammo_keras.training.distribute import (Cluster, agreed_minimum, distributed_dataset,
                                              make_cluster, shard_records, summed_over_workers,
                                              synchronized_batch_norm)
+from mammo_keras.training.gradient_closures import released_gradient_closures
 from mammo_keras.training.keras_distribute_fixes import keras_distribute_fixes
 from mammo_keras.training.stage_transition import OffsetSchedule, apply_morphs, carry_state
 from mammo_keras.provenance import provenance
@@ -270,7 +271,7 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
         verbose = 1 if sys.stdout.isatty() else 2
     keras.utils.set_random_seed(training["seed"])
     with _precision(training["precision"]), _determinism(training["deterministic"]), \
-            cluster.peers_explained():
+            cluster.peers_explained(), released_gradient_closures():
         return _run(config, out, state or TrainingState(config_hash=digest), data_dir, verbose,
                     list(callbacks), progress, cluster)
 

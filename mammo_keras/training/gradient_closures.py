@@ -1,17 +1,18 @@
-"""Give back what one training run leaves behind, so a grid's process stays flat cell to cell.
+"""Free the train graph a finished `Model.fit` leaves pinned in TensorFlow's gradient registry.
 
 `Model.fit` on TensorFlow traces a train function whose optimizer step all-reduces the
 gradients (`tf.distribute` replica context, even with one device). In graph mode that
 all-reduce is a `tf.custom_gradient`, which registers its gradient closure in TensorFlow's
 global gradient registry under a fresh `CustomGradient-N` name and never removes it
 (tensorflow/tensorflow#97697, #80895). The closure holds the traced graph, and the graph holds
-every variable of the model and its optimizer: each finished cell stays in memory
-(hundreds of MB for ConvNeXt-Tiny) and `keras.backend.clear_session()` alone cannot free it.
+every variable of the model and its optimizer: without this, every run trained in one process
+stays in memory (hundreds of MB for ConvNeXt-Tiny), and `keras.backend.clear_session()`
+cannot free it.
 
-`released_cell_memory()` wraps one run: on exit it unregisters the gradient closures the run
-registered (and only those: graphs traced before it keep theirs), then clears Keras' global
-state and collects. Use it only around work whose models and traced functions are no longer
-used afterwards. Measured in `benchmarks/grid_memory.py`.
+`released_gradient_closures()` wraps one run: on exit it unregisters the gradient closures the
+run registered, and only those (graphs traced before it keep theirs). Use it only around work
+whose traced functions are not differentiated again afterwards, as `train` does. Measured in
+`benchmarks/grid_memory.py`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def _gradient_registry() -> dict | None:
 
 
 @contextlib.contextmanager
-def released_cell_memory() -> Iterator[None]:
-    """Run the body, then free the custom-gradient closures it registered and Keras' state."""
+def released_gradient_closures() -> Iterator[None]:
+    """Run the body, then unregister the custom-gradient closures it registered."""
     registry = _gradient_registry()
     before = set(registry) if registry is not None else set()
     try:
@@ -47,4 +48,3 @@ def released_cell_memory() -> Iterator[None]:
             for name in [name for name in registry
                          if name.startswith(CUSTOM_GRADIENT_PREFIX) and name not in before]:
                 del registry[name]
-        keras.backend.clear_session(free_memory=True)
