@@ -43,7 +43,7 @@ def child(root: str, count: int, mode: str) -> None:
         records = [Record(path=p, label=None, density=None, patient_id=None, laterality=None,
                           view=None, source="predict") for p in files]
         done = 0
-        for images, _ in load_dataset(records, task=None, image_size=SIZE, batch_size=16,
+        for images, _ in load_dataset(records, target=None, image_size=SIZE, batch_size=16,
                                       cache=True, **predictor.preprocessing):
             done += len(predictor(images.numpy()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         classifier = zero_shot_classifier(clip, tokenizer_of(clip), prompts,
                                           input_size=args.image_size)
         metrics = evaluate_model(classifier, films, work / name, resamples=args.resamples,
-                                 task="density", class_names=("F", "G", "D"))
+                                 target="density", class_names=("F", "G", "D"))
         intervals = metrics["confidence_intervals"]
         results["prompt_sets"][name] = {
             "prompts": prompts, "confusion_matrix": metrics["confusion_matrix"],

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             classifier = zero_shot_classifier(clip, tokenizer_of(clip), prompts,
                                               input_size=args.image_size)
             metrics = evaluate_model(classifier, test, work / name / prompts,
-                                     resamples=args.resamples, task="density",
+                                     resamples=args.resamples, target="density",
                                      class_names=("A", "B", "C", "D"))
             intervals = metrics["confidence_intervals"]
             dense = metrics["dense_view"]

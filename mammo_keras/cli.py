@@ -186,15 +186,12 @@ def _cmd_data_audit(args: argparse.Namespace) -> int:
     return 1 if pairs else 0
 
 
-CLASSIFICATION_HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
-LESION_HEADLINE = ("lesion_accuracy", "lesion_roc_auc", "dice_lesion", "dice_all",
-                   "detection_at_1_fp")
+def _print_headline(metrics: dict, intervals: dict, task: str, indent: str = "") -> None:
+    """The task's report columns (`Task.report_columns`) that `metrics` holds, with intervals."""
+    from mammo_keras.tasks import get_task_class
 
-
-def _print_headline(metrics: dict, intervals: dict, indent: str = "") -> None:
-    keys = LESION_HEADLINE if "dice_lesion" in metrics or "lesion_accuracy" in metrics \
-        else CLASSIFICATION_HEADLINE
-    for key in keys:
+    columns = [key for key, _ in get_task_class(task).report_columns if key in metrics]
+    for key in columns or [key for key, value in metrics.items() if isinstance(value, float)]:
         value, interval = metrics.get(key), intervals.get(key)
         span = f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
         print(f"{indent}{key:<18} {'n/a' if value is None else f'{value:.3f}'}{span}")
@@ -226,8 +223,8 @@ def _finish_cohort(skipped: list, report: Path) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.data import Records, load_records, read_split_manifest
-    from mammo_keras.evaluation import evaluate_model
     from mammo_keras.models import description_of, load_model
+    from mammo_keras.tasks import task_for_model
 
     model = load_model(args.model)
     records = load_records(args.data, root=args.root)
@@ -238,20 +235,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                             f"{sorted(subsets)}")
         records = Records(subsets[args.subset], skipped=records.skipped, subset=args.subset)
     description = description_of(model, args.model, fill=False)
-    if description.task == "lesion_segmentation":  # a mass mask + mass present (HDS)
-        from mammo_keras.data.lesions import LESION_CLASSES, lesion_records
-        from mammo_keras.evaluation.lesion_report import evaluate_lesion_model, lesion_headline
-
-        result = evaluate_lesion_model(model, lesion_records(records), args.out, LESION_CLASSES,
-                                       batch_size=args.batch_size, resamples=args.resamples)
-        headline = lesion_headline(result)
-        _print_headline(headline["metrics"], headline["confidence_intervals"])
-    else:
-        classes = args.classes.split(",") if args.classes else description.class_names
-        result = evaluate_model(model, records, args.out, class_names=classes,
-                                batch_size=args.batch_size, resamples=args.resamples,
-                                task=description.task, **description.preprocessing)
-        _print_headline(result, result["confidence_intervals"])
+    task = task_for_model(description)  # the task that trained it, with its options
+    records = task.prepare_records(records)
+    classes = tuple(args.classes.split(",")) if args.classes else \
+        description.class_names or task.class_names(records)
+    result = task.evaluate(model, records, Path(args.out), classes,
+                           batch_size=args.batch_size, resamples=args.resamples)
+    headline = task.summary(result)
+    _print_headline(headline["metrics"], headline.get("confidence_intervals", {}),
+                    task.reference())
     print(f"metrics.json, plots and report.md written to {args.out}")
     return _finish_cohort(list(result["skipped"]), Path(args.out) / "skipped.csv")
 
@@ -297,7 +289,8 @@ def _print_done(summary: dict, out: str) -> None:
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']} "
           f"({summary['train_seconds']:.0f} s of training); on the {summary['evaluated_on']} "
           f"subset ({summary['images'][summary['evaluated_on']]} images):")
-    _print_headline(summary["metrics"], summary.get("confidence_intervals", {}), indent="  ")
+    _print_headline(summary["metrics"], summary.get("confidence_intervals", {}),
+                    summary["task"], indent="  ")
     print(f"model.keras, metrics.json, report.md and plots in {out}")
     for error in summary["skipped"]:
         print(f"skipped {error}")

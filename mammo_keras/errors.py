@@ -24,6 +24,10 @@ class UserError(ValueError):
         super().__init__(text)
 
 
+class ConfigError(UserError):
+    """A config that cannot be used; the message names the key (and the file)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """"; did you mean 'x'?" for the choice closest to a misspelt `word`, else ""."""
     close = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1)

@@ -73,7 +73,7 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     records = [Record(path=p, label=None, density=None, patient_id=None, laterality=None,
                       view=None, source="predict") for p in files]
     report = DataReport()
-    dataset = load_dataset(records, task=None, image_size=predictor.image_size,
+    dataset = load_dataset(records, target=None, image_size=predictor.image_size,
                            batch_size=batch_size, report=report, cache=False,
                            **predictor.preprocessing)
     probabilities = []

@@ -8,6 +8,7 @@ import pytest
 
 from mammo_keras.data import load_records, preprocess, read_image, write_synthetic
 from mammo_keras.data.pipeline import DataReport, load_dataset
+from mammo_keras.data.targets import TargetSpec
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +51,12 @@ def test_bad_files_are_skipped_and_reported(records, tmp_path):
     problems = [str(error) for error in report.skipped]
     assert len(problems) == 2
     assert any(p.startswith(str(broken)) for p in problems)
-    assert any("no malignancy target" in p for p in problems)
+    assert any("no label among" in p for p in problems)
 
 
 def test_segmentation_masks_follow_the_images(records):
-    images, masks = collect(load_dataset(records, task="segmentation", image_size=64,
-                                         batch_size=6))
+    images, masks = collect(load_dataset(records, target=TargetSpec(None, masks=True),
+                                         image_size=64, batch_size=6))
     assert masks.shape == images.shape and set(np.unique(masks)) <= {0.0, 1.0}
     lesioned = [i for i, r in enumerate(records) if r.label != "normal"]
     assert all(masks[i].sum() > 0 for i in lesioned if records[i].extra["finding"].endswith("mass"))
@@ -63,7 +64,7 @@ def test_segmentation_masks_follow_the_images(records):
 
 
 def test_density_task_uses_birads_classes(records):
-    _, targets = collect(load_dataset(records, task="density", image_size=32, batch_size=6))
+    _, targets = collect(load_dataset(records, target="density", image_size=32, batch_size=6))
     assert list(targets) == ["ABCD".index(r.density) for r in records]
 
 
@@ -90,8 +91,18 @@ def test_balanced_sampling_draws_classes_equally(records):
         load_dataset(records, balanced=True)
 
 
-def test_invalid_task(records):
-    with pytest.raises(ValueError, match="Unknown task"):
+def test_a_target_field_no_record_has_is_refused(records):
+    with pytest.raises(ValueError, match="no record has the field 'age'"):
+        load_dataset(records, target="age")
+
+
+def test_the_deprecated_task_argument_still_reads_its_field(records):
+    with pytest.warns(DeprecationWarning, match="target="):
+        dataset = load_dataset(records, task="density", image_size=32, batch_size=64)
+    _, targets = next(iter(dataset))
+    expected = [("A", "B", "C", "D").index(r.density) for r in records if r.density]
+    assert sorted(targets.numpy().tolist()) == sorted(expected)
+    with pytest.raises(ValueError, match="pass target="):
         load_dataset(records, task="age")
 
 

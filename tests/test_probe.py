@@ -82,7 +82,7 @@ def test_linear_and_logistic_probes_train_on_features_computed_once(tmp_path, da
     records = {record.path: record for record in
                load_records("synthetic", next(data_dir.glob("synthetic-*")))}
     first = [records[str(path)] for path in train_set["paths"][:4]]
-    images, _ = next(iter(load_dataset(first, task="density", image_size=32, batch_size=4,
+    images, _ = next(iter(load_dataset(first, target="density", image_size=32, batch_size=4,
                                        class_names=done["class_names"])))
     features = keras.Model(model.input, model.get_layer("embedding").output)(images)
     np.testing.assert_allclose(features, train_set["features"][:4], atol=1e-5)

@@ -169,3 +169,37 @@ def test_output_kinds_are_checked():
                                                     "mask": "mask"})
     with pytest.raises(UserError, match=r"is \(None, 8, 8, 1\); a mask is \(N, 16, 16, 1\)"):
         mask_outputs(model, description_of(model))
+
+
+# --- the plug-in task through every command: evaluate and a grid ask the task --------------
+
+def test_evaluate_asks_the_plug_in_task_that_trained_the_model(toy_run, tmp_path, capsys):
+    data = next((toy_run / "data").iterdir())
+    out = tmp_path / "evaluation"
+    assert cli.main(["evaluate", str(toy_run / "model.keras"), "--data", str(data),
+                     "--out", str(out), "--resamples", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "roc_auc_macro" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["class_names"] == ["normal", "benign", "malignant"]
+    description = description_of(keras.saving.load_model(toy_run / "model.keras"))
+    assert description.task == "tests.toy_task:ToyMaskTask"
+
+
+def test_a_grid_of_the_plug_in_task_is_summarised_by_its_columns(tmp_path, capsys):
+    config = {"name": "toy_grid", "data": {"synthetic": {"count": 16, "size": 256},
+                                           "image_size": SIZE, "split": [0.5, 0.25, 0.25],
+                                           "task": "tests.toy_task:ToyMaskTask"},
+              "model": {"builder": "tests.toy_task:build", "width": 4},
+              "training": {"epochs": 1, "batch_size": 4, "tensorboard": False},
+              "evaluation": {"resamples": 0}, "grid": {"training.seed": [0, 1]}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "grid")]) == 0
+    summary = (tmp_path / "grid" / "summary.md").read_text()
+    assert "task tests.toy_task:ToyMaskTask" in summary and "| n | accuracy |" in summary
+    assert "held-out test subset" in summary
+    with open(tmp_path / "grid" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
+    assert {row["evaluated_on"] for row in rows} == {"test"}

@@ -19,7 +19,7 @@ from mammo_keras.training import ConfigError, load_config, resolve_config, train
 from mammo_keras.training import experiment, gradient_closures
 from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
 from mammo_keras.training.data_setup import split_subsets
-from mammo_keras.training.trainer import class_weights, learning_rate_schedule, monitor_mode
+from mammo_keras.training.trainer import class_weights, learning_rate_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def test_summarise_gives_mean_and_sample_std_over_folds():
     assert summary["a"]["macro_f1_mean"] == pytest.approx(0.7)
     assert summary["a"]["macro_f1_std"] == pytest.approx(np.std([0.5, 0.7, 0.9], ddof=1))
     assert summary["b"]["accuracy_mean"] == pytest.approx(0.15)
-    assert summary["a"]["roc_auc_macro_mean"] is None
+    assert "roc_auc_macro_mean" not in summary["a"]  # no row has it: nothing to average
 
 
 # --- data subsets --------------------------------------------------------------------------
@@ -153,7 +153,19 @@ def test_kfold_subsets_rotate_the_test_and_validation_folds():
         assert not (patients[0] & patients[1] or patients[0] & patients[2] or
                     patients[1] & patients[2])
     with pytest.raises(ConfigError, match="the val subset is empty"):
-        split_subsets(records, resolve_config({"data": {"split": [1.0, 0.0, 0.0]}})["data"])
+        split_subsets(records, resolve_config({"data": {"split": [1.0, 0.0, 0.0]},
+                                               "evaluation": {"subset": "val"}})["data"])
+
+
+def test_a_split_without_test_images_must_say_it_evaluates_on_validation():
+    with pytest.raises(ConfigError, match=r"data.split \[0.85, 0.15, 0.0\] holds out no test"):
+        resolve_config({"data": {"split": [0.85, 0.15, 0.0]}})
+    assert resolve_config({"data": {"split": [0.85, 0.15, 0.0]},
+                           "evaluation": {"subset": "val"}})["data"]["split"][2] == 0.0
+    with pytest.raises(ConfigError, match="data.split must be three shares"):
+        resolve_config({"data": {"split": [1.2, -0.2, 0.0]}})
+    with pytest.raises(ConfigError, match=r"training.momentum must be in \[0, 1\)"):
+        resolve_config({"training": {"optimizer": "sgd", "momentum": 1.5}})
 
 
 def test_a_per_image_split_lets_a_patients_views_cross_and_is_counted():
@@ -180,9 +192,25 @@ def test_class_weights_balance_the_classes():
         class_weights(np.array([0, 1]), ("normal", "benign", "malignant"))
 
 
-def test_monitor_mode():
-    assert monitor_mode("val_loss") == "min" and monitor_mode("val_cross_entropy") == "min"
-    assert monitor_mode("val_accuracy") == "max"
+def test_metric_directions_are_declared_not_guessed():
+    from mammo_keras.tasks import LesionSegmentationTask, MalignancyTask, Task
+
+    assert MalignancyTask.metric_direction("val_loss") == "min"
+    assert MalignancyTask.metric_direction("val_cross_entropy") == "min"
+    assert MalignancyTask.metric_direction("val_feature_smoothing") == "min"
+    assert MalignancyTask.metric_direction("val_accuracy") == "max"
+    # the old guess from the name called Dice and IoU losses, keeping the worst epoch
+    assert LesionSegmentationTask.metric_direction("val_dice") == "max"
+    assert LesionSegmentationTask.metric_direction("val_iou") == "max"
+    with pytest.raises(ValueError, match="direction is not known.*METRIC_DIRECTIONS"):
+        Task.metric_direction("val_sharpness")
+
+    class Declared(Task):
+        METRIC_DIRECTIONS = {"sharpness": "max"}
+
+    assert Declared.metric_direction("val_sharpness") == "max"
+    with pytest.raises(ConfigError, match="training.monitor 'val_sharpness'"):
+        resolve_config({"training": {"monitor": "val_sharpness"}})
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine():

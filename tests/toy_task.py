@@ -38,7 +38,5 @@ class ToyMaskTask(Task):
 
     def evaluate(self, model: keras.Model, records: Sequence, out: Path,
                  class_names: Sequence[str], batch_size: int, resamples: int) -> dict:
-        options = {key: value for key, value in self.dataset_options(class_names).items()
-                   if key != "targets"}
         return evaluate_model(model, records, out, batch_size=batch_size,
-                              resamples=resamples, **options)
+                              resamples=resamples, **self.dataset_options(class_names))

@@ -4,7 +4,8 @@
   archive ("all-mias.tar.gz::mdb001.pgm"); float32 (H, W) in [0, 1] at full resolution.
 - `load_records(name_or_path, root=None)`: the records of a dataset ("mias", "kaggle_merged",
   a folder of class subfolders), with skipped files listed, never silently dropped.
-- `load_dataset(records, task, image_size, batch_size, training=...)`: the tf.data pipeline.
+- `load_dataset(records, target, image_size, batch_size, training=...)`: the tf.data pipeline;
+  `target` a record field or a `TargetSpec` (field, ordered classes, masks), built by a task.
 - `preprocess(image, size)`: breast crop, chest-wall flip, resize / pad, in TF ops.
 - `make_patches(records, out, PatchOptions(...))`: lesion and normal-tissue patches at a stated
   mm scale, optionally pre-augmented, with a manifest of patients and sources.
@@ -37,6 +38,7 @@ _EXPORTS = {
     "ROI": "mammo_keras.data.records",
     "split_records": "mammo_keras.data.splits",
     "synthetic_specs": "mammo_keras.data.synthetic",
+    "TargetSpec": "mammo_keras.data.targets",
     "write_split_manifest": "mammo_keras.data.splits",
     "write_synthetic": "mammo_keras.data.synthetic_writer",
 }

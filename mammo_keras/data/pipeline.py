@@ -26,10 +26,13 @@ from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import (MIN_BREAST_FRACTION, apply_geometry,
                                             preprocess_with_breast)
 from mammo_keras.data.readers import read_image
-from mammo_keras.data.records import LABELS, Record
+from mammo_keras.data.records import Record
+from mammo_keras.data.targets import BIRADS_DENSITIES, TargetSpec, default_class_names
 
-TASKS = ("malignancy", "density", "segmentation", None)
-BIRADS_DENSITIES = ("A", "B", "C", "D")
+_UNSET = object()
+# load_dataset's `task` argument before targets were specs: its values and the spec of each
+_DEPRECATED_TASK_TARGETS = {"malignancy": TargetSpec("label"), "density": TargetSpec("density"),
+                            "segmentation": TargetSpec(None, masks=True), None: TargetSpec(None)}
 
 
 @dataclasses.dataclass
@@ -71,12 +74,17 @@ class DataReport:
                     warnings.warn(f"skipped {error}", stacklevel=2)
 
 
-def class_names_for(records: Sequence[Record], task: str) -> tuple[str, ...]:
-    """The default classes: normal/benign/malignant, BI-RADS A-D, or a dataset's own densities."""
-    if task == "malignancy":
-        return LABELS
-    densities = sorted({r.density for r in records if r.density is not None})
-    return BIRADS_DENSITIES if set(densities) <= set(BIRADS_DENSITIES) else tuple(densities)
+def as_target_spec(target: TargetSpec | str | None, class_names: Sequence[str] | None = None,
+                   named: Sequence[str] | None = None) -> TargetSpec:
+    """A `TargetSpec` from what `load_dataset` accepts: a spec, a record field name, or None
+    (no class: prediction); `class_names` and `named` fill the spec where given."""
+    spec = target if isinstance(target, TargetSpec) else TargetSpec(field=target)
+    changes = {}
+    if class_names:
+        changes["class_names"] = tuple(class_names)
+    if named is not None:
+        changes["named"] = tuple(named)
+    return dataclasses.replace(spec, **changes) if changes else spec
 
 
 def augmentation_layers(seed: int = 0) -> list[keras.layers.Layer]:
@@ -91,7 +99,7 @@ def augmentation_layers(seed: int = 0) -> list[keras.layers.Layer]:
 
 def load_dataset(
     records: Sequence[Record],
-    task: str = "malignancy",
+    target: TargetSpec | str | None = "label",
     image_size: int = 224,
     batch_size: int = 16,
     *,
@@ -111,19 +119,22 @@ def load_dataset(
     targets: Sequence[str] | None = None,
     train_crop: Sequence[int] | None = None,
     crop_positive_rate: float = 0.5,
+    task=_UNSET,
 ) -> tf.data.Dataset:
     """A batched dataset of (image, target) pairs.
 
     Args:
         records: from `load_records` (or a split of them).
-        task: "malignancy" (target: class index), "density" (class index),
-            "segmentation" (target: mask (S, S, 1) float32 in {0, 1}), or None for
-            prediction (every record is used; the target is 0).
+        target: what each record yields (`TargetSpec`, built by a task's `target_spec`):
+            a record field name ("label", "density", a dataset's own field) for its class
+            index, a `TargetSpec` (class field, ordered classes, masks, named targets), or
+            None for prediction (every record is used; the target is 0).
         image_size: side S of the square model input.
         batch_size: images per batch.
         training: shuffles and augments by default, and makes `balanced` possible.
-        class_names: the classes in index order; default normal / benign / malignant,
-            or the densities (BI-RADS A-D, or the dataset's own such as MIAS F/G/D).
+        class_names: the classes in index order (overrides the spec's); default
+            `default_class_names`: normal / benign / malignant for "label", the densities
+            (BI-RADS A-D, or the dataset's own such as MIAS F/G/D), else the records' values.
         shuffle, augment: override the `training` defaults.
         balanced: draw classes equally often (training only): the dataset then
             repeats forever, so pass `steps_per_epoch` to `fit`.
@@ -136,10 +147,12 @@ def load_dataset(
         deterministic: same order and augmentation on every run (slower).
         report: collects the files skipped because they could not be read (without one,
             each is announced with `warnings.warn`).
-        targets: for models with several outputs: the target names, a subset of
-            ("label", "mask"); the targets are then a dict {"label": (B,) int32 class
-            index for `task`, "mask": (B, S, S, 1) float32 lesion mask} and the mask
-            follows the crop, flip and augmentation of the image.
+        targets: for models with several outputs: the target names (the spec's `named`), a
+            subset of ("label", "mask"); the targets are then a dict {"label": (B,) int32
+            class index, "mask": (B, S, S, 1) float32 lesion mask} and the mask follows the
+            crop, flip and augmentation of the image.
+        task: deprecated (warns): "malignancy", "density", "segmentation" or None, the
+            targets' names before `target`.
         train_crop: (h, w): train on crops of this size of the (S, S) preprocessed image
             instead of the whole image (the HDS authors' "balanced" crops): with probability
             `crop_positive_rate` a crop centred on a random lesion pixel (when the image has
@@ -150,38 +163,39 @@ def load_dataset(
         `tf.data.Dataset` of (images (B, S, S, 1) float32 in [0, 1], targets (B,) int32
         or masks (B, S, S, 1) float32, or the dict of `targets`).
 
-    Records without a target for the task (label or density None) are skipped and
-    reported at once (they are known before reading any file).
+    Records without a class in `class_names` (their field None or another value) are
+    skipped and reported at once (they are known before reading any file).
     """
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; choose one of {list(TASKS)}.")
+    if task is not _UNSET:
+        if task not in _DEPRECATED_TASK_TARGETS:
+            raise ValueError(f"load_dataset(task={task!r}): pass target= a record field, a "
+                             "TargetSpec (a task's target_spec) or None")
+        warnings.warn("load_dataset(task=...) is deprecated: pass target= a record field "
+                      "('label', 'density'), a TargetSpec (a task's target_spec) or None",
+                      DeprecationWarning, stacklevel=2)
+        target = _DEPRECATED_TASK_TARGETS[task]
     if cache is None:
         cache = training
-    unknown = sorted(set(targets or ()) - {"label", "mask"})
-    if unknown or (targets is not None and not targets):
-        raise ValueError(f"targets must be a non-empty subset of ['label', 'mask']; got "
-                         f"{list(targets or ())}")
-    if targets is not None and "label" in targets and task in ("segmentation", None):
-        raise ValueError(f"a label target needs a classification task, not {task!r}")
+    spec = as_target_spec(target, class_names, targets)
+    spec.check_field(records)
+    spec = spec.resolved(records)
+    targets = spec.named
     report = report if report is not None else DataReport(announce=True)
-    names = tuple(class_names) if class_names else class_names_for(records, task)
     usable, labels = [], []
     for record in records:
-        value = record.density if task == "density" else record.label
-        if task in ("segmentation", None):
-            usable.append(record)
-            labels.append(0)
-        elif value in names:
-            usable.append(record)
-            labels.append(names.index(value))
+        index = spec.class_index(record) if spec.field is not None else 0
+        if index is None:
+            report.add(DataError(record.path, f"no {spec.field} among {list(spec.class_names)}"
+                                              f" (got {spec.value(record)!r})"))
         else:
-            report.add(DataError(record.path, f"no {task} target among {list(names)} "
-                                              f"(got {value!r})"))
+            usable.append(record)
+            labels.append(index)
     if not usable:
-        raise UserError(f"No records with a {task} target among {list(names)}.")
+        raise UserError(f"No records with a {spec.field} among {list(spec.class_names)}."
+                        if spec.field is not None else "No records to load.")
     shuffle = training if shuffle is None else shuffle
     augment = training if augment is None else augment
-    segmentation = task == "segmentation" or "mask" in (targets or ())
+    segmentation = spec.masks
 
     def decode(index):
         record = usable[int(index)]
@@ -220,7 +234,7 @@ def load_dataset(
             named = {"label": target, "mask": mask_target}
             example = (processed, {name: named[name] for name in targets})
         else:
-            example = (processed, mask_target if segmentation else target)
+            example = (processed, mask_target if segmentation and not spec.has_class else target)
         return example, breast, index
 
     def keep_or_report(breast, index):
@@ -254,7 +268,7 @@ def load_dataset(
             raise ValueError(f"train_crop {tuple(train_crop)} needs a mask target and must fit "
                              f"in the {image_size} x {image_size} image")
     if balanced:
-        if not training or (segmentation and "label" not in (targets or ())):
+        if not training or not spec.has_class:
             raise ValueError("balanced sampling is for training a classifier (training=True).")
 
         def label_of(target):

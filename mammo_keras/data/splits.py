@@ -19,6 +19,7 @@ import numpy as np
 from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically
+from mammo_keras.data.targets import TargetSpec
 from mammo_keras.data.records import LABELS, Record, Records, worst_label
 
 SPLITS = ("train", "val", "test")
@@ -45,7 +46,7 @@ def _groups(records: Sequence[Record], stratify: str | None,
             key = worst_label(labels) if labels <= set(LABELS) | {None} else \
                 "|".join(sorted(str(label) for label in labels))
         else:
-            key = str(getattr(records[indices[0]], stratify))
+            key = str(TargetSpec(stratify).value(records[indices[0]]))
         strata[key][group] = indices
     return {key: strata[key] for key in sorted(strata)}
 

@@ -44,7 +44,7 @@ def _predict(model: keras.Model, records: Sequence, class_names: Sequence[str], 
 
     description = description_of(model)
     report = DataReport()
-    dataset = load_dataset(records, task="malignancy", class_names=class_names,
+    dataset = load_dataset(records, target="label", class_names=class_names,
                            image_size=int(description.image_size), batch_size=batch_size,
                            targets=("label", "mask"), report=report, **options)
     has_mask = isinstance(model.output, dict) and "mask" in model.output

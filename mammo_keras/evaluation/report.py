@@ -9,6 +9,7 @@ model's training; the figures are explained where their names are not standard.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -306,14 +307,16 @@ def prediction_rows(records: Sequence, y_true: np.ndarray, probabilities: np.nda
 
 def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
                    class_names: Sequence[str] | None = None, batch_size: int = 16,
-                   resamples: int = 1000, **dataset_options) -> dict:
-    """Run `model` on `records` (through `load_dataset`, no shuffling) and evaluate.
+                   resamples: int = 1000, target: "TargetSpec | str" = "label",
+                   **dataset_options) -> dict:
+    """Run `model` on `records` (through `load_dataset`, no shuffling) and evaluate its class
+    output.
 
-    The task, class names, image size and preprocessing come from the model's
-    description (`dataset_options` such as task="density" or crop=False override it);
-    a model that does not name its classes gets those of its task on `records`
-    (`class_names_for`: MIAS density F / G / D, BI-RADS A-D, normal / benign /
-    malignant). The embedding (layer "embedding", when the model has one) is collected
+    `target`: the record field with the truth, or a task's `TargetSpec` (`Task.target_spec`;
+    only its class is read here, a mask target is left out). Class names: `class_names`, else
+    the model's description, else the target's (`default_class_names`: normal / benign /
+    malignant, BI-RADS A-D, MIAS density F / G / D). Image size and preprocessing come from
+    the model's description (`dataset_options` such as crop=False override it). The embedding (layer "embedding", when the model has one) is collected
     in the same pass; patients are the bootstrap groups.
     Besides `evaluate_predictions`' files, writes `predictions.csv` (`prediction_rows`),
     which the dashboard's cohort page reads.
@@ -321,16 +324,16 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     what the scan of the dataset skipped when `records` is a `Records` (its `skipped`),
     in `metrics.json`'s "skipped"; the metrics cover the images that were read.
     """
-    from mammo_keras.data.pipeline import DataReport, class_names_for, load_dataset
+    from mammo_keras.data.pipeline import DataReport, as_target_spec, load_dataset
 
     description = description_of(model)
-    task = dataset_options.pop("task", None) or description.task or "malignancy"
+    spec = dataclasses.replace(as_target_spec(target), masks=False, named=None)
     options = {**description.preprocessing, **dataset_options}
     named = description_of(model, fill=False).class_names
-    names = validated_class_names(class_names or named or class_names_for(records, task),
+    names = validated_class_names(class_names or named or spec.resolved(records).class_names,
                                   model, description.label_output)
     report = DataReport()
-    dataset = load_dataset(records, task=task, image_size=int(description.image_size),
+    dataset = load_dataset(records, spec, image_size=int(description.image_size),
                            batch_size=batch_size, class_names=names, report=report, **options)
     outputs = [label_tensor(model, description.label_output)]
     try:

@@ -96,7 +96,7 @@ def sample_images(splits: Path | None, size: int, count: int, calibration_data: 
     if records:
         records = _spread(records, count)
         labelled = all(record.label in LABELS for record in records)
-        dataset = load_dataset(records, task="malignancy" if labelled else None,
+        dataset = load_dataset(records, target="label" if labelled else None,
                                image_size=size, batch_size=16, **options)
         batches = [(images.numpy(), targets.numpy()) for images, targets in dataset]
         images = np.concatenate([b[0] for b in batches])

@@ -18,6 +18,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+import mammo_keras.tasks  # noqa: F401  (the built-in tasks declare their fixed classes)
 from mammo_keras.errors import UserError
 from mammo_keras.export.metadata import description_from_metadata
 from mammo_keras.models.description import (ModelDescription, default_class_names,

@@ -34,7 +34,9 @@ import keras
 from mammo_keras.errors import UserError
 from mammo_keras.data.preprocessing import preprocessing_options
 
-MALIGNANCY_CLASSES = ("normal", "benign", "malignant")
+# A task's classes in index order, for models that name the task but not their classes
+# (filled by `mammo_keras.tasks.register_task` for tasks with fixed classes)
+_TASK_CLASSES: dict[str, tuple[str, ...]] = {}
 
 
 @dataclasses.dataclass
@@ -42,8 +44,10 @@ class ModelDescription:
     """What a model is for, in JSON-able fields.
 
     Attributes:
-        task: the task name ("malignancy", "density", or a registered task), or None
-            when unknown.
+        task: the task's reference: a registered name or "package.module:ClassName"
+            (`mammo_keras.tasks`), or None when unknown.
+        task_options: the task's resolved options (a config's `task_options`), so the task
+            that trained the model can be rebuilt to evaluate it (`Task.for_model`).
         class_names: the names of the class outputs, in index order, or None.
         image_size: side S of the square (S, S, 1) input it was trained at, or None.
         preprocessing: the `mammo_keras.data.preprocess` options (crop, flip, window,
@@ -58,6 +62,7 @@ class ModelDescription:
     """
 
     task: str | None = None
+    task_options: dict = dataclasses.field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
     image_size: int | None = None
     preprocessing: dict = dataclasses.field(default_factory=preprocessing_options)
@@ -99,14 +104,21 @@ class ModelDescription:
         return filled
 
 
-def default_class_names(count: int, task: str | None = None) -> tuple[str, ...]:
-    """normal / benign / malignant for a 3-class malignancy model, else class0..class{K-1}.
+def register_task_classes(task: str, class_names: Sequence[str]) -> None:
+    """Declare the fixed classes of the task `task` names (`default_class_names`)."""
+    _TASK_CLASSES[task] = tuple(class_names)
 
-    A model whose task is unknown is never given malignancy names: a density
+
+def default_class_names(count: int, task: str | None = None) -> tuple[str, ...]:
+    """The classes of a model that names none: its task's fixed classes when the task
+    declared them (`register_task_classes`) and their count matches, else class0..class{K-1}.
+
+    A model whose task is unknown is never given another task's names: a density
     model's F / G / D must not come back as normal / benign / malignant.
     """
-    if task == "malignancy" and count == len(MALIGNANCY_CLASSES):
-        return MALIGNANCY_CLASSES
+    names = _TASK_CLASSES.get(task)
+    if names is not None and len(names) == count:
+        return names
     return tuple(f"class{k}" for k in range(count))
 
 

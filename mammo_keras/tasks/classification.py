@@ -9,11 +9,9 @@ so runs with and without FSL report the same figures.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
 import keras
 
+from mammo_keras.data.records import LABELS
 from mammo_keras.tasks.base import Task, register_task
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_macro",
@@ -24,6 +22,7 @@ class ClassificationTask(Task):
     """One class per image from a record field; evaluated by `evaluate_model`."""
 
     monitor = "val_cross_entropy"  # comparable across FSL lambdas
+    METRIC_DIRECTIONS = {"feature_smoothing": "min"}
 
     def training_model(self, model: keras.Model, class_weights: list[float] | None
                        ) -> keras.Model:
@@ -47,13 +46,6 @@ class ClassificationTask(Task):
     def trained_model(self, training_model: keras.Model) -> keras.Model:
         return training_model.classifier
 
-    def evaluate(self, model: keras.Model, records: Sequence, out: Path,
-                 class_names: Sequence[str], batch_size: int, resamples: int) -> dict:
-        from mammo_keras.evaluation import evaluate_model
-
-        return evaluate_model(model, records, out, batch_size=batch_size,
-                              resamples=resamples, **self.dataset_options(class_names))
-
     def summary(self, metrics: dict) -> dict:
         return {"metrics": {key: metrics.get(key) for key in HEADLINE},
                 "recall": {name: values["recall"]
@@ -68,6 +60,11 @@ class MalignancyTask(ClassificationTask):
 
     name = "malignancy"
     target_field = "label"
+    default_classes = LABELS
+    report_columns = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
+                      ("macro_f1", "macro F1"), ("roc_auc_macro", "ROC-AUC (macro)"),
+                      ("recall_variance", "recall variance"),
+                      ("recall_malignant", "malignant recall"), ("fisher_ratio", "Fisher ratio"))
 
 
 @register_task
@@ -77,6 +74,11 @@ class DensityTask(ClassificationTask):
 
     name = "density"
     target_field = "density"
+    ordinal = True
+    report_columns = (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
+                      ("macro_f1", "macro F1"), ("quadratic_kappa", "quadratic kappa"),
+                      ("roc_auc_macro", "ROC-AUC (macro)"), ("dense_accuracy", "dense vs not: acc."),
+                      ("dense_roc_auc", "dense vs not: AUC"))
 
     def summary(self, metrics: dict) -> dict:
         headline = super().summary(metrics)

@@ -44,6 +44,15 @@ class LesionSegmentationTask(Task):
     name = "lesion_segmentation"
     target_names = ("label", "mask")
     monitor = "val_final_exit_loss"  # the final exit's undecayed loss: comparable over epochs
+    default_classes = LESION_CLASSES
+    report_columns = (("dice_lesion", "Dice (mass films)"), ("dice_all", "Dice (all)"),
+                      ("iou_lesion", "IoU (mass films)"),
+                      ("false_positive_image_rate", "normals with FP pixels"),
+                      ("lesion_accuracy", "mass present: acc."),
+                      ("lesion_roc_auc", "mass present: AUC"),
+                      ("detection_at_1_fp", "detection @1 FP/img"),
+                      ("malignancy_roc_auc", "malignancy AUC"))
+    plot_metrics = ("dice_lesion", "lesion_roc_auc", "detection_at_1_fp")
     OPTIONS = {"lesions": "masses", "pixel_loss": "ce", "seg_weight": 1.0, "cls_weight": 0.03,
                "seg_final": 5e-3, "cls_final": 5e-2, "sparsity": 1e-6}
 
@@ -52,6 +61,15 @@ class LesionSegmentationTask(Task):
         if self.config["model"].get("exits", "hds") == "cls":
             return {"label": CLASS_PROBABILITIES}
         return {"label": CLASS_PROBABILITIES, "mask": MASK}
+
+    @classmethod
+    def check_stages(cls, stages: list[dict]) -> str | None:
+        for index, stage in enumerate(stages):
+            if any(step["operation"] == "to_resolution" for step in stage.get("morph") or ()):
+                return (f"stages[{index}].morph: to_resolution keeps a U-Net's mask at the size "
+                        "its backbone runs at, so a lesion_segmentation stage cannot train on "
+                        "the larger masks; morph the classifier tasks only")
+        return None
 
     def prepare_records(self, records):
         return lesion_records(records, self.options["lesions"])
@@ -63,9 +81,7 @@ class LesionSegmentationTask(Task):
                        ) -> keras.Model:
         from mammo_keras.losses import HybridDeepSupervisionLoss
         from mammo_keras.models import DeepSupervisionModel
-        from mammo_keras.training.config import training_stages
-
-        epochs = sum(stage["epochs"] for stage in training_stages(self.config))
+        epochs = self.total_epochs
         settings = {key: self.options[key] for key in
                     ("pixel_loss", "seg_weight", "cls_weight", "seg_final", "cls_final",
                      "sparsity")}
@@ -104,7 +120,7 @@ class LesionSegmentationTask(Task):
         from mammo_keras.evaluation.lesion_report import evaluate_lesion_model
 
         options = {key: value for key, value in self.dataset_options(class_names).items()
-                   if key in ("crop", "flip", "window", "equalize")}
+                   if key != "target"}
         return evaluate_lesion_model(model, records, out, class_names, batch_size=batch_size,
                                      resamples=resamples, **options)
 

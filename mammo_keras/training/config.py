@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from mammo_keras.atomic import write_text_atomically
-from mammo_keras.errors import UserError, did_you_mean
+from mammo_keras.errors import ConfigError, UserError, did_you_mean
 from mammo_keras.yaml_files import read_yaml, read_yaml_text
 
 SYNTHETIC_LATER_DEFAULTS = {"calcification_share": 0.3, "calcification_radius": None}
@@ -134,10 +134,6 @@ _CHOICES = {
 }
 
 
-class ConfigError(UserError):
-    """A config that cannot be used; the message names the key (and the file)."""
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """"a.b=value" -> ("a.b", value parsed as YAML)."""
     key, sep, value = text.partition("=")
@@ -218,9 +214,16 @@ def _resolve(user: dict, where: str) -> dict:
     task = _task_class(config["data"]["task"], where)
     config["task_options"] = _task_options(task, config["task_options"], where)
     split = config["data"]["split"]
-    if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6):
-        raise ConfigError(f"{where}data.split must be three shares summing to 1, got {split!r}")
+    if not (isinstance(split, list) and len(split) == 3 and abs(sum(split) - 1) < 1e-6
+            and all(isinstance(share, (int, float)) and not isinstance(share, bool)
+                    and 0 <= share for share in split)):
+        raise ConfigError(f"{where}data.split must be three shares (train, val, test) of at "
+                          f"least 0 summing to 1, got {split!r}")
     data = config["data"]
+    if not data["folds"] and split[2] == 0 and config["evaluation"]["subset"] == "test":
+        raise ConfigError(f"{where}data.split {split!r} holds out no test images: give the test "
+                          "share, or set evaluation.subset: val to report on the validation "
+                          "images that also chose the best epoch (not a held-out estimate)")
     if data["split_by"] == "image" and data["group_duplicates"]:
         raise ConfigError(f"{where}data.split_by 'image' splits every image on its own; it "
                           "cannot keep duplicates together (data.group_duplicates)")
@@ -243,6 +246,10 @@ def _resolve(user: dict, where: str) -> dict:
     if not isinstance(training["monitor"], str):
         raise ConfigError(f"{where}training.monitor must be a logged metric's name, "
                           f"got {training['monitor']!r}")
+    try:
+        task.metric_direction(training["monitor"])
+    except UserError as error:
+        raise ConfigError(f"{where}{error}") from None
     if training["epochs"] < 0 or training["batch_size"] < 1:
         raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
     _check_ranges(config, where)
@@ -256,6 +263,9 @@ def _resolve(user: dict, where: str) -> dict:
         raise ConfigError(f"{where}training.distribute trains a fine_tune scenario; a "
                           f"{training['scenario']} fits its head on one device (distribute: none)")
     training["stages"] = _resolve_stages(training["stages"], config, where)
+    problem = task.check_stages(training["stages"])
+    if problem:
+        raise ConfigError(f"{where}training.stages: {problem}")
     return config
 
 
@@ -269,6 +279,7 @@ _RANGES = {
     "training.label_smoothing": (0.0, 1.0, False),
     "training.fsl_lambda": (0.0, 1e6, True),
     "training.fsl_momentum": (0.0, 1.0, False),
+    "training.momentum": (0.0, 1.0, False),
     "training.plateau_factor": (0.0, 1.0, False),
     "model.dropout": (0.0, 1.0, False),
 }
@@ -364,16 +375,15 @@ def _resolve_stages(stages, config: dict, where: str) -> list[dict]:
             raise ConfigError(f"{where}training.stages[{index}] needs a positive integer "
                               "image_size and epochs")
         if "morph" in entry:
-            entry["morph"] = _resolve_stage_morph(entry, resolved, index, where,
-                                                  config["data"]["task"])
+            entry["morph"] = _resolve_stage_morph(entry, resolved, index, where)
             if not entry["morph"]:
                 del entry["morph"]
         resolved.append(entry)
     return resolved
 
 
-def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: str,
-                         task: str) -> list[dict]:
+def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: str
+                         ) -> list[dict]:
     """A stage's morphs (training/stage_transition.py), checked against the stage before."""
     from mammo_keras.training.stage_transition import resolve_morphs
 
@@ -389,11 +399,6 @@ def _resolve_stage_morph(stage: dict, previous: list[dict], index: int, where: s
             (size % before or size // before < 2):
         raise ConfigError(f"{name}: to_resolution needs an image_size that is 2, 3, 4... times "
                           f"the last stage's {before}, got {size}")
-    if task == "lesion_segmentation" and \
-            any(step["operation"] == "to_resolution" for step in steps):
-        raise ConfigError(f"{name}: to_resolution keeps a U-Net's mask at the size its "
-                          "backbone runs at, so a lesion_segmentation stage cannot train on "
-                          "the larger masks; morph the classifier tasks only")
     return steps
 
 

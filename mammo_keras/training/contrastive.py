@@ -174,7 +174,7 @@ def train_contrastive(records: Sequence[Record], reports: Sequence[str], *,
         clip = build_clip(config, tokenizer=tokenizer.to_dict(), name="clip_trained")
     tokenizer = tokenizer_of(clip)
     images = np.concatenate([batch for batch, _ in load_dataset(
-        records, task=None, image_size=image_size, batch_size=64, report=report)])
+        records, target=None, image_size=image_size, batch_size=64, report=report)])
     kept = {record.path for record in report.kept(records)}
     texts = [text for record, text in zip(records, reports) if record.path in kept]
     tokens = tokenizer(texts)

@@ -43,9 +43,10 @@ def dataset_records(data: dict, data_dir: str | Path,
     return load_records(data["dataset"], root=root)
 
 
-def split_subsets(records: Records, data: dict) -> dict[str, Records]:
-    """{"train", "val", "test"}: patient-grouped and stratified by the task's target
-    (`data["split_by"]` "image": per image instead, the leaky split some papers used, to
+def split_subsets(records: Records, data: dict, stratify: str | None = "label"
+                  ) -> dict[str, Records]:
+    """{"train", "val", "test"}: patient-grouped and stratified by the record field `stratify`
+    (the task's `stratify_field`; `data["split_by"]` "image": per image instead, the leaky split some papers used, to
     measure what it adds).
 
     With `data["folds"]` = k > 1, fold `data["fold"]` is the test set, the next
@@ -54,7 +55,6 @@ def split_subsets(records: Records, data: dict) -> dict[str, Records]:
     images (the audit's perceptual hash) stay on one side too, for sets such as the
     pre-augmented Kaggle collection that have no patient ids.
     """
-    stratify = "density" if data["task"] == "density" else "label"
     if data["split_by"] == "image":  # every image its own group: a patient's views may leak
         groups = [record.path for record in records]
     else:

@@ -32,37 +32,16 @@ import keras
 import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
+from mammo_keras.tasks import get_task_class
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
 from mammo_keras.training.trainer import read_done, train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
-SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
-                   "recall_variance", "recall_malignant", "ece", "fisher_ratio", "silhouette",
-                   "weighted_f1", "quadratic_kappa", "dense_accuracy", "dense_roc_auc",
-                   "lesion_accuracy", "lesion_roc_auc", "dice_lesion", "dice_all", "iou_lesion",
-                   "false_positive_image_rate", "detection_at_0.5_fp", "detection_at_1_fp",
-                   "malignancy_roc_auc")
-# The columns of summary.md by task: (metric, heading)
-TABLE_COLUMNS = {
-    "density": (("accuracy", "accuracy"), ("weighted_f1", "weighted F1"),
-                ("macro_f1", "macro F1"), ("quadratic_kappa", "quadratic kappa"),
-                ("roc_auc_macro", "ROC-AUC (macro)"), ("dense_accuracy", "dense vs not: acc."),
-                ("dense_roc_auc", "dense vs not: AUC")),
-    "malignancy": (("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
-                   ("macro_f1", "macro F1"), ("roc_auc_macro", "ROC-AUC (macro)"),
-                   ("recall_variance", "recall variance"), ("recall_malignant", "malignant recall"),
-                   ("fisher_ratio", "Fisher ratio")),
-    "lesion_segmentation": (("dice_lesion", "Dice (mass films)"), ("dice_all", "Dice (all)"),
-                            ("iou_lesion", "IoU (mass films)"),
-                            ("false_positive_image_rate", "normals with FP pixels"),
-                            ("lesion_accuracy", "mass present: acc."),
-                            ("lesion_roc_auc", "mass present: AUC"),
-                            ("detection_at_1_fp", "detection @1 FP/img"),
-                            ("malignancy_roc_auc", "malignancy AUC")),
-}
-# The bars of summary.png by task (mean +- std per row)
-PLOT_METRICS = {"lesion_segmentation": ("dice_lesion", "lesion_roc_auc", "detection_at_1_fp")}
+# The columns of a cell's row that are bookkeeping, not metrics to average
+_ROW_FACTS = ("cell", "epochs_run", "best_epoch", "test_images", "evaluated_on", "commit")
+# What summary.png draws when the task names nothing (`Task.plot_metrics`)
+DEFAULT_PLOT_METRICS = ("macro_f1", "roc_auc_macro", "balanced_accuracy")
 
 
 def _label(key: str, value) -> str:
@@ -111,17 +90,22 @@ def expand_grid(config: dict) -> list[tuple[str, dict, dict]]:
 
 
 def _cell_row(name: str, labels: dict, done: dict) -> dict:
-    metrics = done["metrics"]
+    """One row of results.csv: the cell's axes, every headline number of its done.json (the
+    task's `summary`: metrics, recall per class, embedding figures) and its bookkeeping."""
     row = {"cell": name, **labels}
-    row.update({key: metrics.get(key) for key in SUMMARY_METRICS if key in metrics})
-    row["recall_malignant"] = done.get("recall", {}).get("malignant")
-    for key in ("fisher_ratio", "silhouette", "intra_class_variance"):
-        row[key] = (done.get("embedding") or {}).get(key)
+    row.update({key: value for key, value in done["metrics"].items() if _is_number(value)})
+    row.update({f"recall_{name}": value for name, value in (done.get("recall") or {}).items()})
+    row.update({key: value for key, value in (done.get("embedding") or {}).items()
+                if _is_number(value)})
     row.update({"epochs_run": done["epochs_run"], "best_epoch": done["best_epoch"],
                 "train_seconds": done["train_seconds"],
                 "test_images": done["images"].get(done["evaluated_on"]),
-                "commit": done["commit"]})
+                "evaluated_on": done["evaluated_on"], "commit": done["commit"]})
     return row
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def summarise(rows: list[dict], axes: list[str]) -> list[dict]:
@@ -130,12 +114,16 @@ def summarise(rows: list[dict], axes: list[str]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[key] for key in keys), []).append(row)
+    metrics = [key for key in dict.fromkeys(key for row in rows for key in row)
+               if key not in axes and key not in _ROW_FACTS]
     summary = []
     for values, members in groups.items():
         entry = dict(zip(keys, values))
         entry["n"] = len(members)
-        for metric in SUMMARY_METRICS + ("train_seconds",):
-            numbers = [m[metric] for m in members if m.get(metric) is not None]
+        entry["evaluated_on"] = "/".join(sorted({str(m.get("evaluated_on", "test"))
+                                                  for m in members}))
+        for metric in metrics:
+            numbers = [m[metric] for m in members if _is_number(m.get(metric))]
             entry[f"{metric}_mean"] = float(np.mean(numbers)) if numbers else None
             entry[f"{metric}_std"] = float(np.std(numbers, ddof=1)) if len(numbers) > 1 else None
         summary.append(entry)
@@ -155,7 +143,7 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
     keys = [axis for axis in axes if axis not in REPEAT_AXES]
     data, training = config["data"], config["training"]
     repeats = [axis for axis in axes if axis in REPEAT_AXES]
-    columns = TABLE_COLUMNS.get(data["task"], TABLE_COLUMNS["malignancy"])
+    columns = get_task_class(data["task"]).report_columns
     grouping = "per-image" if data["split_by"] == "image" else "patient-grouped"
     # a grid that sets sizes or stages per cell makes the base config's figures wrong here
     grid_text = json.dumps(config.get("grid", {}))
@@ -172,7 +160,7 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
              + f"; {epochs_text}, batch {training['batch_size']}, "
              f"model {_model_text(config['model'])}.",
              f"Mean ± std over {_repeat_text(config, repeats)} (n runs per row); metrics on "
-             f"the held-out {config['evaluation']['subset']} subset of each run.", "",
+             f"{_evaluated_text(summary, config)} of each run.", "",
              "| " + " | ".join(keys + ["n", *(heading for _, heading in columns),
                                        "train s"]) + " |",
              "|" + "---|" * len(keys) + "---:|" * (len(columns) + 2)]
@@ -187,6 +175,19 @@ def summary_markdown(config: dict, summary: list[dict], axes: list[str], failed:
     if failed:
         lines += ["", "Failed cells:"] + [f"- {name}: {error}" for name, error in failed.items()]
     return "\n".join(lines) + "\n"
+
+
+def _evaluated_text(summary: list[dict], config: dict) -> str:
+    """Which subset the metrics come from: "the held-out test subset", or a warning when
+    the validation subset, which also chose the best epoch, was evaluated."""
+    subsets = sorted({subset for entry in summary
+                      for subset in str(entry.get("evaluated_on") or "").split("/") if subset})
+    if not subsets:
+        subsets = [config["evaluation"]["subset"]]
+    if subsets == ["test"]:
+        return "the held-out test subset"
+    return (f"the {' / '.join(subsets)} subset (the validation subset also chose the best "
+            "epoch: not a held-out estimate)")
 
 
 def _model_text(model: dict) -> str:
@@ -206,9 +207,9 @@ def _repeat_text(config: dict, repeats: list[str]) -> str:
 
 
 def plot_summary(summary: list[dict], axes: list[str], path: Path,
-                 metrics: tuple = ("macro_f1", "roc_auc_macro", "balanced_accuracy")) -> None:
-    """Bars of `metrics` (macro F1, macro ROC-AUC, balanced accuracy) per row of the summary,
-    +- std."""
+                 metrics: tuple = DEFAULT_PLOT_METRICS) -> None:
+    """Bars of `metrics` (by default macro F1, macro ROC-AUC, balanced accuracy) per row of
+    the summary, +- std."""
     from mammo_keras.evaluation.plots import plot_metric_bars
 
     keys = [axis for axis in axes if axis not in REPEAT_AXES]
@@ -271,6 +272,6 @@ def _write_tables(out: Path, config: dict, rows: list[dict], axes: list[str], fa
     write_csv_atomically(out / "summary.csv", summary)
     write_text_atomically(out / "summary.md", summary_markdown(config, summary, axes, failed,
                                                                 origins))
-    task = config["data"]["task"]
-    plot_summary(summary, axes, out / "summary.png", **(
-        {"metrics": PLOT_METRICS[task]} if task in PLOT_METRICS else {}))
+    task = get_task_class(config["data"]["task"])
+    plot_summary(summary, axes, out / "summary.png",
+                 metrics=task.plot_metrics or DEFAULT_PLOT_METRICS)

@@ -97,14 +97,15 @@ def probe_model(encoder: keras.Model, kernel: np.ndarray, bias: np.ndarray,
 
 def fit_linear_head(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                     num_classes: int, training: dict, class_weights: list[float] | None,
-                    ) -> tuple[np.ndarray, np.ndarray, list[dict], int]:
+                    direction: str = "min") -> tuple[np.ndarray, np.ndarray, list[dict], int]:
     """A Dense softmax head fitted with Keras on (features, labels) arrays.
 
-    Returns (kernel (D, K), bias (K,), one history row per epoch, the best epoch): the
+    `direction`: "min" or "max", which way `training.monitor` improves (the task's
+    `metric_direction`). Returns (kernel (D, K), bias (K,), one history row per epoch, the best epoch): the
     weights of the epoch with the best `training.monitor` (early stopping after
     `training.patience` epochs without gain, when above 0).
     """
-    from mammo_keras.training.trainer import learning_rate_schedule, monitor_mode
+    from mammo_keras.training.trainer import learning_rate_schedule
 
     features, labels = train
     head = keras.Sequential([keras.Input((features.shape[1],)),
@@ -122,12 +123,12 @@ def fit_linear_head(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray,
                           keras.metrics.CategoricalAccuracy(name="accuracy")])
     monitor = training["monitor"]
     callbacks = [keras.callbacks.EarlyStopping(
-        monitor, patience=training["patience"] or training["epochs"], mode=monitor_mode(monitor),
+        monitor, patience=training["patience"] or training["epochs"], mode=direction,
         restore_best_weights=True)]
     if plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor, factor=float(training["plateau_factor"]),
-            patience=training["plateau_patience"], mode=monitor_mode(monitor), min_delta=0.0))
+            patience=training["plateau_patience"], mode=direction, min_delta=0.0))
     onehot = np.eye(num_classes, dtype=np.float32)
     history = head.fit(features, onehot[labels], batch_size=training["batch_size"],
                        epochs=training["epochs"], validation_data=(val[0], onehot[val[1]]),
@@ -139,7 +140,7 @@ def fit_linear_head(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray,
     rows = [{"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in history.items()}}
             for epoch in range(len(history["loss"]))]
     values = history[monitor]
-    best = int(np.argmin(values) if monitor_mode(monitor) == "min" else np.argmax(values)) + 1
+    best = int(np.argmin(values) if direction == "min" else np.argmax(values)) + 1
     kernel, bias = head.get_layer("logits").get_weights()
     return kernel, bias, rows, best
 
@@ -230,7 +231,8 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
                                                  training["seed"])
     else:
         kernel, bias, rows, best = fit_linear_head(arrays["train"][:2], arrays["val"][:2],
-                                                   len(names), training, weights)
+                                                   len(names), training, weights,
+                                                   task.metric_direction(training["monitor"]))
         state.history, state.best_epoch = rows, best
         state.best_value = rows[best - 1][training["monitor"]]
         state.stopped_early = len(rows) < training["epochs"]

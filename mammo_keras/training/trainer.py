@@ -92,11 +92,6 @@ def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
                 position += 1
 
 
-def monitor_mode(monitor: str) -> str:
-    """"max" for accuracy / AUC / F1 style metrics, "min" for losses."""
-    return "max" if any(word in monitor for word in ("acc", "auc", "f1")) else "min"
-
-
 def class_weights(targets: np.ndarray, class_names: Sequence[str]) -> list[float]:
     """n / (K n_k) per class k: every class contributes equally to the loss."""
     return class_weights_of_counts(np.bincount(targets, minlength=len(class_names)), class_names)
@@ -300,7 +295,8 @@ def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size
     data = task.config["data"]  # what it trains on, known before it is evaluated
     extra.setdefault("provenance", {"run": task.config["name"], "dataset": data["dataset"],
                                     "root": data["root"], "image_shape": image_shape})
-    return describe(model, task=task.name or task.config["data"]["task"], class_names=names,
+    return describe(model, task=task.reference(), task_options=dict(task.options),
+                    class_names=names,
                     image_size=size, preprocessing=preprocessing, label_output=label_output,
                     outputs=task.output_kinds, **extra)
 
@@ -310,7 +306,8 @@ def _epoch_data(subsets: dict, cache: Path, size: int, batch: int, report: DataR
     """This worker's training and validation records at input size `size`, decoded into its
     cache, with the class counts and image totals of every worker together."""
     def share(records):
-        keys = [str(getattr(record, task.target_field, "")) for record in records]
+        field = task.target_spec(names)
+        keys = [str(field.value(record)) for record in records]
         return shard_records(records, keys, cluster.worker, cluster.workers) \
             if cluster.kind == "multi_worker" else list(records)
 
@@ -344,7 +341,7 @@ def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callba
         if state.learning_rate is not None:  # where the plateau schedule had brought it
             trainer.optimizer.learning_rate = state.learning_rate
     callbacks = [EpochProgressBar(sum(stage["epochs"] for stage in stages))] + callbacks
-    monitor, mode = training["monitor"], monitor_mode(training["monitor"])
+    monitor, mode = training["monitor"], task.metric_direction(training["monitor"])
     sampling = training["class_balance"] == "sampling"
     ends = list(itertools.accumulate(stage["epochs"] for stage in stages))
     while state.epoch < ends[-1]:
@@ -431,7 +428,7 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     with cluster.chief_first():  # the chief writes phantoms; the others then read them
         records = task.prepare_records(dataset_records(data, data_dir or out / "data",
                                                        progress))
-    subsets = split_subsets(records, data)
+    subsets = split_subsets(records, data, task.stratify_field)
     if cluster.is_chief:
         write_split_manifest(out / "splits.csv", subsets)
         write_config(out / "config.yaml", config)
