@@ -116,3 +116,43 @@ def test_a_model_trains_from_the_pipeline(records):
     assert np.all(np.isfinite(history.history["loss"]))
     assert isinstance(model.predict(load_dataset(records, image_size=64, batch_size=6), verbose=0),
                       np.ndarray)
+
+
+# --- the row store: training shuffles row numbers, not images ------------------------------
+
+def test_the_row_store_gives_the_uncached_images_and_reshuffles_each_epoch(records, tmp_path):
+    from mammo_keras.data.image_store import ImageStore
+
+    cache = tmp_path / "train-32"
+    stored = load_dataset(records, image_size=32, batch_size=18, cache=str(cache))
+    plain = load_dataset(records, image_size=32, batch_size=18, cache=False)
+    np.testing.assert_array_equal(collect(stored)[0], collect(plain)[0])
+    assert ImageStore(cache).reader().targets == list(collect(plain)[1])
+    training = load_dataset(records, image_size=32, batch_size=18, training=True, seed=3,
+                            augment=False, cache=str(cache))
+    first, second = collect(training)[0], collect(training)[0]
+    assert not np.array_equal(first, second)  # a new order each epoch
+    order = np.lexsort(first.reshape(len(first), -1).T)
+    again = np.lexsort(second.reshape(len(second), -1).T)
+    np.testing.assert_array_equal(first[order], second[again])  # the same images
+
+
+def test_the_row_store_is_rewritten_for_other_records_and_keeps_what_it_skipped(records,
+                                                                                tmp_path):
+    from mammo_keras.data.image_store import ImageStore
+
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not a dicom")
+    bad = dataclasses.replace(records[0], path=str(broken))
+    cache = str(tmp_path / "store")
+    collect(load_dataset([*records[:6], bad], image_size=32, batch_size=4, cache=cache,
+                         report=DataReport()))
+    report = DataReport()  # a later process: the store is read, the skipped file still told
+    images, _ = collect(load_dataset([*records[:6], bad], image_size=32, batch_size=4,
+                                     cache=cache, report=report))
+    assert len(images) == 6 and [error.path for error in report.skipped] == [str(broken)]
+    others = collect(load_dataset(records[6:10], image_size=32, batch_size=4, cache=cache))[0]
+    assert len(others) == 4 and ImageStore(cache).index()["paths"] == \
+        [record.path for record in records[6:10]]
+    np.testing.assert_array_equal(others, collect(load_dataset(records[6:10], image_size=32,
+                                                               batch_size=4))[0])

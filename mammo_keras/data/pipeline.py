@@ -1,8 +1,9 @@
 """`load_dataset`: records -> a batched `tf.data.Dataset` for training, evaluation or prediction.
 
     records -> parallel decode (read_image, in Python threads) -> preprocess (TF ops, the
-    function export uses too) -> cache -> shuffle -> [class-balanced sampling] -> batch
-    -> [Keras augmentation, training only] -> prefetch
+    function export uses too) -> cache (on disk: an `ImageStore` read by row) -> shuffle (row
+    numbers, not images) -> [class-balanced sampling] -> batch -> [Keras augmentation,
+    training only] -> prefetch
 
 Files that cannot be read, and images in which the breast crop finds no breast (under
 `MIN_BREAST_FRACTION` of the image), are skipped, each with a warning and an entry in the
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.image_store import ImageStore
 from mammo_keras.data.preprocessing import (MIN_BREAST_FRACTION, apply_geometry,
                                             preprocess_with_breast)
 from mammo_keras.data.readers import read_image
@@ -138,8 +140,10 @@ def load_dataset(
         shuffle, augment: override the `training` defaults.
         balanced: draw classes equally often (training only): the dataset then
             repeats forever, so pass `steps_per_epoch` to `fit`.
-        cache: True (memory), a file path (on disk), or False; caches preprocessed,
-            un-augmented images, so later epochs skip decoding. None (the default):
+        cache: True (memory), a file path (on disk: an `ImageStore` read back by row, so
+            shuffling moves row numbers and memory stays flat in the number of images; a
+            store of other records or another size is rewritten), or False; caches
+            preprocessed, un-augmented images, so later epochs skip decoding. None (default):
             in memory when `training`, else nothing, so one pass over a cohort
             (prediction, evaluation) keeps memory flat in the number of files.
         crop, flip, window, equalize: passed to `preprocess` (equalize = CLAHE).
@@ -228,14 +232,17 @@ def load_dataset(
         processed, geometry, breast = preprocess_with_breast(
             image, image_size, crop=crop, flip=flip, window=window, equalize=equalize,
             laterality=side)
-        mask_target = tf.cast(apply_geometry(mask, geometry, image_size, method="nearest"),
-                              tf.float32) if segmentation else None
+        mask_target = apply_geometry(mask, geometry, image_size, method="nearest") \
+            if segmentation else tf.zeros([1, 1, 1], tf.uint8)
+        return (processed, mask_target, target, index), breast, index
+
+    def to_example(image, mask, target):
+        """(image, target): the class index, the mask, or the dict of named targets."""
+        mask = tf.cast(mask, tf.float32) if segmentation else None
         if targets is not None:
-            named = {"label": target, "mask": mask_target}
-            example = (processed, {name: named[name] for name in targets})
-        else:
-            example = (processed, mask_target if segmentation and not spec.has_class else target)
-        return example, breast, index
+            named = {"label": target, "mask": mask}
+            return image, {name: named[name] for name in targets}
+        return image, mask if segmentation and not spec.has_class else target
 
     def keep_or_report(breast, index):
         if breast >= MIN_BREAST_FRACTION:
@@ -248,20 +255,29 @@ def load_dataset(
         keep = tf.numpy_function(keep_or_report, [breast, index], tf.bool, stateful=True)
         return tf.reshape(keep, [])
 
-    indices = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(usable), dtype=np.int64), np.asarray(labels, np.int32)))
-    if shuffle and not cache:  # shuffle file order early when nothing is cached
-        indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
-    dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.filter(lambda image, mask, ok, side, target, index: ok)
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if crop:  # without the crop the image is a region already (a patch): all of it tissue
-        dataset = dataset.filter(has_breast)
-    dataset = dataset.map(lambda example, breast, index: example)
-    if cache:
-        dataset = dataset.cache("" if cache is True else str(cache))
-        if shuffle:
-            dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    def decoded(order_shuffled: bool) -> tf.data.Dataset:
+        """(image (S, S, 1), mask (S, S, 1) uint8, target, index) of every usable record."""
+        indices = tf.data.Dataset.from_tensor_slices(
+            (np.arange(len(usable), dtype=np.int64), np.asarray(labels, np.int32)))
+        if order_shuffled:
+            indices = indices.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+        dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.filter(lambda image, mask, ok, side, target, index: ok)
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if crop:  # without the crop the image is a region already (a patch): all of it tissue
+            dataset = dataset.filter(has_breast)
+        return dataset.map(lambda example, breast, index: example)
+
+    if cache and cache is not True:  # on disk: read back by row, so shuffling holds no images
+        dataset = _stored(decoded(False), ImageStore(cache), usable, labels, image_size,
+                          segmentation, report, shuffle, seed)
+    else:
+        dataset = decoded(shuffle and not cache)  # uncached: shuffle the file order early
+        if cache:  # in memory, by the caller's choice: the set is held once, so shuffle it
+            dataset = dataset.cache()
+            if shuffle:
+                dataset = dataset.shuffle(len(usable), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda image, mask, target, index: to_example(image, mask, target))
     if train_crop is not None:
         if "mask" not in (targets or ()) or not (0 < train_crop[0] <= image_size
                                                   and 0 < train_crop[1] <= image_size):
@@ -291,6 +307,39 @@ def load_dataset(
     options = tf.data.Options()
     options.deterministic = deterministic or not training
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _stored(decoded: tf.data.Dataset, store: ImageStore, usable: Sequence[Record],
+            labels: Sequence[int], size: int, masks: bool, report: DataReport, shuffle: bool,
+            seed: int) -> tf.data.Dataset:
+    """(image, mask, target, index) read from `store`, filled first from `decoded` unless it
+    holds these records already; shuffled by row number when `shuffle`."""
+    paths = [record.path for record in usable]
+    if not store.holds(paths, size, masks):
+        store.write(((image.numpy(), mask.numpy() if masks else None, int(target), int(index))
+                     for image, mask, target, index in decoded), paths, size, masks,
+                    lambda: [error for error in report.skipped if error.path in set(paths)])
+    reader = store.reader()
+    for error in reader.skipped:  # files a pass of an earlier process could not use
+        report.add(error)
+    positions = np.asarray(reader.positions, np.int64)
+    rows = tf.data.Dataset.from_tensor_slices(
+        (np.arange(len(positions), dtype=np.int64), np.asarray(labels, np.int32)[positions]
+         if len(positions) else np.zeros(0, np.int32), positions))
+    if shuffle:
+        rows = rows.shuffle(max(len(positions), 1), seed=seed, reshuffle_each_iteration=True)
+
+    def read_row(row):
+        image, mask = reader.row(int(row))
+        return image, mask if mask is not None else np.zeros((1, 1, 1), np.uint8)
+
+    def load_row(row, target, index):
+        image, mask = tf.numpy_function(read_row, [row], [tf.float32, tf.uint8], stateful=False)
+        image.set_shape([size, size, 1])
+        mask.set_shape([size, size, 1] if masks else [1, 1, 1])
+        return image, mask, target, index
+
+    return rows.map(load_row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _lesion_crop(example, index, size: tuple[int, int], positive_rate: float, seed: int):

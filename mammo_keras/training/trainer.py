@@ -36,6 +36,7 @@ import tensorflow as tf
 from mammo_keras.atomic import (save_model_atomically, write_csv_atomically,
                                 write_json_atomically)
 from mammo_keras.data import DataReport, Records, load_dataset, write_split_manifest
+from mammo_keras.data.image_store import ImageStore
 from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.models.description import describe, description_of
 from mammo_keras.models.traversal import all_layers
@@ -187,24 +188,15 @@ def _plateau_step(state: TrainingState, optimizer, training: dict, improved: boo
 
 def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataReport,
                 options: dict) -> np.ndarray:
-    """Decode and preprocess `records` once into a file cache at `path`; their class labels
-    (for class weights and step counts; a dict target contributes its "label"). The
-    images' original sizes go to `path.shapes.json` (`cached_shapes`)."""
-    complete = path.with_name(path.name + ".complete")
-    if not complete.exists():
-        for stale in path.parent.glob(path.name + ".*"):
-            stale.unlink()
-    dataset = load_dataset(records, image_size=size, batch_size=batch_size, cache=str(path),
-                           report=report, **options)
-    labels = []
-    for _, targets in dataset:
-        if isinstance(targets, dict):
-            targets = targets.get("label", next(iter(targets.values())))
-        labels.append(np.asarray(targets).reshape(len(targets), -1)[:, 0].astype(np.int64))
-    if not complete.exists():
+    """Decode and preprocess `records` once into an image store at `path` (kept while it holds
+    these records); the class index of each image it holds (for class weights and step
+    counts), read from the store's index, not from its images. The images' original sizes
+    go to `path.shapes.json` (`cached_shapes`) when the store is first filled."""
+    load_dataset(records, image_size=size, batch_size=batch_size, cache=str(path),
+                 report=report, **options)  # fills the store unless it holds them already
+    if not _shapes_file(path).exists():
         write_json_atomically(_shapes_file(path), report.shape_summary(records))
-    complete.touch()
-    return np.concatenate(labels)
+    return np.asarray(ImageStore(path).reader().targets, np.int64)
 
 
 def _shapes_file(cache: Path) -> Path:
