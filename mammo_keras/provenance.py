@@ -31,12 +31,31 @@ def git_commit() -> str:
 COMMIT_AT_START = git_commit()
 
 
+# The CPU features that decide which kernels run (bfloat16 / AMX on today's Intel Xeons)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu() -> str:
+    """The CPU's model and its kernel-deciding flags, e.g. "AMD EPYC 7B13; avx2" (Linux; on
+    other systems the platform's processor string)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown CPU")
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines()
+                  if line.startswith("flags")), set())
+    return f"{model}; {' '.join(flag for flag in CPU_FLAGS if flag in flags) or 'no AVX2'}"
+
+
 def hardware() -> str:
-    """e.g. "2 CPU cores x86_64, no GPU, TensorFlow 2.21.0, Keras 3.15.1 (tensorflow backend)"."""
+    """e.g. "2 CPU cores x86_64 (AMD EPYC 7B13; avx2), no GPU, TensorFlow 2.21.0, Keras 3.15.1
+    (tensorflow backend)"."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    return (f"{os.cpu_count()} CPU cores {platform.machine()}, "
+    return (f"{os.cpu_count()} CPU cores {platform.machine()} ({cpu()}), "
             f"{f'{len(gpus)} GPU' if gpus else 'no GPU'}, TensorFlow {tf.__version__}, "
             f"Keras {keras.__version__} ({keras.backend.backend()} backend)")
 
