@@ -19,7 +19,7 @@ import inspect
 
 import keras
 
-from mammo_keras.training.config import ConfigError
+from mammo_keras.errors import ConfigError
 from mammo_keras import morph
 
 MORPHS = {name: getattr(morph, name) for name in morph.__all__}
