@@ -891,28 +891,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mammo-keras` console script; returns the exit status."""
+    from mammo_keras.tensorflow_setup import prepare_tensorflow
+
+    users = prepare_tensorflow()  # before anything imports TensorFlow
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    _tensorflow_logs(args.verbose)
+    _tensorflow_logs(args.verbose, users["TF_CPP_MIN_LOG_LEVEL"])
     if getattr(args, "backend", None):
         return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
     return _dispatch(args)
 
 
-def _tensorflow_logs(verbose: bool) -> None:
+def _tensorflow_logs(verbose: bool, user_level: str | None) -> None:
     """TensorFlow's C++ log lines off the terminal, unless asked for (`--verbose`) or the
-    user set TF_CPP_MIN_LOG_LEVEL: its start-up lines, and the runtime ones that are noise
+    user set TF_CPP_MIN_LOG_LEVEL (`user_level`, None when not): its start-up lines, and the runtime ones that are noise
     to a user of the command line (TF 2.21 logs "NodeDef mentions attribute
     use_unbounded_threadpool", "oneDNN supports DT_BOOL only ... AVX-512" as errors, and
     warns of a partly read cache after every complete file cache it writes); a C++ error
     that matters reaches the user as the Python exception it raises."""
-    from mammo_keras import USER_TF_LOG_LEVEL
     from mammo_keras.quiet_tensorflow import silence_tensorflow_start
 
-    if USER_TF_LOG_LEVEL is not None:
+    if user_level is not None:
         return
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -14,9 +15,16 @@ from mammo_keras import __version__
 
 
 def git_commit() -> str:
-    """The commit of the mammo-keras checkout in use (with "+dirty" for local changes)."""
+    """The commit of the mammo-keras checkout in use (with "+dirty" for local changes), or
+    "release <version>" for an installed package: the package must be the checkout's own
+    `mammo_keras/` folder, not a wheel inside a virtual environment that lies in some other
+    repository."""
     source = Path(__file__).resolve().parents[1]
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=source, text=True,
+                             capture_output=True, timeout=10, check=True).stdout.strip()
+        if Path(top).resolve() != source:
+            return f"release {__version__}"
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=source, text=True,
                                 capture_output=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
@@ -26,9 +34,11 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
-# The checkout as this process found it: a run that lasts hours records the code it runs,
-# not a commit made while it ran (this module is imported before training starts).
-COMMIT_AT_START = git_commit()
+@functools.lru_cache(maxsize=None)
+def commit_at_start() -> str:
+    """The checkout's commit when this process first asked (a run asks when it starts: a run
+    that lasts hours records the code it runs, not a commit made while it ran)."""
+    return git_commit()
 
 
 # The CPU features that decide which kernels run (bfloat16 / AMX on today's Intel Xeons)
@@ -62,9 +72,9 @@ def hardware() -> str:
 
 def provenance() -> dict:
     """{"command", "commit", "hardware", "mammo_keras"} of this process; the commit is the
-    checkout's when the process started (`COMMIT_AT_START`)."""
+    checkout's when the process first asked (`commit_at_start`)."""
     program = Path(sys.argv[0])
     is_cli = program.name == "mammo-keras" or program.parts[-2:] == ("mammo_keras", "cli.py")
     command = " ".join(["mammo-keras" if is_cli else program.name] + sys.argv[1:])
-    return {"command": command, "commit": COMMIT_AT_START, "hardware": hardware(),
+    return {"command": command, "commit": commit_at_start(), "hardware": hardware(),
             "mammo_keras": __version__}

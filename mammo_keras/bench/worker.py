@@ -6,7 +6,10 @@ Run by `runner.run_isolated` in a fresh process per row (own peak memory, own ba
 import json
 import sys
 
-from mammo_keras.bench.runner import run_row
+from mammo_keras.tensorflow_setup import prepare_tensorflow
 
 if __name__ == "__main__":
+    prepare_tensorflow()  # the kernels the command line runs with, before TensorFlow loads
+    from mammo_keras.bench.runner import run_row
+
     print(json.dumps(run_row(json.loads(sys.argv[1]))), flush=True)

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
+from mammo_keras.provenance import commit_at_start
 from mammo_keras.tasks import get_task_class
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
@@ -224,6 +225,7 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
                    log: Callable[[str], None] = print) -> dict:
     """Run every cell of `config` (see the module docstring); returns {"rows", "summary", "failed"}."""
     config = resolve_config(config)
+    commit_at_start()  # every cell records the code the grid started with
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out / "config.yaml", config)

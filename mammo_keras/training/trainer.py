@@ -51,7 +51,7 @@ from mammo_keras.training.distribute import (Cluster, agreed_minimum, distribute
 from mammo_keras.training.gradient_closures import released_gradient_closures
 from mammo_keras.training.keras_distribute_fixes import keras_distribute_fixes
 from mammo_keras.training.stage_transition import OffsetSchedule, apply_morphs, carry_state
-from mammo_keras.provenance import provenance
+from mammo_keras.provenance import commit_at_start, provenance
 from mammo_keras.training.tensorboard_log import log_epochs
 
 EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
@@ -230,6 +230,7 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
         progress: called as progress(done, total) while phantoms are written.
     """
     config = resolve_config(config)
+    commit_at_start()  # the code this run starts with, whatever is committed while it runs
     training = config["training"]
     cluster = make_cluster(training["distribute"])
     out = Path(out)
