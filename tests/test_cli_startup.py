@@ -93,7 +93,7 @@ def test_every_exported_name_is_what_its_module_defines(package):
 
 RUNTIME_PROBE = """
 from mammo_keras.cli import _tensorflow_logs
-_tensorflow_logs(verbose={verbose})
+_tensorflow_logs(verbose={verbose}, user_level=None)
 import tensorflow as tf
 dataset = tf.data.Dataset.range(10).cache({cache!r}).batch(4)  # TF 2.21 warns after writing it
 print(sum(1 for _ in dataset))
