@@ -2,6 +2,7 @@
 
 The builders in `datasets/<name>/` subclass it; `tfds build datasets/mias --manual_dir=DIR`
 then writes TFRecords of full-resolution 16-bit PNG images, lesion masks and metadata.
+TensorFlow Datasets is an optional dependency: `pip install "mammo-keras[tfds]"`.
 The data sets are licence-gated, so each reads what the user downloaded into its
 manual folder (`MANUAL_DOWNLOAD_INSTRUCTIONS`).
 """
@@ -12,7 +13,12 @@ import inspect
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+try:
+    import tensorflow_datasets as tfds
+except ImportError as missing:  # an extra, not a requirement of the library
+    raise ImportError('the TFDS builders need TensorFlow Datasets: pip install '
+                      '"mammo-keras[tfds]"') from missing
 
 from mammo_keras.data.adapters import load_records
 from mammo_keras.data.errors import DataError
