@@ -62,3 +62,29 @@ def test_the_commit_of_this_checkout_is_its_own():
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=source, text=True,
                           capture_output=True, check=True).stdout.strip()
     assert provenance.git_commit().split("+")[0] == head
+
+
+LOAD_PROBE = """
+import sys
+import keras
+import mammo_keras
+path = sys.argv[1]
+assert mammo_keras.load_model(path).get_layer("embedding") is not None
+import mammo_keras.models
+keras.saving.load_model(path)
+print("loaded")
+"""
+
+
+def test_the_guides_way_to_load_a_saved_classifier_works_in_a_fresh_process(tmp_path):
+    from mammo_keras.models import build_classifier
+
+    path = tmp_path / "model.keras"
+    build_classifier("baseline_cnn", head="gagm_se", num_classes=3,
+                     input_shape=(32, 32, 1)).save(path)
+    result = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("loaded"), \
+        result.stderr[-2000:]
+    guide = (Path(__file__).parents[1] / "docs" / "guide.md").read_text()
+    assert 'mammo_keras.load_model("model.keras")' in guide  # the sentence this test checks
