@@ -106,7 +106,6 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         "mask_pixels"; a DataError per file that could not be read or written.
     """
     from mammo_keras.data.dicom_seg import write_dicom_seg
-    from mammo_keras.data.preprocessing import invert_geometry
     from mammo_keras.data.readers import read_image
     from mammo_keras.models.outputs import MASK
 
@@ -124,7 +123,8 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
             image, meta = read_image(path)
             processed, geometry = predictor.preprocess(image, meta.get("laterality"))
             outputs = predictor.outputs(processed[None])
-            full = invert_geometry(outputs[names[0]][0], geometry, image.shape[:2]).numpy()
+            full = predictor.preprocessor.invert(outputs[names[0]][0], geometry,
+                                                 image.shape[:2]).numpy()
             mask = full[..., 0] > threshold
             stem = _unique_stem(Path(path.split("::")[-1]).stem, used)
             png = out / f"{stem}_mask.png"

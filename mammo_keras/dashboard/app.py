@@ -87,7 +87,8 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
             probabilities = outputs.pop("probabilities")[0]
             result = {"probabilities": probabilities, "heatmap": None, "geometry": geometry,
                       "class_index": int(np.argmax(probabilities)),
-                      "masks": {name: mask_on_image(value[0], geometry, image.shape)
+                      "masks": {name: mask_on_image(loaded.predictor.preprocessor, value[0],
+                                                    geometry, image.shape)
                                 for name, value in outputs.items()}}
         if len(cache) >= CACHED_ANALYSES:
             cache.pop(next(iter(cache)))
@@ -95,11 +96,10 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
     return cache[cache_key]
 
 
-def mask_on_image(mask: np.ndarray, geometry, shape) -> np.ndarray:
-    """A mask output (S, S[, 1]) on the model's grid -> (H, W) float32 on the mammogram."""
-    from mammo_keras.data.preprocessing import invert_geometry
-
-    return invert_geometry(np.asarray(mask, np.float32), geometry, shape[:2])[..., 0].numpy()
+def mask_on_image(preprocessor, mask: np.ndarray, geometry, shape) -> np.ndarray:
+    """A mask output (S, S[, 1]) on the model's grid -> (H, W) float32 on the mammogram, by
+    the model's `MammogramPreprocessor`."""
+    return preprocessor.invert(np.asarray(mask, np.float32), geometry, shape[:2])[..., 0].numpy()
 
 
 def outline_masks(picture: Image.Image, masks: dict, threshold: float = 0.5,

@@ -6,7 +6,9 @@
   a folder of class subfolders), with skipped files listed, never silently dropped.
 - `load_dataset(records, target, image_size, batch_size, training=...)`: the tf.data pipeline;
   `target` a record field or a `TargetSpec` (field, ordered classes, masks), built by a task.
-- `preprocess(image, size)`: breast crop, chest-wall flip, resize / pad, in TF ops.
+- `preprocess(image, size)`: breast crop, chest-wall flip, resize / pad, in TF ops;
+  `MammogramPreprocessor`: those options and the input size as one object, forward and inverse,
+  the one every consumer of a model builds from its description (`description.preprocessor()`).
 - `make_patches(records, out, PatchOptions(...))`: lesion and normal-tissue patches at a stated
   mm scale, optionally pre-augmented, with a manifest of patients and sources.
 - `split_records`, `kfold_records`, `write_split_manifest`: patient-grouped, stratified splits.
@@ -26,6 +28,7 @@ _EXPORTS = {
     "kfold_records": "mammo_keras.data.splits",
     "LABELS": "mammo_keras.data.records",
     "make_patches": "mammo_keras.data.patches",
+    "MammogramPreprocessor": "mammo_keras.data.preprocessor",
     "PatchOptions": "mammo_keras.data.patches",
     "load_dataset": "mammo_keras.data.pipeline",
     "load_records": "mammo_keras.data.adapters",

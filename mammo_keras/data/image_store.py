@@ -8,7 +8,7 @@ never read for new data, and it keeps the files the first pass skipped, with the
 
 Files beside `path`: `<path>.images.bin` (rows of S x S x 1 float32), `<path>.masks.bin`
 (rows of S x S x 1 uint8) when masks are stored, and `<path>.index.json` (written last: the
-record paths, the size, the position and class index of each stored row, the skipped files).
+record paths, the preprocessing (size and options), the position and class index of each stored row, the skipped files).
 """
 
 from __future__ import annotations
@@ -46,14 +46,15 @@ class ImageStore:
         except (OSError, ValueError):
             return None
 
-    def holds(self, paths: Sequence[str], size: int, masks: bool) -> bool:
-        """Whether the store is complete and holds exactly these records at this size."""
+    def holds(self, paths: Sequence[str], preprocessing: dict, masks: bool) -> bool:
+        """Whether the store is complete and holds exactly these records, preprocessed so
+        (`MammogramPreprocessor.get_config()`: the size and options), with masks if asked."""
         index = self.index()
         return index is not None and index["paths"] == list(paths) and \
-            index["size"] == size and (index["masks"] or not masks)
+            index.get("preprocessing") == preprocessing and (index["masks"] or not masks)
 
     def write(self, examples: Iterable[tuple[np.ndarray, np.ndarray | None, int, int]],
-              paths: Sequence[str], size: int, masks: bool,
+              paths: Sequence[str], preprocessing: dict, masks: bool,
               skipped: Callable[[], Sequence[DataError]]) -> None:
         """Fill the store from (image (S, S, 1), mask (S, S, 1) or None, class index, position
         in `paths`) examples, in order; `skipped()`: the files the pass could not use (asked
@@ -70,7 +71,8 @@ class ImageStore:
                 positions.append(int(position))
                 targets.append(int(target))
         write_json_atomically(self.index_file, {
-            "paths": list(paths), "size": size, "masks": masks, "positions": positions,
+            "paths": list(paths), "preprocessing": preprocessing,
+            "size": preprocessing["image_size"], "masks": masks, "positions": positions,
             "targets": targets,
             "skipped": [{"path": error.path, "problem": error.problem}
                         for error in skipped()]})

@@ -25,8 +25,8 @@ import tensorflow as tf
 from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.image_store import ImageStore
-from mammo_keras.data.preprocessing import (MIN_BREAST_FRACTION, apply_geometry,
-                                            preprocess_with_breast)
+from mammo_keras.data.preprocessing import MIN_BREAST_FRACTION
+from mammo_keras.data.preprocessor import MammogramPreprocessor
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.records import Record
 from mammo_keras.data.targets import BIRADS_DENSITIES, TargetSpec, default_class_names
@@ -121,6 +121,7 @@ def load_dataset(
     targets: Sequence[str] | None = None,
     train_crop: Sequence[int] | None = None,
     crop_positive_rate: float = 0.5,
+    preprocessor: MammogramPreprocessor | None = None,
     task=_UNSET,
 ) -> tf.data.Dataset:
     """A batched dataset of (image, target) pairs.
@@ -147,6 +148,8 @@ def load_dataset(
             in memory when `training`, else nothing, so one pass over a cohort
             (prediction, evaluation) keeps memory flat in the number of files.
         crop, flip, window, equalize: passed to `preprocess` (equalize = CLAHE).
+        preprocessor: a model's `MammogramPreprocessor` (`description.preprocessor()`), in
+            place of `image_size` and the four options above.
         seed: seeds shuffling and augmentation.
         deterministic: same order and augmentation on every run (slower).
         report: collects the files skipped because they could not be read (without one,
@@ -180,6 +183,10 @@ def load_dataset(
         target = _DEPRECATED_TASK_TARGETS[task]
     if cache is None:
         cache = training
+    if preprocessor is None:
+        preprocessor = MammogramPreprocessor(image_size, crop=crop, flip=flip, window=window,
+                                             equalize=equalize)
+    image_size, crop = preprocessor.image_size, preprocessor.options["crop"]
     spec = as_target_spec(target, class_names, targets)
     spec.check_field(records)
     spec = spec.resolved(records)
@@ -229,11 +236,9 @@ def load_dataset(
         return image, mask, ok, side, target, index
 
     def prepare(image, mask, ok, side, target, index):
-        processed, geometry, breast = preprocess_with_breast(
-            image, image_size, crop=crop, flip=flip, window=window, equalize=equalize,
-            laterality=side)
-        mask_target = apply_geometry(mask, geometry, image_size, method="nearest") \
-            if segmentation else tf.zeros([1, 1, 1], tf.uint8)
+        processed, geometry, breast = preprocessor.with_breast(image, side)
+        mask_target = preprocessor.mask(mask, geometry) if segmentation else \
+            tf.zeros([1, 1, 1], tf.uint8)
         return (processed, mask_target, target, index), breast, index
 
     def to_example(image, mask, target):
@@ -269,7 +274,7 @@ def load_dataset(
         return dataset.map(lambda example, breast, index: example)
 
     if cache and cache is not True:  # on disk: read back by row, so shuffling holds no images
-        dataset = _stored(decoded(False), ImageStore(cache), usable, labels, image_size,
+        dataset = _stored(decoded(False), ImageStore(cache), usable, labels, preprocessor,
                           segmentation, report, shuffle, seed)
     else:
         dataset = decoded(shuffle and not cache)  # uncached: shuffle the file order early
@@ -310,14 +315,15 @@ def load_dataset(
 
 
 def _stored(decoded: tf.data.Dataset, store: ImageStore, usable: Sequence[Record],
-            labels: Sequence[int], size: int, masks: bool, report: DataReport, shuffle: bool,
-            seed: int) -> tf.data.Dataset:
+            labels: Sequence[int], preprocessor: MammogramPreprocessor, masks: bool,
+            report: DataReport, shuffle: bool, seed: int) -> tf.data.Dataset:
     """(image, mask, target, index) read from `store`, filled first from `decoded` unless it
     holds these records already; shuffled by row number when `shuffle`."""
-    paths = [record.path for record in usable]
-    if not store.holds(paths, size, masks):
+    paths, size = [record.path for record in usable], preprocessor.image_size
+    if not store.holds(paths, preprocessor.get_config(), masks):
         store.write(((image.numpy(), mask.numpy() if masks else None, int(target), int(index))
-                     for image, mask, target, index in decoded), paths, size, masks,
+                     for image, mask, target, index in decoded), paths,
+                    preprocessor.get_config(), masks,
                     lambda: [error for error in report.skipped if error.path in set(paths)])
     reader = store.reader()
     for error in reader.skipped:  # files a pass of an earlier process could not use

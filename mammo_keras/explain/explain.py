@@ -11,6 +11,7 @@ the model's own answer to "where", beside Grad-CAM's.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +25,6 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from mammo_keras.errors import UserError
 from mammo_keras.data.errors import DataError  # noqa: E402
-from mammo_keras.data.preprocessing import invert_geometry, preprocess  # noqa: E402
 from mammo_keras.data.readers import read_image  # noqa: E402
 from mammo_keras.explain import METHOD_NAMES  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
@@ -49,26 +49,30 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     float32 probabilities} of the mask outputs its description names ({} for a classifier)}.
     """
     description = description_of(model)
-    options = {**description.preprocessing, **(preprocessing or {})}
-    size = int(description.image_size)
-    processed, geometry = preprocess(image, size, laterality=laterality, **options)
+    preprocessor = dataclasses.replace(
+        description, preprocessing={**description.preprocessing, **(preprocessing or {})}
+    ).preprocessor()
+    processed, geometry = preprocessor(image, laterality)
     maps, chosen, probabilities = grad_cam(model, processed[None], class_index, layer, method)
-    square = upsample(maps, size)[0]
-    heatmap = invert_geometry(square, geometry, image.shape[:2])[..., 0].numpy()
+    square = upsample(maps, preprocessor.image_size)[0]
+    heatmap = preprocessor.invert(square, geometry, image.shape[:2])[..., 0].numpy()
     return {"heatmap": np.clip(heatmap, 0.0, 1.0).astype(np.float32),
             "class_index": int(chosen[0]), "probabilities": probabilities[0],
             "input": processed.numpy()[..., 0], "geometry": geometry.numpy(),
-            "masks": _masks_on_image(model, description, processed, geometry, image.shape[:2])}
+            "masks": _masks_on_image(model, description, preprocessor, processed, geometry,
+                                     image.shape[:2])}
 
 
-def _masks_on_image(model: keras.Model, description, processed, geometry, shape) -> dict:
+def _masks_on_image(model: keras.Model, description, preprocessor, processed, geometry,
+                    shape) -> dict:
     """{name: (H, W) float32} of the model's mask outputs, mapped back onto the image."""
     masks = mask_outputs(model, description)
     if not masks:
         return {}
     predicted = keras.Model(model.inputs, masks)(processed[None], training=False)
-    return {name: np.clip(invert_geometry(keras.ops.convert_to_numpy(value)[0], geometry,
-                                          shape)[..., 0].numpy(), 0.0, 1.0).astype(np.float32)
+    return {name: np.clip(preprocessor.invert(keras.ops.convert_to_numpy(value)[0], geometry,
+                                              shape)[..., 0].numpy(), 0.0, 1.0
+                          ).astype(np.float32)
             for name, value in predicted.items()}
 
 

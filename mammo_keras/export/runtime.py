@@ -75,14 +75,16 @@ class Predictor:
         """The keyword arguments of `mammo_keras.data.preprocess` this model was trained with."""
         return dict(self.description.preprocessing)
 
+    @property
+    def preprocessor(self):
+        """The model's `MammogramPreprocessor` (forward to its input, inverse to the film)."""
+        return self.description.preprocessor()
+
     def preprocess(self, image: np.ndarray, laterality: str | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
         """One full mammogram (H, W) in [0, 1] -> (the model's input (S, S, 1), the crop
         geometry [flipped, top, left, height, width]); `laterality` "L" / "R" when known."""
-        from mammo_keras.data.preprocessing import preprocess
-
-        processed, geometry = preprocess(image, self.image_size, laterality=laterality,
-                                         **self.preprocessing)
+        processed, geometry = self.preprocessor(image, laterality)
         return processed.numpy(), geometry.numpy()
 
     def prepare(self, image: np.ndarray, laterality: str | None = None) -> np.ndarray:

@@ -34,7 +34,8 @@ import keras
 import tensorflow as tf
 
 from mammo_keras.atomic import write_json_atomically
-from mammo_keras.data.preprocessing import invert_geometry, preprocess, preprocessing_options
+from mammo_keras.data.preprocessing import preprocessing_options
+from mammo_keras.data.preprocessor import MammogramPreprocessor
 from mammo_keras.export.metadata import METADATA_NAME
 from mammo_keras.export.publish import check_belongs, content_digest
 from mammo_keras.models.outputs import split_outputs
@@ -76,12 +77,12 @@ def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[
     SavedModel into `folder` (a new path; `export_model` builds it in a staging folder and
     publishes it as OUT/savedmodel/<version>/ once checked)."""
     size = int(model.input_shape[1])
-    options = preprocessing_options(preprocessing)
+    preprocessor = MammogramPreprocessor(size, **preprocessing_options(preprocessing))
     has_masks = isinstance(model.output, dict)
     prepared_spec = (tf.TensorSpec((size, size, 1), tf.float32), tf.TensorSpec((5,), tf.float32))
 
     def prepare(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return preprocess(image, size, **options)
+        return preprocessor(image)
 
     def classify(images: tf.Tensor) -> dict:
         return _outputs(model(images, training=False), class_names)
@@ -96,7 +97,7 @@ def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[
         shape = tf.shape(images)[1:3]
         for name in outputs.keys() - {"probabilities", "prediction", "class_names", "geometry"}:
             outputs[name] = tf.map_fn(
-                lambda pair: invert_geometry(pair[0], pair[1], shape)[..., 0],
+                lambda pair: preprocessor.invert(pair[0], pair[1], shape)[..., 0],
                 (outputs[name], geometry), fn_output_signature=tf.float32)
         return outputs
 

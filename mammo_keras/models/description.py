@@ -91,6 +91,15 @@ class ModelDescription:
         fields = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in (values or {}).items() if key in fields})
 
+    def preprocessor(self) -> "MammogramPreprocessor":
+        """The `MammogramPreprocessor` of this model: its input side and preprocessing
+        options (the image size must be known: `description_of(model)` fills it)."""
+        from mammo_keras.data.preprocessor import MammogramPreprocessor
+
+        if self.image_size is None:
+            raise UserError("the model's input size is not known; describe it with image_size")
+        return MammogramPreprocessor(int(self.image_size), **self.preprocessing)
+
     def with_defaults(self, model: keras.Model) -> "ModelDescription":
         """This description with what the model's shapes tell filled in where it is silent."""
         filled = dataclasses.replace(self)
