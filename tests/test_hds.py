@@ -501,3 +501,19 @@ def test_evaluate_command_gives_a_segmentation_model_the_lesion_report(hds_run, 
     assert metrics["images"] == 12 and "segmentation" in metrics
     assert (out / "froc.png").is_file() and "Dice, images with a lesion" in (
         out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"widths": [16, 0, 16]}, "widths must be a list of positive integers"),
+    ({"widths": "abc"}, "widths must be a list of positive integers"),
+    ({"blocks": -1}, "blocks must be a positive integer"),
+    ({"mil_stride": 0}, "mil_stride must be a power of 2"),
+    ({"dropout": [0.1, 0.2], "mil_stride": 32}, "dropout: one rate per stage"),
+    ({"widths": [8, 16, 8], "mil_stride": 128}, r"smaller than one 128 px instance"),
+])
+def test_a_config_with_u_net_sizes_it_cannot_build_is_refused_when_read(model, message):
+    from mammo_keras.training.config import ConfigError, resolve_config
+
+    with pytest.raises(ConfigError, match=message):
+        resolve_config({"data": {"task": "lesion_segmentation", "image_size": 64},
+                        "model": {"builder": "hds_unet", **model}})

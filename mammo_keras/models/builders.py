@@ -53,13 +53,28 @@ def builder_parameters(name: str) -> list[str]:
             and parameter.name not in TASK_ARGUMENTS]
 
 
-def check_builder_arguments(name: str, arguments: dict, where: str = "") -> None:
-    """ValueError naming the first key `name` does not take, and the ones it does."""
+def check_builder_arguments(name: str, arguments: dict, where: str = "",
+                            image_size: int | None = None) -> None:
+    """A `UserError` naming the first key `name` does not take (and the ones it does), or,
+    where the builder declares a `check_arguments` function of its own (same keywords), the
+    first value it refuses: so a config is refused by value when it is read, not by a
+    traceback when its model is built. `image_size`: the input side the model will have."""
     valid = builder_parameters(name)
     for key in arguments:
         if key not in valid:
             raise UserError(f"{where}unknown key 'model.{key}' for builder {name!r}"
                              f"{did_you_mean(key, valid)} (valid keys: {['builder'] + valid})")
+    check = getattr(get_builder(name), "check_arguments", None)
+    if check is None:
+        return
+    accepted = inspect.signature(check).parameters
+    given = dict(arguments)
+    if image_size is not None and "input_shape" in accepted:
+        given["input_shape"] = (image_size, image_size, 1)
+    try:
+        check(**given)
+    except UserError as error:
+        raise UserError(f"{where}model ({name}): {error}") from None
 
 
 def build_model(section: dict, num_classes: int, image_size: int,

@@ -50,6 +50,8 @@ from typing import Sequence
 
 import keras
 
+from mammo_keras.errors import UserError
+
 from mammo_keras.layers.instance_pooling import (ForegroundProbability, MaxPixelLogit,
                                                  MostPositiveInstance)
 
@@ -156,6 +158,48 @@ def _dropout_rates(dropout, stages: int) -> tuple[float, ...]:
     return rates
 
 
+def check_hds_arguments(input_shape: Sequence[int | None] = (512, 384, 1),
+                        widths: Sequence[int] = STAGE_WIDTHS, blocks: int = BLOCKS_PER_STAGE,
+                        dropout: float | Sequence[float] | None = None, exits: str = "hds",
+                        mil_stride: int = MIL_STRIDE, num_classes: int = 2,
+                        name: str = "hds_unet") -> None:
+    """Refuse, in one line naming the argument, what `build_hds_unet` cannot build (it is
+    asked before anything is built: a config's model section is checked by value when read)."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if exits not in EXITS:
+        raise UserError(f"exits must be one of {list(EXITS)}, got {exits!r}")
+    if num_classes != 2:
+        raise UserError(f"the HDS U-Net classifies lesion absent / present (2 classes), "
+                        f"not {num_classes}; use data.classes with two classes")
+    if isinstance(widths, (str, bytes)) or not all(whole(width) and width > 0
+                                                   for width in widths):
+        raise UserError(f"widths must be a list of positive integers, got {widths!r}")
+    if len(widths) % 2 != 1 or len(widths) < 3:
+        raise UserError(f"widths: an odd number (2N + 1) of stage widths, got {len(widths)}")
+    if not whole(blocks) or blocks < 1:
+        raise UserError(f"blocks must be a positive integer, got {blocks!r}")
+    depth = len(widths) // 2
+    if not whole(mil_stride) or mil_stride < 1 or mil_stride & (mil_stride - 1) or \
+            mil_stride < 2 ** depth:
+        raise UserError(f"mil_stride must be a power of 2 of at least {2 ** depth}, "
+                        f"got {mil_stride!r}")
+    sides = [int(side) for side in input_shape[:2] if side is not None]  # None: any size
+    if any(side % 2 ** depth for side in sides):
+        raise UserError(f"input_shape {tuple(input_shape)}: height and width must be "
+                        f"multiples of {2 ** depth} (the U-Net halves them {depth} times)")
+    if any(side < mil_stride for side in sides):
+        raise UserError(f"input_shape {tuple(input_shape)} is smaller than one {mil_stride} px "
+                        "instance of the classification heads; lower mil_stride")
+    try:
+        rates = _dropout_rates(dropout, len(widths))
+    except (TypeError, ValueError) as error:
+        raise UserError(f"dropout: {error}") from None
+    if not all(0.0 <= rate < 1.0 for rate in rates):
+        raise UserError(f"dropout rates must be in [0, 1), got {dropout!r}")
+
+
 def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
                    widths: Sequence[int] = STAGE_WIDTHS,
                    blocks: int = BLOCKS_PER_STAGE,
@@ -183,26 +227,9 @@ def build_hds_unet(input_shape: Sequence[int] = (512, 384, 1),
     Returns:
         A functional `keras.Model` with dict outputs ("label", "mask", and the training exits).
     """
-    if exits not in EXITS:
-        raise ValueError(f"exits must be one of {list(EXITS)}, got {exits!r}")
-    if num_classes != 2:
-        raise ValueError(f"the HDS U-Net classifies lesion absent / present (2 classes), "
-                         f"not {num_classes}; use data.classes with two classes")
-    widths = tuple(int(width) for width in widths)
-    if len(widths) % 2 != 1 or len(widths) < 3:
-        raise ValueError(f"widths: an odd number (2N + 1) of stage widths, got {len(widths)}")
-    depth = len(widths) // 2
-    sides = [int(side) for side in input_shape[:2] if side is not None]  # None: any size
-    if any(side % 2 ** depth for side in sides):
-        raise ValueError(f"input_shape {tuple(input_shape)}: height and width must be "
-                         f"multiples of {2 ** depth} (the U-Net halves them {depth} times)")
-    halvings = round(math.log2(mil_stride))
-    if 2 ** halvings != mil_stride or halvings < depth:
-        raise ValueError(f"mil_stride must be a power of 2 of at least {2 ** depth}, "
-                         f"got {mil_stride}")
-    if any(side < mil_stride for side in sides):
-        raise ValueError(f"input_shape {tuple(input_shape)} is smaller than one {mil_stride} px "
-                         "instance of the classification heads; lower mil_stride")
+    check_hds_arguments(input_shape, widths, blocks, dropout, exits, mil_stride, num_classes)
+    widths = tuple(widths)
+    depth, halvings = len(widths) // 2, round(math.log2(mil_stride))
     rates = _dropout_rates(dropout, len(widths))
 
     inputs = keras.Input(tuple(input_shape), name="image")
@@ -250,3 +277,6 @@ def exit_names(model: keras.Model, kind: str) -> list[str]:
     prefix = f"{kind}_logits_"
     names = [name for name in model.output if name.startswith(prefix)]
     return sorted(names, key=lambda name: int(name[len(prefix):]))
+
+
+build_hds_unet.check_arguments = check_hds_arguments  # configs are checked by value on reading

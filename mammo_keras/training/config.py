@@ -210,7 +210,9 @@ def _resolve(user: dict, where: str) -> dict:
     if not isinstance(model, dict):
         raise ConfigError(f"{where}model must be a mapping, got {model!r}")
     config = _merge(DEFAULTS, user, "", where)
-    config["model"] = _resolve_model(model, where)
+    data = config["data"]
+    config["model"] = _resolve_model(  # stages set their own sizes: values only then
+        model, where, None if config["training"]["stages"] else data["image_size"])
     task = _task_class(config["data"]["task"], where)
     config["task_options"] = _task_options(task, config["task_options"], where)
     split = config["data"]["split"]
@@ -318,7 +320,7 @@ def _check_schedule(training: dict, where: str) -> None:
                           "training.warmup_epochs: 0")
 
 
-def _resolve_model(model: dict, where: str) -> dict:
+def _resolve_model(model: dict, where: str, image_size: int | None = None) -> dict:
     """The model section: the classifier's defaults, or another builder's own keys, checked
     against the builder's signature."""
     from mammo_keras.models.builders import check_builder_arguments
@@ -330,7 +332,7 @@ def _resolve_model(model: dict, where: str) -> dict:
         resolved = dict(model)
     try:
         check_builder_arguments(builder, {k: v for k, v in resolved.items() if k != "builder"},
-                                where)
+                                where, image_size)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     return resolved
