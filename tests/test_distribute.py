@@ -133,7 +133,11 @@ def test_two_workers_give_the_result_of_one_process(full_batch_reference, phanto
     assert (tmp / "pair" / "done.json").is_file() and not (tmp / "pair" / "workers").exists()
     done = json.loads((tmp / "pair" / "done.json").read_text())
     reference = json.loads((tmp / "one" / "done.json").read_text())
-    assert done["metrics"] == reference["metrics"]
+    # the weights agree to float rounding (above), so do the continuous metrics (ECE)
+    assert done["metrics"].keys() == reference["metrics"].keys()
+    for key, value in reference["metrics"].items():
+        assert done["metrics"][key] == (value if value is None else
+                                        pytest.approx(value, rel=1e-6, abs=1e-9)), key
     assert done["distribute"] == {"strategy": "multi_worker", "workers": 2, "replicas": 2}
 
 

@@ -258,7 +258,7 @@ def test_train_crop_is_checked_in_the_config():
     with pytest.raises(ConfigError, match="train_crop must be"):
         resolve_config({"data": {"image_size": 64, "train_crop": [128, 32],
                                  "task": "lesion_segmentation"},
-                        "model": {"builder": "hds_unet"}})
+                        "model": {"builder": "hds_unet", "mil_stride": 32}})
 
 
 # --- metrics by hand ------------------------------------------------------------------------

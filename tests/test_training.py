@@ -19,7 +19,7 @@ from mammo_keras.training import ConfigError, load_config, resolve_config, train
 from mammo_keras.training import experiment, gradient_closures
 from mammo_keras.training.experiment import expand_grid, run_experiment, summarise
 from mammo_keras.training.data_setup import split_subsets
-from mammo_keras.training.trainer import class_weights, learning_rate_schedule
+from mammo_keras.training.optimization import class_weights, learning_rate_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mammo_keras.compat import producing_operation
 from mammo_keras.models.backbones import feature_pyramid
 
 
@@ -45,8 +46,8 @@ class Recomputed(keras.layers.Layer):
 def _stretch(model: keras.Model, start, end, name: str) -> keras.Model | None:
     """The part of `model` from tensor `start` to tensor `end` as a model of its own (sharing
     layers), or None when other tensors than `start` reach it (not a cut)."""
-    start_layer = start._keras_history.operation.name
-    end_layer = end._keras_history.operation.name
+    start_layer = producing_operation(start).name
+    end_layer = producing_operation(end).name
     fresh = keras.Input(shape=tuple(start.shape[1:]), dtype=start.dtype)
     recorded = {}
 

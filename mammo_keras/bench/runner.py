@@ -286,11 +286,9 @@ def run_row(spec: dict) -> dict:
 
 def onednn_enabled() -> bool | None:
     """Whether this process's TensorFlow runs its oneDNN kernels (None: TF not loaded)."""
-    if "tensorflow" not in sys.modules:
-        return None
-    from tensorflow.python.util import _pywrap_util_port
+    from mammo_keras.compat import onednn_enabled as enabled
 
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return enabled()
 
 
 def run_isolated(spec: dict, timeout: float = 1800) -> dict:

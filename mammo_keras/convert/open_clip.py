@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mammo_keras.compat import transformer_encoder_parts
 from mammo_keras.errors import UserError
 from mammo_keras.models.clip import CLIPConfig, build_clip
 from mammo_keras.models.clip_tokenizer import CLIPTokenizer
@@ -215,13 +216,15 @@ def port_open_clip_weights(model: keras.Model, config: CLIPConfig,
     for index in range(config.text_layers):
         layer = text.get_layer(f"text_layer_{index}")
         prefix = f"{bert}encoder.layer.{index}."
-        _port_attention(port, layer._self_attention_layer, f"{prefix}attention.",
+        parts = transformer_encoder_parts(layer)
+        _port_attention(port, parts["_self_attention_layer"], f"{prefix}attention.",
                         ("self.query", "self.key", "self.value", "output.dense"),
                         config.text_heads, config.text_width)
-        _port_norm(port, layer._self_attention_layer_norm, f"{prefix}attention.output.LayerNorm")
-        _port_dense(port, layer._feedforward_intermediate_dense, f"{prefix}intermediate.dense")
-        _port_dense(port, layer._feedforward_output_dense, f"{prefix}output.dense")
-        _port_norm(port, layer._feedforward_layer_norm, f"{prefix}output.LayerNorm")
+        _port_norm(port, parts["_self_attention_layer_norm"],
+                   f"{prefix}attention.output.LayerNorm")
+        _port_dense(port, parts["_feedforward_intermediate_dense"], f"{prefix}intermediate.dense")
+        _port_dense(port, parts["_feedforward_output_dense"], f"{prefix}output.dense")
+        _port_norm(port, parts["_feedforward_layer_norm"], f"{prefix}output.LayerNorm")
     _port_dense(port, text.get_layer("text_projection_hidden"), "text.proj.0")
     _port_dense(port, text.get_layer("text_projection"), "text.proj.2")
     state.pop("text.transformer.embeddings.position_ids", None)  # a buffer, not a weight

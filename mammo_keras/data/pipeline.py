@@ -29,7 +29,7 @@ from mammo_keras.data.preprocessing import MIN_BREAST_FRACTION
 from mammo_keras.data.preprocessor import MammogramPreprocessor
 from mammo_keras.data.readers import read_image
 from mammo_keras.data.records import Record
-from mammo_keras.data.targets import BIRADS_DENSITIES, TargetSpec, default_class_names
+from mammo_keras.data.targets import TargetSpec
 
 _UNSET = object()
 # load_dataset's `task` argument before targets were specs: its values and the spec of each

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import keras
 import numpy as np
@@ -24,6 +24,9 @@ from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_
 from mammo_keras.models.description import description_of, label_tensor, validated_class_names
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
                                           plot_precision_recall, plot_reliability, plot_roc)
+
+if TYPE_CHECKING:
+    from mammo_keras.data.targets import TargetSpec
 
 
 SOURCE_NAMES = {"synthetic": "synthetic phantoms", "mias": "MIAS",

@@ -27,12 +27,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 
+from mammo_keras.compat import is_functional_graph
 from mammo_keras.errors import UserError
 from mammo_keras.data.preprocessing import preprocessing_options
+
+if TYPE_CHECKING:
+    from mammo_keras.data.preprocessor import MammogramPreprocessor
 
 # A task's classes in index order, for models that name the task but not their classes
 # (filled by `mammo_keras.tasks.register_task` for tasks with fixed classes)
@@ -207,7 +211,7 @@ def describe(model: keras.Model, **fields: Any) -> DescribedModel:
     if isinstance(model, DescribedModel):
         model.description = dataclasses.replace(model.description, **fields)
         return model
-    if not hasattr(model, "_outputs_struct"):  # Sequential and subclassed models have no graph
+    if not is_functional_graph(model):  # Sequential and subclassed models have no graph
         raise UserError(f"model {model.name!r} is not functional; build it with keras.Model("
                          "inputs, outputs) to describe it")
     base = description_of(model, fill=False)  # defaults (class0..) are filled when read

@@ -15,6 +15,7 @@ from typing import Callable
 import keras
 import numpy as np
 
+from mammo_keras.compat import producing_operation
 from mammo_keras.errors import UserError, did_you_mean
 from mammo_keras.models.description import DescribedModel, clone_described
 
@@ -154,7 +155,7 @@ def _insert(after: dict[str, Insertion], name: str, tensor):
 
 
 def _producer(tensor) -> keras.layers.Layer:
-    return tensor._keras_history.operation
+    return producing_operation(tensor)
 
 
 def record_morph(model: keras.Model, operation: str, **arguments) -> keras.Model:

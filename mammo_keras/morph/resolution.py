@@ -23,6 +23,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from mammo_keras.compat import producing_operation
 from mammo_keras.errors import UserError
 from mammo_keras.models.description import DescribedModel, describe
 from mammo_keras.morph.deepen import deepen
@@ -64,7 +65,7 @@ def to_resolution(model: keras.Model, size: int | Sequence[int], *, factor: int 
     if front_width < channels:
         raise UserError(f"to_resolution: front_width {front_width} is below the input's "
                         f"{channels} channels")
-    input_name = model.inputs[0]._keras_history.operation.name
+    input_name = producing_operation(model.inputs[0]).name
 
     def downsample(x):
         layer = keras.layers.Conv2D(channels, factor, strides=factor, use_bias=False,

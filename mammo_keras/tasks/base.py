@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import keras
 
 from mammo_keras.errors import UserError
 from mammo_keras.models.description import register_task_classes
 from mammo_keras.models.outputs import TARGET_KINDS
+
+if TYPE_CHECKING:
+    from mammo_keras.data.targets import TargetSpec
 
 _REGISTRY: dict[str, type["Task"]] = {}
 

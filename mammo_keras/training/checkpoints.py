@@ -84,3 +84,54 @@ class TrainingState:
             if kept and kept != self.checkpoint:
                 (folder / kept).unlink(missing_ok=True)
             path.unlink()
+
+
+class Checkpointer:
+    """Where a run keeps its progress, so a kill loses at most the epoch in flight.
+
+    Every worker commits the last epoch's training model and `TrainingState` in its own
+    `checkpoints/`; the chief also keeps the best model (`out/model.keras`, written whenever
+    the selection improves), `history.csv` and the TensorBoard logs.
+
+    Args:
+        out: the run folder; folder: this worker's folder in it (`out` on one machine).
+        cluster: the run's `Cluster` (chief or not, barriers between workers).
+        tensorboard: write TensorBoard logs of the history.
+    """
+
+    def __init__(self, out: Path, folder: Path, cluster, tensorboard: bool):
+        self.out, self.folder, self.cluster = Path(out), Path(folder), cluster
+        self.checkpoints = self.folder / "checkpoints"
+        self.tensorboard = tensorboard
+        self.multi_worker = cluster.kind == "multi_worker"
+
+    def resume(self, state: TrainingState) -> keras.Model | None:
+        """The training model of the last committed epoch (its optimizer's learning rate where
+        the plateau schedule had brought it), or None when nothing was committed."""
+        if not state.checkpoint:
+            return None
+        trainer = keras.saving.load_model(self.checkpoints / state.checkpoint)
+        if state.learning_rate is not None:
+            trainer.optimizer.learning_rate = state.learning_rate
+        return trainer
+
+    def save_best(self, model: keras.Model) -> None:
+        """The model of a new best epoch, written atomically (the chief only)."""
+        if self.cluster.is_chief:
+            save_model_atomically(model, self.out / "model.keras")
+
+    def commit(self, state: TrainingState, trainer: keras.Model) -> None:
+        """Commit the epoch `state` ends: history.csv first (a kill before the commit retrains
+        the epoch and rewrites it), then the checkpoint; a cluster drops the epoch before only
+        once every worker holds this one."""
+        from mammo_keras.atomic import write_csv_atomically
+        from mammo_keras.training.tensorboard_log import log_epochs
+
+        if self.cluster.is_chief:
+            write_csv_atomically(self.out / "history.csv", state.history)
+        state.commit(self.checkpoints, trainer, keep_previous=self.multi_worker)
+        if self.multi_worker:
+            self.cluster.barrier()
+            state.release_previous(self.checkpoints)
+        if self.tensorboard and self.cluster.is_chief:
+            log_epochs(self.out / "tensorboard", state.history)

@@ -25,21 +25,20 @@ import keras
 CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
 
 
-def _gradient_registry() -> dict | None:
+def _registry_or_none() -> dict | None:
     """TensorFlow's global {op type: gradient function} registry, or None where there is none
     to clean (another backend, or a TensorFlow whose private registry has moved)."""
     if keras.backend.backend() != "tensorflow":
         return None
-    from tensorflow.python.framework import ops
+    from mammo_keras.compat import gradient_registry
 
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else None
+    return gradient_registry()
 
 
 @contextlib.contextmanager
 def released_gradient_closures() -> Iterator[None]:
     """Run the body, then unregister the custom-gradient closures it registered."""
-    registry = _gradient_registry()
+    registry = _registry_or_none()
     before = set(registry) if registry is not None else set()
     try:
         yield

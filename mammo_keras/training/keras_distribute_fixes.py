@@ -20,7 +20,10 @@ from __future__ import annotations
 import contextlib
 
 import tensorflow as tf
-from keras.src.backend.tensorflow import trainer as tensorflow_trainer
+
+from mammo_keras.compat import keras_tensorflow_trainer
+
+tensorflow_trainer = keras_tensorflow_trainer()
 
 KERAS_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 _SCALAR_REDUCTION_ERROR = "Invalid reduction dimension"

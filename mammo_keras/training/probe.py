@@ -105,7 +105,7 @@ def fit_linear_head(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray,
     weights of the epoch with the best `training.monitor` (early stopping after
     `training.patience` epochs without gain, when above 0).
     """
-    from mammo_keras.training.trainer import learning_rate_schedule
+    from mammo_keras.training.optimization import learning_rate_schedule
 
     features, labels = train
     head = keras.Sequential([keras.Input((features.shape[1],)),
@@ -199,7 +199,8 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
     fine-tuned run (same run folder, done.json, report); returns the done.json summary."""
     from mammo_keras.atomic import save_model_atomically
     from mammo_keras.training.config import training_stages
-    from mammo_keras.training.trainer import describe_for_run, finish_run, class_weights
+    from mammo_keras.training.optimization import class_weights
+    from mammo_keras.training.trainer import describe_for_run, finish_run
 
     training = config["training"]
     stages = training_stages(config)

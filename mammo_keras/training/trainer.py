@@ -41,7 +41,7 @@ from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.models.description import describe, description_of
 from mammo_keras.models.traversal import all_layers
 from mammo_keras.tasks import get_task
-from mammo_keras.training.checkpoints import TrainingState
+from mammo_keras.training.checkpoints import Checkpointer, TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
                                          training_stages, write_config)
 from mammo_keras.training.data_setup import dataset_records, split_subsets
@@ -50,7 +50,9 @@ from mammo_keras.training.distribute import (Cluster, agreed_minimum, distribute
                                              synchronized_batch_norm)
 from mammo_keras.training.gradient_closures import released_gradient_closures
 from mammo_keras.training.keras_distribute_fixes import keras_distribute_fixes
-from mammo_keras.training.stage_transition import OffsetSchedule, apply_morphs, carry_state
+from mammo_keras.training.optimization import plateau_step
+from mammo_keras.training.selection import SelectionPolicy
+from mammo_keras.training.stages import StageManager
 from mammo_keras.provenance import commit_at_start, provenance
 from mammo_keras.training.tensorboard_log import log_epochs
 
@@ -93,19 +95,6 @@ def reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
                 position += 1
 
 
-def class_weights(targets: np.ndarray, class_names: Sequence[str]) -> list[float]:
-    """n / (K n_k) per class k: every class contributes equally to the loss."""
-    return class_weights_of_counts(np.bincount(targets, minlength=len(class_names)), class_names)
-
-
-def class_weights_of_counts(counts: np.ndarray, class_names: Sequence[str]) -> list[float]:
-    """`class_weights` from the number of training images of each class."""
-    missing = [name for name, count in zip(class_names, counts) if count == 0]
-    if missing:
-        raise ConfigError(f"no training images of class {missing}; drop it with data.classes")
-    return [float(sum(counts) / (len(class_names) * count)) for count in counts]
-
-
 @contextlib.contextmanager
 def _precision(choice: str):
     """Set the global dtype policy for the run: mixed_float16 on a GPU when "auto"."""
@@ -122,68 +111,16 @@ def _precision(choice: str):
 @contextlib.contextmanager
 def _determinism(enabled: bool):
     """TensorFlow's deterministic op mode for the run (it is process-wide, so undone after)."""
-    from tensorflow.python.framework import config as tf_config  # disable_op_determinism
+    from mammo_keras.compat import disable_op_determinism, op_determinism_enabled
 
-    switch = enabled and not tf_config.is_op_determinism_enabled()
+    switch = enabled and not op_determinism_enabled()
     if switch:
         tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
         if switch:
-            tf_config.disable_op_determinism()
-
-
-def learning_rate_schedule(training: dict, steps_per_epoch: int
-                           ) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up from min_learning_rate_ratio x the peak to the peak over warmup_epochs,
-    then cosine decay back to min_learning_rate_ratio x the peak at the last step."""
-    total = training["epochs"] * steps_per_epoch
-    warmup = min(int(round(training["warmup_epochs"] * steps_per_epoch)), total - 1)
-    peak = float(training["learning_rate"])
-    floor = float(training["min_learning_rate_ratio"])
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak * floor if warmup else peak, decay_steps=max(total - warmup, 1),
-        alpha=floor, warmup_target=peak if warmup else None, warmup_steps=warmup)
-
-
-def _compiled(task, model: keras.Model, weights: list[float] | None, training: dict,
-              stage: dict, steps_per_epoch: int, start_step: int = 0) -> keras.Model:
-    """The task's training model around `model`, compiled with AdamW (or SGD with momentum:
-    `training.optimizer`; Keras applies either's weight decay decoupled) on the stage's schedule
-    (`steps_per_epoch`: optimizer steps, which gradient accumulation makes fewer than
-    batches), counted from optimizer step `start_step` (where the last stage left it)."""
-    trainer = task.training_model(model, weights)
-    jit = training["jit_compile"]
-    accumulation = training["gradient_accumulation"]
-    rate = float(stage["learning_rate"]) if training["schedule"] == "plateau" else \
-        learning_rate_schedule({**training, **stage}, steps_per_epoch)
-    if start_step and not isinstance(rate, float):
-        rate = OffsetSchedule(rate, start_step)
-    common = {"weight_decay": float(training["weight_decay"]),
-              "gradient_accumulation_steps": accumulation if accumulation > 1 else None}
-    if training["optimizer"] == "sgd":
-        optimizer = keras.optimizers.SGD(rate, momentum=float(training["momentum"]), **common)
-    else:
-        optimizer = keras.optimizers.AdamW(rate, **common)
-    losses = task.losses(weights)
-    trainer.compile(optimizer=optimizer, metrics=task.metrics(),
-                    jit_compile=jit if jit in (True, False) else "auto",
-                    **({} if losses is None else {"loss": losses}))
-    return trainer
-
-
-def _plateau_step(state: TrainingState, optimizer, training: dict, improved: bool) -> None:
-    """ReduceLROnPlateau at the end of an epoch: the learning rate x plateau_factor once
-    plateau_patience epochs have passed without a new best of the monitor (counted again
-    from each reduction); the rate is kept in `state`, so a resumed run goes on from it."""
-    state.plateau_wait = 0 if improved else state.plateau_wait + 1
-    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    if state.plateau_wait >= training["plateau_patience"]:
-        rate *= float(training["plateau_factor"])
-        optimizer.learning_rate = rate
-        state.plateau_wait = 0
-    state.learning_rate = rate
+            disable_op_determinism()
 
 
 def _fill_cache(records, path: Path, size: int, batch_size: int, report: DataReport,
@@ -318,49 +255,40 @@ def _epoch_data(subsets: dict, cache: Path, size: int, batch: int, report: DataR
 def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callbacks: list,
                   cluster: Cluster, task, subsets: dict, names: tuple, options: dict,
                   stages: list[dict], report: DataReport) -> None:
-    """Train every epoch `state` has not finished, committing a checkpoint after each (on
-    every worker, in its own folder) and, on the chief, the history and the best model."""
+    """Train every epoch `state` has not finished: the data of each stage built once
+    (`_epoch_data`), its model from the `StageManager`, the best epoch kept by the task's
+    `SelectionPolicy`, every epoch committed by the `Checkpointer`."""
     data, training = config["data"], config["training"]
     seed, accumulation = training["seed"], training["gradient_accumulation"]
     batch = training["batch_size"] // accumulation  # images per forward pass, all replicas
-    multi_worker = cluster.kind == "multi_worker"
     cache = cluster.folder(out) / "cache"
     cache.mkdir(exist_ok=True)
-    checkpoints = cluster.folder(out) / "checkpoints"
-    trainer, trainer_stage = None, None
-    if state.checkpoint:
-        trainer = keras.saving.load_model(checkpoints / state.checkpoint)
-        trainer_stage = _stage_of(stages, max(state.epoch - 1, 0))
-        if state.learning_rate is not None:  # where the plateau schedule had brought it
-            trainer.optimizer.learning_rate = state.learning_rate
+    checkpointer = Checkpointer(out, cluster.folder(out), cluster, training["tensorboard"])
+    selection = SelectionPolicy(training["monitor"], task.metric_direction(training["monitor"]),
+                                training["patience"])
+    stager = StageManager(task, training, stages, names)
+    trainer = checkpointer.resume(state)
+    trainer_stage = _stage_of(stages, max(state.epoch - 1, 0)) if trainer is not None else None
     callbacks = [EpochProgressBar(sum(stage["epochs"] for stage in stages))] + callbacks
-    monitor, mode = training["monitor"], task.metric_direction(training["monitor"])
     sampling = training["class_balance"] == "sampling"
+    crop = {"train_crop": data["train_crop"],
+            "crop_positive_rate": data["crop_positive_rate"]} if data["train_crop"] else {}
     ends = list(itertools.accumulate(stage["epochs"] for stage in stages))
+    part, part_stage = None, None
     while state.epoch < ends[-1]:
         epoch = state.epoch
         index = _stage_of(stages, epoch)
-        stage, size = stages[index], stages[index]["image_size"]
-        part = _epoch_data(subsets, cache, size, batch, report, options, cluster, task, names)
+        size = stages[index]["image_size"]
+        if part_stage != index:  # each stage's data once: its size, its cache, its counts
+            part = _epoch_data(subsets, cache, size, batch, report, options, cluster, task, names)
+            part_stage = index
         updates_per_epoch = math.ceil(int(part["class_counts"].sum()) / training["batch_size"])
-        steps_per_epoch = updates_per_epoch * accumulation  # batches, each epoch whole steps
-        if trainer_stage != index:  # a new stage: a model at its size, the state so far
-            weights = class_weights_of_counts(part["class_counts"], names) \
-                if training["class_balance"] == "weights" else None
-            previous, morphs = trainer, stage.get("morph")
-            model = apply_morphs(task.trained_model(previous), morphs, size) \
-                if previous is not None and morphs else task.build_model(names, size)
-            start = int(previous.optimizer.iterations.numpy()) if previous is not None else 0
-            trainer = _compiled(task, model, weights, training, stage, updates_per_epoch, start)
-            if previous is not None:
-                carry_state(previous, trainer, by_path=bool(morphs))
-                state.best_value, state.epochs_without_gain = None, 0
-                state.plateau_wait, state.learning_rate = 0, None
+        if trainer_stage != index:
+            trainer = stager.enter(index, trainer, part["class_counts"], updates_per_epoch,
+                                   state)
             trainer_stage = index
         reseed_layers(trainer, seed, epoch)
         task.start_epoch(trainer, epoch)
-        crop = {"train_crop": data["train_crop"],
-                "crop_positive_rate": data["crop_positive_rate"]} if data["train_crop"] else {}
         train_data = distributed_dataset(cluster, lambda: load_dataset(
             part["train"], image_size=size, batch_size=part["input_batch"], training=True,
             balanced=sampling, augment=training["augment"], cache=str(part["train_cache"]),
@@ -373,45 +301,28 @@ def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callba
         with synchronized_batch_norm(trainer, cluster):
             history = trainer.fit(train_data, validation_data=val,
                                   initial_epoch=epoch, epochs=epoch + 1,
-                                  steps_per_epoch=steps_per_epoch,
+                                  steps_per_epoch=updates_per_epoch * accumulation,
                                   validation_steps=math.ceil(part["val_total"] / batch),
                                   shuffle=False, callbacks=callbacks, verbose=verbose).history
         seconds = time.monotonic() - started
         logs = {key: float(values[-1]) for key, values in history.items()}
-        if monitor not in logs:
-            raise ConfigError(f"training.monitor {monitor!r} is not logged; choose one of "
-                              f"{sorted(logs)}")
+        value = selection.value(logs)  # reduced over the replicas: every worker decides alike
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate))
         row = {"epoch": epoch + 1, **({"stage": index + 1, "image_size": size}
                                       if len(stages) > 1 else {}), **logs}
         state.history.append({**row, "seconds": round(seconds, 2)})
         state.train_seconds += seconds
         state.epoch = epoch + 1
-        value = logs[monitor]  # reduced over the replicas: every worker decides alike
-        # The best epoch is chosen within each stage: the saved model is the best of the last.
-        if state.best_value is None or (value < state.best_value if mode == "min"
-                                        else value > state.best_value):
-            state.best_value, state.best_epoch, state.epochs_without_gain = value, epoch + 1, 0
-            if cluster.is_chief:
-                save_model_atomically(describe_for_run(
-                    task.trained_model(trainer), task, names, options, size,
-                    cached_shapes(part["train_cache"])), out / "model.keras")
-        else:
-            state.epochs_without_gain += 1
+        if selection.observe(state, value, epoch + 1):
+            checkpointer.save_best(describe_for_run(
+                task.trained_model(trainer), task, names, options, size,
+                cached_shapes(part["train_cache"])))
         if training["schedule"] == "plateau":
-            _plateau_step(state, trainer.optimizer, training, improved=state.best_epoch == epoch + 1)
-        if training["patience"] and state.epochs_without_gain >= training["patience"]:
+            plateau_step(state, trainer.optimizer, training, improved=state.best_epoch == epoch + 1)
+        if selection.stage_is_over(state):
             state.stopped_early = True  # the stage ends here; a later stage still runs
             state.epoch = ends[index]
-        # history.csv first: a kill before the commit retrains this epoch and rewrites it
-        if cluster.is_chief:
-            write_csv_atomically(out / "history.csv", state.history)
-        state.commit(checkpoints, trainer, keep_previous=multi_worker)
-        if multi_worker:  # every worker holds this epoch: the one before can go
-            cluster.barrier()
-            state.release_previous(checkpoints)
-        if training["tensorboard"] and cluster.is_chief:
-            log_epochs(out / "tensorboard", state.history)
+        checkpointer.commit(state, trainer)
 
 
 def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callbacks: list,
