@@ -1,6 +1,6 @@
 """Breast-crop coverage: how much of the true breast the crop keeps, on every kind of mammogram.
 
-Runs `read_image` + `breast_geometry` on the crop test set (`mammo_keras.data.crop_testset`:
+Runs `read_image` + `breast_geometry` on the crop test set (`mammo_keras.devtools.crop_testset`:
 film, faint-edged film, full-field digital "for presentation", breasts cut by the image
 edges, labels touching the breast; densities A-D, CC and MLO; 8-bit, 12-in-16-bit PNG / TIFF,
 DICOM MONOCHROME1 / 2, JPEG, PGM) written to real files, and scores each crop against the
@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mammo_keras.data import load_records, read_image
-from mammo_keras.data.crop_testset import crop_test_cases, score_crop, write_case
+from mammo_keras.devtools.crop_testset import crop_test_cases, score_crop, write_case
 from mammo_keras.data.preprocessing import breast_geometry
 
 MIAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mias" / "all-mias.tar.gz"

@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from mammo_keras.dashboard.launch import wait_until_serving
-from mammo_keras.local_ports import free_ports
+from mammo_keras.devtools.local_ports import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 MAX_UPLOAD_MB = 5

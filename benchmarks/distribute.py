@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mammo_keras.local_ports import free_ports
+from mammo_keras.devtools.local_ports import free_ports
 
 GLOBAL_BATCH = 16
 IMAGE_SIZE = 128

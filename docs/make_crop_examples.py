@@ -1,6 +1,6 @@
 """Draw docs/crop_examples.png: what the model sees, on phantoms of every kind of mammogram.
 
-Columns: one case of each kind of the crop test set (`mammo_keras.data.crop_testset`),
+Columns: one case of each kind of the crop test set (`mammo_keras.devtools.crop_testset`),
 written to its file format and read back as a user's file would be. Rows: the image as read
 with the crop box (yellow) and the true breast outline (cyan); the model input
 (`preprocess`, 224 px); the model input with the per-image intensity window. Phantoms only:
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from mammo_keras.data import read_image  # noqa: E402
-from mammo_keras.data.crop_testset import make_case, score_crop, write_case  # noqa: E402
+from mammo_keras.devtools.crop_testset import make_case, score_crop, write_case  # noqa: E402
 from mammo_keras.data.preprocessing import crop_box_in_original, preprocess  # noqa: E402
 
 CASES = [  # (index, kind, density, view, laterality): one of each kind, densities A-D

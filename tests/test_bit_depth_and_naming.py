@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mammo_keras.data import read_image
-from mammo_keras.data.crop_testset import crop_test_cases, write_case
+from mammo_keras.devtools.crop_testset import crop_test_cases, write_case
 from mammo_keras.data.naming import laterality_and_view_from_name
 from mammo_keras.data.pipeline import load_dataset
 from mammo_keras.data.preprocessing import preprocess

@@ -9,7 +9,7 @@ from scipy import ndimage
 from mammo_keras.data import read_image
 from mammo_keras.data.breast_mask import (BACKGROUND_STEP, background_threshold,
                                           connected_components, fill_holes, largest_component)
-from mammo_keras.data.crop_testset import KINDS, crop_test_cases, score_crop, write_case
+from mammo_keras.devtools.crop_testset import KINDS, crop_test_cases, score_crop, write_case
 from mammo_keras.data.preprocessing import breast_geometry, preprocess
 
 GEOMETRY = tf.function(breast_geometry, input_signature=[tf.TensorSpec([None, None], tf.float32)])

@@ -27,7 +27,7 @@ from mammo_keras.dashboard import (case_report, decide, error_cases, load_cohort
                                    window_level)
 from mammo_keras.data.limits import MAX_PIXELS
 from mammo_keras.dashboard.demo_model import DEMO_CONFIG, find_demo_run, train_demo_model
-from mammo_keras.local_ports import free_ports
+from mammo_keras.devtools.local_ports import free_ports
 from mammo_keras.dashboard.launch import streamlit_command, wait_until_serving
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.preprocessing import preprocess

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from mammo_keras.local_ports import free_ports
+from mammo_keras.devtools.local_ports import free_ports
 from mammo_keras.losses import FeatureSmoothingLoss
 from mammo_keras.training import resolve_config
 from mammo_keras.training.checkpoints import TrainingState

@@ -120,7 +120,7 @@ def test_serving_graph_windows_and_scales_12_bit_pngs_as_training_does(tmp_path,
     import tensorflow as tf
 
     from mammo_keras.data import read_image
-    from mammo_keras.data.crop_testset import make_case
+    from mammo_keras.devtools.crop_testset import make_case
     from mammo_keras.export.savedmodel import export_savedmodel
 
     model = keras.saving.load_model(trained)
