@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -111,27 +112,90 @@ DEFAULTS: dict[str, Any] = {
     "grid": {},                   # only for `run`: axes to expand, see experiment.expand_grid
 }
 
-# Keys whose value may be of several types (anything else must match its default's type).
-_FREE_KEYS = {"data.root", "task_options", "data.train_crop", "data.crop_positive_rate", "training.momentum", "data.classes", "model.weights", "model.bn_momentum", "training.jit_compile", "grid",
-              "training.stages", "training.monitor",
-              "data.split", "training.warmup_epochs", "training.learning_rate",
-              "training.weight_decay", "training.fsl_lambda", "training.label_smoothing",
-              "training.min_learning_rate_ratio", "training.fsl_momentum", "model.dropout",
-              "training.plateau_factor",
-              "data.synthetic.contrast", "data.synthetic.lesion_scale",
-              "data.synthetic.calcification_share", "data.synthetic.calcification_radius"}
-STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs", "morph")
-_CHOICES = {
-    "training.class_balance": ("none", "weights", "sampling"),
-    "training.fsl_centres": ("ema", "batch"),
-    "training.schedule": ("cosine", "plateau"),
-    "training.optimizer": ("adamw", "sgd"),
-    "data.split_by": ("patient", "image"),
-    "training.scenario": ("fine_tune", "linear_probe", "logistic_probe"),
-    "training.precision": ("auto", "float32", "mixed_float16", "float64"),
-    "training.distribute": ("none", "mirrored", "multi_worker"),
-    "evaluation.subset": ("test", "val"),
+NUMBER = (int, float)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The constraint of one config key (scikit-learn's `_parameter_constraints` is the
+    model): the types it takes (None: its default's type; a float default takes ints too),
+    whether null is allowed besides a null default, its choices, and its interval (low, high,
+    high included; the low end is always included; a NaN is never inside). Every violation is
+    one line naming the key."""
+
+    types: tuple[type, ...] | None = None
+    nullable: bool = False
+    choices: tuple | None = None
+    interval: tuple[float, float, bool] | None = None
+
+    def check(self, dotted: str, value: Any, default: Any, where: str) -> None:
+        if value is None:
+            if default is None or self.nullable:
+                return
+            raise ConfigError(f"{where}{dotted} must not be null (default {default!r})")
+        types = self.types
+        if types is None and default is not None:
+            types = NUMBER if isinstance(default, float) else (type(default),)
+        if types is not None:
+            name = "a number" if types == NUMBER else " or ".join(t.__name__ for t in types)
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise ConfigError(f"{where}{dotted} must be {name}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{where}{dotted} must be one of {list(self.choices)}, "
+                              f"got {value!r}")
+        if self.interval is not None:
+            low, high, inclusive = self.interval
+            inside = low <= value <= high if inclusive else low <= value < high
+            if not inside:  # NaN compares false: refused here
+                raise ConfigError(f"{where}{dotted} must be in [{low:g}, {high:g}"
+                                  f"{']' if inclusive else ')'}, got {value!r}")
+
+
+def _fraction(high_included: bool = False) -> Rule:
+    return Rule(NUMBER, interval=(0.0, 1.0, high_included))
+
+
+# One rule per key whose constraint is more than "the type of its default"; the others take
+# their default's type. Sections (data, model, training, ...) are checked key by key; `grid`,
+# `task_options` (the task's own OPTIONS) and `training.stages` have checks of their own.
+RULES: dict[str, Rule] = {
+    "data.root": Rule((str, Path)),
+    "data.classes": Rule((list,)),
+    "data.image_size": Rule((int,), interval=(1, 16384, True)),  # backbones state their minimum
+    "data.split": Rule((list,)),
+    "data.split_by": Rule(choices=("patient", "image")),
+    "data.train_crop": Rule((list,)),
+    "data.crop_positive_rate": _fraction(True),
+    "data.synthetic.contrast": Rule(NUMBER),
+    "data.synthetic.lesion_scale": Rule(NUMBER),
+    "data.synthetic.calcification_share": Rule(NUMBER),
+    "data.synthetic.calcification_radius": Rule(NUMBER),
+    "model.weights": Rule((str,)),
+    "model.bn_momentum": Rule(NUMBER),
+    "model.dropout": _fraction(),
+    "training.scenario": Rule(choices=("fine_tune", "linear_probe", "logistic_probe")),
+    "training.stages": Rule((list,)),
+    "training.optimizer": Rule(choices=("adamw", "sgd")),
+    "training.momentum": _fraction(),
+    "training.learning_rate": Rule(NUMBER, interval=(0.0, 10.0, True)),
+    "training.weight_decay": _fraction(True),
+    "training.schedule": Rule(choices=("cosine", "plateau")),
+    "training.warmup_epochs": Rule(NUMBER, interval=(0.0, 1e6, True)),
+    "training.min_learning_rate_ratio": _fraction(True),
+    "training.plateau_factor": _fraction(),
+    "training.label_smoothing": _fraction(),
+    "training.class_balance": Rule(choices=("none", "weights", "sampling")),
+    "training.fsl_lambda": Rule(NUMBER, interval=(0.0, 1e6, True)),
+    "training.fsl_centres": Rule(choices=("ema", "batch")),
+    "training.fsl_momentum": _fraction(),
+    "training.monitor": Rule((str,)),
+    "training.precision": Rule(choices=("auto", "float32", "mixed_float16", "float64")),
+    "training.jit_compile": Rule((bool, str), choices=(True, False, "auto")),
+    "training.distribute": Rule(choices=("none", "mirrored", "multi_worker")),
+    "evaluation.subset": Rule(choices=("test", "val")),
 }
+STAGE_KEYS = ("image_size", "epochs", "learning_rate", "warmup_epochs", "morph")
+
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -175,15 +239,8 @@ def _merge(defaults: dict, user: dict, prefix: str, where: str) -> dict:
                 raise ConfigError(f"{where}{dotted} must be a mapping, got {value!r}")
             merged[key] = _merge(default, value, f"{dotted}.", where)
             continue
-        if dotted not in _FREE_KEYS and default is not None and value is not None:
-            expected = (int, float) if isinstance(default, float) else type(default)
-            if isinstance(value, bool) != isinstance(default, bool) or \
-                    not isinstance(value, expected):
-                raise ConfigError(f"{where}{dotted} must be {type(default).__name__}, "
-                                  f"got {value!r}")
-        if dotted in _CHOICES and value not in _CHOICES[dotted]:
-            raise ConfigError(f"{where}{dotted} must be one of {list(_CHOICES[dotted])}, "
-                              f"got {value!r}")
+        if dotted not in ("grid", "task_options"):
+            RULES.get(dotted, Rule()).check(dotted, value, default, where)
         merged[key] = value
     return merged
 
@@ -254,7 +311,8 @@ def _resolve(user: dict, where: str) -> dict:
         raise ConfigError(f"{where}{error}") from None
     if training["epochs"] < 0 or training["batch_size"] < 1:
         raise ConfigError(f"{where}training.epochs must be >= 0 and training.batch_size >= 1")
-    _check_ranges(config, where)
+    if training["learning_rate"] == 0:
+        raise ConfigError(f"{where}training.learning_rate must be above 0")
     _check_schedule(training, where)
     if training["distribute"] != "none" and training["gradient_accumulation"] > 1:
         raise ConfigError(f"{where}training.gradient_accumulation does not combine with "
@@ -269,40 +327,6 @@ def _resolve(user: dict, where: str) -> dict:
     if problem:
         raise ConfigError(f"{where}training.stages: {problem}")
     return config
-
-
-# (low, high, high included) of numeric keys; a NaN fails every range
-_RANGES = {
-    "data.image_size": (1, 16384, True),  # each backbone then states its own minimum
-    "training.learning_rate": (0.0, 10.0, True),
-    "training.weight_decay": (0.0, 1.0, True),
-    "training.warmup_epochs": (0.0, 1e6, True),
-    "training.min_learning_rate_ratio": (0.0, 1.0, True),
-    "training.label_smoothing": (0.0, 1.0, False),
-    "training.fsl_lambda": (0.0, 1e6, True),
-    "training.fsl_momentum": (0.0, 1.0, False),
-    "training.momentum": (0.0, 1.0, False),
-    "training.plateau_factor": (0.0, 1.0, False),
-    "model.dropout": (0.0, 1.0, False),
-}
-
-
-def _check_ranges(config: dict, where: str) -> None:
-    """Numbers that would train a NaN model or fail deep inside TensorFlow: one line each."""
-    for dotted, (low, high, inclusive) in _RANGES.items():
-        section, key = dotted.split(".")
-        if key not in config.get(section, {}):
-            continue  # a builder other than the classifier has its own keys
-        value = config[section][key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}{dotted} must be a number, got {value!r}")
-        inside = low <= value <= high if inclusive else low <= value < high
-        if not inside:  # NaN compares false: refused here
-            bound = "]" if inclusive else ")"
-            raise ConfigError(f"{where}{dotted} must be in [{low:g}, {high:g}{bound}, "
-                              f"got {value!r}")
-    if config["training"]["learning_rate"] == 0:
-        raise ConfigError(f"{where}training.learning_rate must be above 0")
 
 
 def _check_schedule(training: dict, where: str) -> None:
