@@ -12,6 +12,8 @@ and config and only changes the op.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import ops
 
@@ -62,8 +64,6 @@ def use_channelwise_convolutions(model: keras.Model) -> keras.Model:
     which Grad-CAM and the pyramid read). A saved model records the new class, so
     reloading keeps the fast op. Returns `model` itself when it has no such layer.
     """
-    from mammo_keras.models.description import clone_described
-
     if not any(type(layer) is keras.layers.Conv2D and is_channelwise(layer)
                for layer in model.layers):
         return model
@@ -75,7 +75,9 @@ def use_channelwise_convolutions(model: keras.Model) -> keras.Model:
         copies.append((layer, kind.from_config(layer.get_config())))
         return copies[-1][1]
 
-    clone = clone_described(model, clone_function=convert)
+    clone = keras.models.clone_model(model, clone_function=convert)
+    if hasattr(model, "description"):  # a described model keeps its description
+        clone.description = dataclasses.replace(model.description)
     for original, copy in copies:
         if isinstance(original, keras.layers.Layer) and original.weights:
             copy.set_weights(original.get_weights())

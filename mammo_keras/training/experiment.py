@@ -36,7 +36,8 @@ from mammo_keras.provenance import commit_at_start
 from mammo_keras.tasks import get_task_class
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
-from mammo_keras.training.trainer import read_done, train
+from mammo_keras.training.run_end import read_done
+from mammo_keras.training.trainer import train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
 # The columns of a cell's row that are bookkeeping, not metrics to average

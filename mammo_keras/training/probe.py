@@ -200,7 +200,7 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
     from mammo_keras.atomic import save_model_atomically
     from mammo_keras.training.config import training_stages
     from mammo_keras.training.optimization import class_weights
-    from mammo_keras.training.trainer import describe_for_run, finish_run
+    from mammo_keras.training.run_end import describe_for_run, finish_run
 
     training = config["training"]
     stages = training_stages(config)
