@@ -320,11 +320,12 @@ def _stored(decoded: tf.data.Dataset, store: ImageStore, usable: Sequence[Record
     """(image, mask, target, index) read from `store`, filled first from `decoded` unless it
     holds these records already; shuffled by row number when `shuffle`."""
     paths, size = [record.path for record in usable], preprocessor.image_size
+    known = set(paths)
     if not store.holds(paths, preprocessor.get_config(), masks):
         store.write(((image.numpy(), mask.numpy() if masks else None, int(target), int(index))
                      for image, mask, target, index in decoded), paths,
                     preprocessor.get_config(), masks,
-                    lambda: [error for error in report.skipped if error.path in set(paths)])
+                    lambda: [error for error in report.skipped if error.path in known])
     reader = store.reader()
     for error in reader.skipped:  # files a pass of an earlier process could not use
         report.add(error)
