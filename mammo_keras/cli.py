@@ -18,6 +18,7 @@ from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.errors import DataError, no_images
 from mammo_keras.errors import UserError
+from mammo_keras.trust import TRUST_VARIABLE, trusting_code
 from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
@@ -886,6 +887,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain_command(commands)
     _add_dashboard_command(commands)
     _add_bench_command(commands)
+    trust = {"action": "store_true",
+             "help": "run code that a config or a model file names outside mammo_keras (a "
+                     "model.builder or task 'package.module:name'); off by default, as "
+                     f"Hugging Face's trust_remote_code (or set {TRUST_VARIABLE}=1)"}
+    parser.add_argument("--trust-code", **trust)
+    for command in commands.choices.values():  # also accepted after the command's name
+        command.add_argument("--trust-code", **trust, default=argparse.SUPPRESS)
     return parser
 
 
@@ -900,9 +908,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _tensorflow_logs(args.verbose, users["TF_CPP_MIN_LOG_LEVEL"])
-    if getattr(args, "backend", None):
-        return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
-    return _dispatch(args)
+    with trusting_code(args.trust_code):
+        if getattr(args, "backend", None):
+            return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
+        return _dispatch(args)
 
 
 def _tensorflow_logs(verbose: bool, user_level: str | None) -> None:

@@ -164,7 +164,7 @@ def test_train_command_trains_on_the_backend(backend, task, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     assert cli.main(["train", "--config", str(path), "--out", str(out),
-                     "--backend", backend]) == 0
+                     "--backend", backend, "--trust-code"]) == 0
     done = json.loads((out / "done.json").read_text())
     assert done["epochs_run"] == 2 and done["images"] == {"train": 12, "val": 6, "test": 6}
     history = list(csv.DictReader(open(out / "history.csv")))

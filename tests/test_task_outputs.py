@@ -37,7 +37,7 @@ def toy_run(tmp_path_factory) -> Path:
               "training": {"epochs": 2, "batch_size": 4, "tensorboard": False},
               "evaluation": {"resamples": 10}}
     (folder / "toy.yaml").write_text(yaml.safe_dump(config))
-    assert cli.main(["train", "--config", str(folder / "toy.yaml"),
+    assert cli.main(["train", "--trust-code", "--config", str(folder / "toy.yaml"),
                      "--out", str(folder / "run")]) == 0
     return folder / "run"
 
@@ -176,8 +176,12 @@ def test_output_kinds_are_checked():
 def test_evaluate_asks_the_plug_in_task_that_trained_the_model(toy_run, tmp_path, capsys):
     data = next((toy_run / "data").iterdir())
     out = tmp_path / "evaluation"
-    assert cli.main(["evaluate", str(toy_run / "model.keras"), "--data", str(data),
-                     "--out", str(out), "--resamples", "10"]) == 0
+    command = ["evaluate", str(toy_run / "model.keras"), "--data", str(data),
+               "--out", str(out), "--resamples", "10"]
+    assert cli.main(command) == 2  # the task the model names is code from outside the package
+    assert "task 'tests.toy_task:ToyMaskTask' is code from module 'tests.toy_task', outside " \
+        "mammo_keras; refused unless you trust it: add --trust-code" in capsys.readouterr().err
+    assert cli.main([*command, "--trust-code"]) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "roc_auc_macro" in printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -195,7 +199,7 @@ def test_a_grid_of_the_plug_in_task_is_summarised_by_its_columns(tmp_path, capsy
               "evaluation": {"resamples": 0}, "grid": {"training.seed": [0, 1]}}
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert cli.main(["run", str(path), "--out", str(tmp_path / "grid")]) == 0
+    assert cli.main(["--trust-code", "run", str(path), "--out", str(tmp_path / "grid")]) == 0
     summary = (tmp_path / "grid" / "summary.md").read_text()
     assert "task tests.toy_task:ToyMaskTask" in summary and "| n | accuracy |" in summary
     assert "held-out test subset" in summary

@@ -19,6 +19,7 @@ from mammo_keras.models import (build_classifier, describe, description_of, feat
                                 with_logits)
 from mammo_keras.models.builders import build_model
 from mammo_keras.training import ConfigError, resolve_config
+from mammo_keras.trust import TRUST_VARIABLE
 
 TINY = {"synthetic": {"count": 24, "size": 256}, "image_size": 32, "split": [0.5, 0.25, 0.25]}
 
@@ -31,7 +32,7 @@ def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
-    assert cli.main(["train", "--config", str(path), "--out", str(out)]) == 0
+    assert cli.main(["train", "--config", str(path), "--out", str(out), "--trust-code"]) == 0
     done = json.loads((out / "done.json").read_text())
     assert done["task"] == "tests.toy_task:ToyMaskTask" and done["epochs_run"] == 2
     assert done["monitor"] == "val_loss"  # the task's own, as the config names none
@@ -51,7 +52,8 @@ def test_toy_two_output_task_trains_from_yaml_through_the_cli(tmp_path):
     assert 0.0 <= done["metrics"]["accuracy"] <= 1.0
 
 
-def test_builder_keys_are_checked_against_its_signature():
+def test_builder_keys_are_checked_against_its_signature(monkeypatch):
+    monkeypatch.setenv(TRUST_VARIABLE, "1")
     with pytest.raises(ConfigError, match=r"model\.widht.*valid.*width"):
         resolve_config({"model": {"builder": "tests.toy_task:build", "widht": 3}})
     with pytest.raises(ConfigError, match=r"model\.backbone"):
@@ -149,7 +151,8 @@ def test_convnext_pyramid_levels_are_stage_outputs_after_the_residual_addition()
         assert downsampling.input is pyramid[level], (level, downsampling.name)
 
 
-def test_build_model_describes_what_it_builds():
+def test_build_model_describes_what_it_builds(monkeypatch):
+    monkeypatch.setenv(TRUST_VARIABLE, "1")
     model = build_model({"builder": "tests.toy_task:build", "width": 2}, num_classes=2,
                         image_size=16)
     assert description_of(model).image_size == 16

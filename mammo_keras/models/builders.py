@@ -5,21 +5,22 @@
       backbone: convnext_tiny      # the builder's keyword arguments, checked against
       head: gagm_se                # its signature
 
-A builder takes keyword arguments and returns a functional `keras.Model`; when it
-accepts `num_classes` and `input_shape` the task passes them (the config does not
-repeat what the data decides). The model comes back as a `DescribedModel` naming
-its builder and arguments.
+A builder is a Python function that takes keyword arguments and declares that it returns
+a `keras.Model` (`-> keras.Model`); when it accepts `num_classes` and `input_shape` the task
+passes them (the config does not repeat what the data decides). The model comes back as a
+`DescribedModel` naming its builder and arguments. A builder outside `mammo_keras` is code
+from elsewhere: it is imported only when the user trusts code (`mammo_keras.trust`).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any, Callable
 
 import keras
 
 from mammo_keras.errors import UserError, did_you_mean
+from mammo_keras.trust import import_reference
 
 BUILDERS: dict[str, str] = {
     "classifier": "mammo_keras.models.classifier:build_classifier",
@@ -33,16 +34,39 @@ TASK_ARGUMENTS = ("num_classes", "input_shape", "task")
 
 
 def get_builder(name: str) -> Callable[..., keras.Model]:
-    """The builder function `name` (a key of BUILDERS or "package.module:function")."""
+    """The builder function `name` (a key of BUILDERS or "package.module:function").
+
+    Raises:
+        UserError: an unknown name, code from outside mammo_keras the user does not trust,
+            or something that is not a model builder (a Python function declared
+            `-> keras.Model`), before anything is called.
+    """
     target = BUILDERS.get(name, name)
-    module, sep, attribute = str(target).partition(":")
-    if not sep:
+    if ":" not in str(target):
         raise UserError(f"unknown model builder {name!r}; choose one of {sorted(BUILDERS)} "
                          "or name a function as 'package.module:function'")
+    builder = import_reference(target, "model.builder")
+    problem = _not_a_builder(builder)
+    if problem:
+        raise UserError(f"model.builder {name!r} is not a model builder: {problem}")
+    return builder
+
+
+def _not_a_builder(candidate: Any) -> str | None:
+    """Why `candidate` is not a model builder, or None when it is one."""
+    if not inspect.isfunction(candidate):
+        return f"it is a {type(candidate).__name__}, not a Python function"
     try:
-        return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as error:
-        raise UserError(f"model.builder {name!r}: cannot import it ({error})") from None
+        returns = inspect.signature(candidate, eval_str=True).return_annotation
+    except (NameError, TypeError, SyntaxError):  # an annotation that cannot be resolved here
+        returns = inspect.signature(candidate).return_annotation
+        if isinstance(returns, str) and returns.split(".")[-1].endswith("Model"):
+            return None
+    if isinstance(returns, type) and issubclass(returns, keras.Model):
+        return None
+    shown = "nothing" if returns is inspect.Signature.empty else getattr(
+        returns, "__name__", str(returns))
+    return f"{candidate.__name__} declares that it returns {shown}, not a keras.Model"
 
 
 def builder_parameters(name: str) -> list[str]:
@@ -94,6 +118,9 @@ def build_model(section: dict, num_classes: int, image_size: int,
     if "input_shape" in accepted:
         given["input_shape"] = (image_size, image_size, 1)
     model = builder(**given, **({"task": task} if "task" in accepted else {}))
+    if not isinstance(model, keras.Model):
+        raise UserError(f"model.builder {name!r} returned a {type(model).__name__}, not a "
+                         "keras.Model")
     return describe(model, image_size=image_size,
                     builder={"name": name, "arguments": _jsonable(given)})
 

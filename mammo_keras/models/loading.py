@@ -8,11 +8,14 @@ before loading.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
 
 from mammo_keras.errors import UserError
+from mammo_keras.trust import code_is_trusted
 
 
 def register_serializables() -> None:
@@ -33,17 +36,49 @@ def load_model(path: str | Path) -> keras.Model:
     """The model saved in the `.keras` file at `path`.
 
     Raises:
-        UserError: one line naming the file when it is missing or not a loadable Keras
-            archive.
+        UserError: one line naming the file when it is missing, a folder (a SavedModel),
+            not a loadable Keras archive, or holds Python code (a Lambda layer) while
+            code is not trusted (`mammo_keras.trust`).
     """
+    if Path(path).is_dir():
+        raise UserError(f"{path}: is a folder (a SavedModel?), not a .keras model file; this "
+                        "command needs the .keras file (`predict` also reads SavedModels)")
     if not Path(path).is_file():
         raise UserError(f"{path}: model file not found")
+    code = _code_inside(path)
+    if code and not code_is_trusted():
+        raise UserError(f"{path}: holds Python code ({code}), which loading would run; "
+                        "refused: rebuild the model without Lambda layers, or add "
+                        "--trust-code if you trust the file")
     register_serializables()
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, safe_mode=not code)
     except (OSError, TypeError, ValueError) as error:  # not a .keras archive, or a foreign one
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+
+
+def _code_inside(path: str | Path) -> str | None:
+    """The first Lambda layer of the `.keras` archive at `path` ("Lambda layer 'name'"), or
+    None. Keras' safe mode refuses them too, but inside a nested model only as "could not
+    be deserialized properly", which does not tell the user why."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError):
+        return None  # not a .keras archive: Keras' own error says so
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                name = (item.get("config") or {}).get("name") if isinstance(
+                    item.get("config"), dict) else None
+                return f"Lambda layer {name!r}"
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def build_from_file(path: str, num_classes: int = 3, input_shape: tuple = (224, 224, 1),

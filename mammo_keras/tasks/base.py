@@ -20,7 +20,6 @@ names), so a model exported on one machine serves on another without the task's 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -29,6 +28,7 @@ import keras
 from mammo_keras.errors import UserError
 from mammo_keras.models.description import register_task_classes
 from mammo_keras.models.outputs import TARGET_KINDS
+from mammo_keras.trust import import_reference
 
 if TYPE_CHECKING:
     from mammo_keras.data.targets import TargetSpec
@@ -254,13 +254,9 @@ def get_task_class(name: str) -> type[Task]:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in str(name):
-        module, _, attribute = name.partition(":")
-        try:
-            task = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as error:
-            raise UserError(f"data.task {name!r}: cannot import it ({error})") from None
+        task = import_reference(name, "task")
         if not (isinstance(task, type) and issubclass(task, Task)):
-            raise UserError(f"data.task {name!r} is not a mammo_keras.tasks.Task subclass")
+            raise UserError(f"task {name!r} is not a mammo_keras.tasks.Task subclass")
         return task
     raise UserError(f"unknown task {name!r}; choose one of {sorted(_REGISTRY)} or name a "
                      "Task subclass as 'package.module:ClassName'")
