@@ -37,6 +37,7 @@ from mammo_keras.tasks import get_task_class
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config, set_dotted,
                                          write_config)
 from mammo_keras.training.run_end import read_done
+from mammo_keras.training.run_folder import owned_run_folder
 from mammo_keras.training.trainer import train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
@@ -228,30 +229,30 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
     config = resolve_config(config)
     commit_at_start()  # every cell records the code the grid started with
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out / "config.yaml", config)
-    cells = expand_grid(config)
-    axes = list((config.get("grid") or {}).keys())
-    rows, failed, origins = [], {}, []
-    for index, (name, labels, cell_config) in enumerate(cells, start=1):
-        folder = out / "cells" / name if name else out
-        done = read_done(folder)
-        prefix = f"[{index}/{len(cells)}] {name or config['name']}"
-        if done is not None and done["config_hash"] == config_hash(cell_config):
-            log(f"{prefix}: finished earlier, skipped")
-        else:
-            log(f"{prefix}: training")
-            done = _train_cell(cell_config, folder, out / "data", verbose, failed, name, prefix,
-                               log)
-            keras.backend.clear_session(free_memory=True)  # the next cell starts from none
-        if done is not None:
-            rows.append(_cell_row(name, labels, done))
-            origin = {key: done[key] for key in ("command", "commit", "hardware")}
-            if origin not in origins:
-                origins.append(origin)
-        if rows:
-            _write_tables(out, config, rows, axes, failed, origins)
-    return {"rows": rows, "summary": summarise(rows, axes), "failed": failed}
+    with owned_run_folder(out, "experiment"):
+        write_config(out / "config.yaml", config)
+        cells = expand_grid(config)
+        axes = list((config.get("grid") or {}).keys())
+        rows, failed, origins = [], {}, []
+        for index, (name, labels, cell_config) in enumerate(cells, start=1):
+            folder = out / "cells" / name if name else out
+            done = read_done(folder)
+            prefix = f"[{index}/{len(cells)}] {name or config['name']}"
+            if done is not None and done["config_hash"] == config_hash(cell_config):
+                log(f"{prefix}: finished earlier, skipped")
+            else:
+                log(f"{prefix}: training")
+                done = _train_cell(cell_config, folder, out / "data", verbose, failed, name,
+                                   prefix, log)
+                keras.backend.clear_session(free_memory=True)  # the next cell starts from none
+            if done is not None:
+                rows.append(_cell_row(name, labels, done))
+                origin = {key: done[key] for key in ("command", "commit", "hardware")}
+                if origin not in origins:
+                    origins.append(origin)
+            if rows:
+                _write_tables(out, config, rows, axes, failed, origins)
+        return {"rows": rows, "summary": summarise(rows, axes), "failed": failed}
 
 
 def _train_cell(config: dict, folder: Path, data_dir: Path, verbose, failed: dict, name: str,

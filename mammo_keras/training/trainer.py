@@ -52,6 +52,7 @@ from mammo_keras.training.selection import SelectionPolicy
 from mammo_keras.training.stages import StageManager
 from mammo_keras.provenance import commit_at_start
 from mammo_keras.training.run_end import describe_for_run, finish_run, read_done
+from mammo_keras.training.run_folder import owned_run_folder
 
 EPOCH_SEED_STRIDE = 7919  # epoch e of a run with seed s draws its randomness from s + 7919 e
 
@@ -161,34 +162,34 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
     training = config["training"]
     cluster = make_cluster(training["distribute"])
     out = Path(out)
-    cluster.folder(out).mkdir(parents=True, exist_ok=True)
-    digest = config_hash(config)
-    done = read_done(out)
-    if done is not None:
-        if done["config_hash"] != digest:
-            raise ConfigError(f"{out} holds a finished run of another config; choose another "
-                              "output folder")
-        return done
-    checkpoints = cluster.folder(out) / "checkpoints"
-    state = TrainingState.read(checkpoints)
-    if state is not None and not resume:
-        raise ConfigError(f"{out} holds an unfinished run (epoch {state.epoch} of "
-                          f"{config['training']['epochs']}); pass --resume to continue it or "
-                          "choose another output folder")
-    if state is not None and state.config_hash != digest:
-        raise ConfigError(f"{out}: the config differs from the one of its checkpoint; resume "
-                          "with the same config or choose another output folder")
-    if cluster.kind == "multi_worker":  # resume from the last epoch every worker finished
-        with cluster.peers_explained():
-            agreed = agreed_minimum(cluster, state.epoch if state else 0)
-        state = TrainingState.read(checkpoints, agreed) if agreed else None
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    keras.utils.set_random_seed(training["seed"])
-    with _precision(training["precision"]), _determinism(training["deterministic"]), \
-            cluster.peers_explained(), released_gradient_closures():
-        return _run(config, out, state or TrainingState(config_hash=digest), data_dir, verbose,
-                    list(callbacks), progress, cluster)
+    with owned_run_folder(cluster.folder(out), "run"):
+        digest = config_hash(config)
+        done = read_done(out)
+        if done is not None:
+            if done["config_hash"] != digest:
+                raise ConfigError(f"{out} holds a finished run of another config; choose "
+                                  "another output folder")
+            return done
+        checkpoints = cluster.folder(out) / "checkpoints"
+        state = TrainingState.read(checkpoints)
+        if state is not None and not resume:
+            raise ConfigError(f"{out} holds an unfinished run (epoch {state.epoch} of "
+                              f"{config['training']['epochs']}); pass --resume to continue it "
+                              "or choose another output folder")
+        if state is not None and state.config_hash != digest:
+            raise ConfigError(f"{out}: the config differs from the one of its checkpoint; "
+                              "resume with the same config or choose another output folder")
+        if cluster.kind == "multi_worker":  # resume from the last epoch every worker finished
+            with cluster.peers_explained():
+                agreed = agreed_minimum(cluster, state.epoch if state else 0)
+            state = TrainingState.read(checkpoints, agreed) if agreed else None
+        if verbose == "auto":
+            verbose = 1 if sys.stdout.isatty() else 2
+        keras.utils.set_random_seed(training["seed"])
+        with _precision(training["precision"]), _determinism(training["deterministic"]), \
+                cluster.peers_explained(), released_gradient_closures():
+            return _run(config, out, state or TrainingState(config_hash=digest), data_dir,
+                        verbose, list(callbacks), progress, cluster)
 
 
 def _stage_of(stages: list[dict], epoch: int) -> int:
