@@ -16,18 +16,19 @@ import sys
 from pathlib import Path
 
 import keras
-import yaml
+
 
 from mammo_keras.explain import METHODS, localization_metrics
 from mammo_keras.export.metadata import build_metadata
 from mammo_keras.models import description_of
 from mammo_keras.training.data_setup import dataset_records
 from mammo_keras.provenance import provenance
+from mammo_keras.yaml_files import read_yaml
 
 
 def subset_records(run: Path, subset: str, data_dir: Path | None):
     """The records of `subset` in the run's splits.csv, with their ROIs and masks."""
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    config = read_yaml(run / "config.yaml")
     candidates = [data_dir] if data_dir else [run / "data", run.parent.parent / "data"]
     folder = next((c for c in candidates if c and c.is_dir()), candidates[0])
     records = {record.path: record for record in dataset_records(config["data"], folder)}

@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
+
 
 from mammo_keras.data.synthetic import PhantomSpec, compose_film, draw_phantom_layers
 from mammo_keras.provenance import provenance
+from mammo_keras.yaml_files import read_yaml
 
 SIZES = (64, 128, 256, 512)
 FINDINGS = ("benign_calcification", "malignant_calcification")
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--phantoms", type=int, default=12, help="per finding")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/morphhr_phantoms"))
     args = parser.parse_args()
-    options = yaml.safe_load(args.config.read_text())["data"]["synthetic"]
+    options = read_yaml(args.config)["data"]["synthetic"]
     rows = []
     for finding in FINDINGS:
         for seed in range(args.phantoms):

@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
+from mammo_keras.yaml_files import read_yaml
 from result_files import with_interval, write_result
 
 ARMS = ("patient", "image")
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     cells = sorted((run / "cells").glob("*-fold*"))
     if not cells:
         raise SystemExit(f"{run}: no cells")
-    root = yaml.safe_load((cells[0] / "config.yaml").read_text())["data"]["root"]
+    root = read_yaml(cells[0] / "config.yaml")["data"]["root"]
     records_by_path = {record.path: record for record in load_records(root)}
     overlap = {}
     for arm in ARMS:

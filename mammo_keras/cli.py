@@ -349,14 +349,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_morph(args: argparse.Namespace) -> int:
-    import yaml
-
     from mammo_keras import load_model
     from mammo_keras.atomic import save_model_atomically
     from mammo_keras.morph.check import function_difference
     from mammo_keras.training.stage_transition import apply_morphs, resolve_morphs
 
-    steps = resolve_morphs([yaml.safe_load(text) for text in args.step], "morph --step")
+    from mammo_keras.yaml_files import read_yaml_text
+
+    steps = resolve_morphs([read_yaml_text(text, f"morph --step {text[:40]!r}")
+                            for text in args.step], "morph --step")
     if any(step["operation"] == "to_resolution" for step in steps):
         raise UserError("morph: use --to-resolution SIZE for to_resolution, not --step")
     if args.to_resolution:

@@ -103,7 +103,8 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
 
     Returns:
         (rows, skipped): rows as `predict_files`' plus "mask_png", "mask_dicom" (or "") and
-        "mask_pixels"; a DataError per file that could not be read or written.
+        "mask_pixels"; a DataError per file that could not be read or written, and one per
+        DICOM SEG that could not be written (that file's row and PNG mask are kept).
     """
     from mammo_keras.data.dicom_seg import write_dicom_seg
     from mammo_keras.data.readers import read_image
@@ -129,17 +130,23 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
             stem = _unique_stem(Path(path.split("::")[-1]).stem, used)
             png = out / f"{stem}_mask.png"
             _write_mask_png(mask, png)
-            seg = ""
-            if dicom_seg and meta.get("format") == "dicom":
-                seg = str(write_dicom_seg(path, mask, out / f"{stem}_seg.dcm",
-                                          algorithm=predictor.description.task or "mammo-keras",
-                                          version=_version()))
         except DataError as error:
             skipped.append(error)
             continue
         except OSError as error:
             skipped.append(DataError(path, f"mask not written ({error.strerror or error})"))
             continue
+        seg = ""
+        if dicom_seg and meta.get("format") == "dicom":
+            try:  # a SEG that cannot be written loses neither the answer nor the PNG mask
+                seg = str(write_dicom_seg(path, mask, out / f"{stem}_seg.dcm",
+                                          algorithm=predictor.description.task or "mammo-keras",
+                                          version=_version()))
+            except (DataError, OSError) as error:
+                problem = error.problem if isinstance(error, DataError) else \
+                    error.strerror or str(error)
+                skipped.append(DataError(path, f"DICOM SEG not written ({problem}); the "
+                                               "prediction and PNG mask were written"))
         probabilities = outputs["probabilities"][0]
         rows.append({"path": path, "prediction": classes[int(np.argmax(probabilities))],
                      **{f"p_{name}": float(p) for name, p in zip(classes, probabilities)},

@@ -385,6 +385,39 @@ def test_predict_writes_masks_at_the_original_size_and_dicom_seg_referencing_the
         assert (seg.pixel_array.reshape(mask.shape) > 0).sum() == (mask == 255).sum()
 
 
+def test_a_dicom_without_uids_loses_only_its_seg(hds_run, tmp_path, capsys):
+    """A source without SOPInstanceUID / StudyInstanceUID cannot be referenced by a SEG: that
+    SEG is listed with its reason; every prediction and PNG mask is written."""
+    import csv
+
+    import pydicom
+
+    images = sorted((hds_run / "data").rglob("images/*.dcm"))[:3]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for index, image in enumerate(images):
+        dataset = pydicom.dcmread(image)
+        if index == 0:
+            del dataset.SOPInstanceUID
+        if index == 1:
+            del dataset.StudyInstanceUID
+        dataset.save_as(inputs / f"film{index}.dcm")
+    assert cli.main(["predict", str(hds_run / "model.keras"), str(inputs),
+                     "--out", str(tmp_path / "p.csv"), "--masks", str(tmp_path / "masks")]) == 3
+    rows = {Path(row["path"]).name: row for row in csv.DictReader(open(tmp_path / "p.csv"))}
+    assert sorted(rows) == ["film0.dcm", "film1.dcm", "film2.dcm"]
+    assert all(Path(row["mask_png"]).is_file() for row in rows.values())
+    assert rows["film0.dcm"]["mask_dicom"] == rows["film1.dcm"]["mask_dicom"] == ""
+    assert Path(rows["film2.dcm"]["mask_dicom"]).is_file()
+    skipped = {Path(row["path"]).name: row["reason"]
+               for row in csv.DictReader(open(tmp_path / "p.skipped.csv"))}
+    assert skipped == {
+        "film0.dcm": "DICOM SEG not written (has no SOPInstanceUID, so a DICOM SEG cannot "
+                     "reference it); the prediction and PNG mask were written",
+        "film1.dcm": "DICOM SEG not written (has no StudyInstanceUID, so a DICOM SEG cannot "
+                     "reference it); the prediction and PNG mask were written"}
+
+
 def test_the_mask_written_is_the_model_output_mapped_back(hds_run, tmp_path):
     """predict_masks = the served model on the preprocessed film, inverted through the crop."""
     from mammo_keras.data import read_image

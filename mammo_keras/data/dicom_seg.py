@@ -24,6 +24,8 @@ from mammo_keras.data.errors import DataError
 # the SEG copies from its source; some exporters leave them out
 TYPE_2_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                      "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+# What a SEG needs of its source to reference it: the study it joins and the instance it names
+REFERENCE_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
 
 def write_dicom_seg(source: str | Path, mask: np.ndarray, out: str | Path, *,
@@ -32,7 +34,8 @@ def write_dicom_seg(source: str | Path, mask: np.ndarray, out: str | Path, *,
     """Write `mask` (H, W) bool, on the source image's grid, as a binary DICOM SEG at `out`.
 
     Raises:
-        DataError: the source is not a readable DICOM image, or its size is not the mask's.
+        DataError: the source is not a readable DICOM image, lacks a UID the reference
+            needs (`REFERENCE_UIDS`), its size is not the mask's, or highdicom refuses it.
     """
     import highdicom as hd
 
@@ -43,6 +46,11 @@ def write_dicom_seg(source: str | Path, mask: np.ndarray, out: str | Path, *,
     for keyword in TYPE_2_ATTRIBUTES:  # present in a conformant file, possibly empty
         if keyword not in image:
             setattr(image, keyword, "")
+    missing = [keyword for keyword in REFERENCE_UIDS
+               if not str(getattr(image, keyword, "") or "").strip()]
+    if missing:
+        raise DataError(source, f"has no {', '.join(missing)}, so a DICOM SEG cannot "
+                                "reference it")
     rows, columns = int(getattr(image, "Rows", 0)), int(getattr(image, "Columns", 0))
     if (rows, columns) != tuple(np.shape(mask)):
         raise DataError(source, f"image is {rows} x {columns} but the mask is "
@@ -55,13 +63,22 @@ def write_dicom_seg(source: str | Path, mask: np.ndarray, out: str | Path, *,
         segmented_property_type=codes.SCT.Mass,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm_id)
-    segmentation = hd.seg.Segmentation(
+    try:
+        segmentation = _segmentation(hd, image, mask, segment, algorithm, version)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:  # highdicom's checks
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(source, f"no DICOM SEG can reference it ({first})") from None
+    with atomic_path(out) as partial:
+        segmentation.save_as(partial)
+    return Path(out)
+
+
+def _segmentation(hd, image, mask: np.ndarray, segment, algorithm: str, version: str):
+    """highdicom's binary Segmentation of `mask` on `image`, in a new series."""
+    return hd.seg.Segmentation(
         source_images=[image], pixel_array=np.asarray(mask, bool)[None],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment], series_instance_uid=generate_uid(), series_number=100,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="mammo-keras",
         manufacturer_model_name=algorithm, software_versions=str(version),
         device_serial_number="none", omit_empty_frames=False)
-    with atomic_path(out) as partial:
-        segmentation.save_as(partial)
-    return Path(out)
