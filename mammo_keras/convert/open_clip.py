@@ -23,6 +23,10 @@ from mammo_keras.models.clip import CLIPConfig, build_clip
 from mammo_keras.models.clip_tokenizer import CLIPTokenizer
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+MAX_CONFIG_BYTES = 1 << 20  # a model config is a few kB
+# open_clip clamps the learnt log logit scale to [0, ln 100] while training
+LOGIT_SCALE_RANGE = (0.0, math.log(100.0))
+MAX_CONTEXT = 4096  # tokens; a context past the position table is refused anyway
 # timm ViTs whose attention heads are not 64 wide
 VISION_HEADS = {"test_vit": 2, "test_vit2": 2, "test_vit3": 2}
 SUPPORTED = {"vision": ("timm_model_name",), "text": ("hf_model_name",)}
@@ -35,10 +39,13 @@ def read_open_clip_folder(directory: str | Path) -> tuple[dict, dict[str, np.nda
     if not config_path.is_file():
         raise UserError(f"{folder}: no open_clip_config.json (the folder open_clip's "
                         "'local-dir:' or 'hf-hub:' models come in)")
-    try:
-        model_cfg = json.loads(config_path.read_text())["model_cfg"]
-    except (ValueError, KeyError) as error:
-        raise UserError(f"{config_path}: not an open_clip config ({error})") from None
+    document = read_json_file(config_path)
+    model_cfg = document.get("model_cfg") if isinstance(document, dict) else None
+    if not isinstance(model_cfg, dict):
+        raise UserError(f"{config_path}: not an open_clip config (no 'model_cfg' mapping)")
+    for tower in ("vision_cfg", "text_cfg"):
+        if not isinstance(model_cfg.get(tower, {}), dict):
+            raise UserError(f"{config_path}: model_cfg.{tower} is not a mapping")
     weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if weights is None:
         raise UserError(f"{folder}: no weights file ({' or '.join(WEIGHT_FILES)})")
@@ -46,22 +53,53 @@ def read_open_clip_folder(directory: str | Path) -> tuple[dict, dict[str, np.nda
     return model_cfg, _read_weights(weights), vocab
 
 
+def read_json_file(path: Path) -> object:
+    """The JSON value of `path`; a UserError naming it when it is too large, not JSON, or
+    nested too deeply for Python's parser."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: {path.stat().st_size:,} bytes, more than a model config "
+                            f"holds ({MAX_CONFIG_BYTES:,}); refused")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a model config") from None
+    except (ValueError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"{path}: not a readable JSON file ({first})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    """{name: float32 array} of a safetensors or torch file; a UserError naming it when it is
+    not a readable checkpoint of arrays (truncated, lying header, a pickle of other things)."""
     if path.suffix == ".safetensors":
         try:
             from safetensors.numpy import load_file
         except ImportError as error:
             raise UserError(f"{path}: reading it needs safetensors (pip install safetensors)"
                             ) from error
-        return {key: np.asarray(value, np.float32) for key, value in load_file(path).items()}
+        try:  # SafetensorError and friends: a truncated file, a header that lies
+            loaded = load_file(path)
+            return {key: np.asarray(value, np.float32) for key, value in loaded.items()}
+        except Exception as error:  # noqa: BLE001 - safetensors' Rust errors have no common base
+            raise UserError(f"{path}: not a readable safetensors file "
+                            f"({_first_line(error)})") from None
     try:
         import torch
     except ImportError as error:
         raise UserError(f"{path}: a torch checkpoint; reading it needs torch "
                         "(pip install \"mammo-keras[torch]\")") from error
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    return {key.removeprefix("module."): value.float().numpy() for key, value in state.items()}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        return {key.removeprefix("module."): value.float().numpy()
+                for key, value in state.items()}
+    except Exception as error:  # noqa: BLE001 - a torch file fails in many ways
+        raise UserError(f"{path}: not a readable torch checkpoint of weights "
+                        f"({_first_line(error)})") from None
 
 
 def _vocabulary_file(folder: Path, model_cfg: dict) -> Path:
@@ -78,14 +116,40 @@ def _vocabulary_file(folder: Path, model_cfg: dict) -> Path:
 
 def _text_heads(model_cfg: dict, width: int) -> int:
     name = model_cfg.get("text_cfg", {}).get("hf_model_name")
-    config = Path(name) / "config.json" if name else None
+    config = Path(name) / "config.json" if isinstance(name, str) else None
     if config is not None and config.is_file():
-        return int(json.loads(config.read_text())["num_attention_heads"])
-    return width // 64  # BERT-base / -large
+        document = read_json_file(config)
+        heads = document.get("num_attention_heads") if isinstance(document, dict) else None
+        return _heads(heads, width, f"{config}: num_attention_heads")
+    return _heads(width // 64, width, "text tower (64-wide BERT heads)")
+
+
+def _heads(heads: object, width: int, where: str) -> int:
+    """`heads` when it is a whole number >= 1 dividing `width`; else a UserError naming `where`."""
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1 or width % heads:
+        raise UserError(f"{where} is {heads!r}; it must be a whole number >= 1 that divides "
+                        f"the width {width}")
+    return heads
+
+
+def _checked_values(state: dict[str, np.ndarray]) -> None:
+    """A UserError naming the first weight that is not finite, or a logit scale outside the
+    range open_clip trains it in."""
+    for key, value in state.items():
+        if not np.all(np.isfinite(value)):
+            raise UserError(f"checkpoint weight {key!r} holds values that are not finite "
+                            "(NaN or infinity): the model would answer NaN")
+    if "logit_scale" in state:
+        scale = float(np.asarray(state["logit_scale"]).reshape(-1)[0])
+        low, high = LOGIT_SCALE_RANGE
+        if not low - 1e-3 <= scale <= high + 1e-3:
+            raise UserError(f"checkpoint logit_scale is {scale:g}, outside [{low:g}, "
+                            f"{high:.4f}] (ln 100), where open_clip keeps it")
 
 
 def clip_config_from(model_cfg: dict, state: dict[str, np.ndarray]) -> CLIPConfig:
     """The sizes of the checkpoint `state` (its shapes) with what model_cfg adds."""
+    _checked_values(state)
     vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
     for tower, keys in (("vision", vision), ("text", text)):
         if not any(key in keys for key in SUPPORTED[tower]):
@@ -96,26 +160,37 @@ def clip_config_from(model_cfg: dict, state: dict[str, np.ndarray]) -> CLIPConfi
         raise UserError("open_clip text_cfg: only the MLP projection of the [CLS] token "
                         "(BiomedCLIP's) converts")
     patch = state["visual.trunk.patch_embed.proj.weight"]
+    if patch.ndim != 4:
+        raise UserError(f"checkpoint weight 'visual.trunk.patch_embed.proj.weight' has shape "
+                        f"{patch.shape}; a ViT patch embedding is (width, 3, patch, patch)")
     positions = state["visual.trunk.pos_embed"].shape[1] - 1
     grid = int(round(math.sqrt(positions)))
     vision_width = patch.shape[0]
     text_width = state["text.transformer.embeddings.word_embeddings.weight"].shape[1]
+    max_positions = state["text.transformer.embeddings.position_embeddings.weight"].shape[0]
+    context = text.get("context_length", 77)
+    if isinstance(context, bool) or not isinstance(context, int) or \
+            not 1 <= context <= min(max_positions, MAX_CONTEXT):
+        raise UserError(f"open_clip text_cfg.context_length is {context!r}; it must be a whole "
+                        f"number from 1 to {min(max_positions, MAX_CONTEXT)} (the text "
+                        "tower's position table)")
     return CLIPConfig(
         embed_dim=state["visual.head.proj.weight"].shape[0],
         image_size=grid * patch.shape[2], patch_size=patch.shape[2], vision_width=vision_width,
         vision_layers=_count(state, "visual.trunk.blocks."),
-        vision_heads=VISION_HEADS.get(vision.get("timm_model_name"), vision_width // 64),
+        vision_heads=_heads(VISION_HEADS.get(vision.get("timm_model_name"), vision_width // 64),
+                            vision_width, "image tower (64-wide timm heads)"),
         vision_mlp=state["visual.trunk.blocks.0.mlp.fc1.weight"].shape[0],
         vocab_size=state["text.transformer.embeddings.word_embeddings.weight"].shape[0],
         text_width=text_width, text_layers=_count(state, "text.transformer.encoder.layer."),
         text_heads=_text_heads(model_cfg, text_width),
         text_intermediate=state[
             "text.transformer.encoder.layer.0.intermediate.dense.weight"].shape[0],
-        max_positions=state["text.transformer.embeddings.position_embeddings.weight"].shape[0],
+        max_positions=max_positions,
         type_vocab_size=state[
             "text.transformer.embeddings.token_type_embeddings.weight"].shape[0],
         projection_hidden=state["text.proj.0.weight"].shape[0],
-        context_length=int(text.get("context_length", 77)),
+        context_length=context,
         logit_scale=float(state["logit_scale"]))
 
 
@@ -241,6 +316,12 @@ def open_clip_to_keras(directory: str | Path) -> keras.Model:
         raise UserError(f"{directory}: the weights lack {error} (not a BiomedCLIP-style "
                         "checkpoint)") from None
     tokenizer = CLIPTokenizer.from_vocab_file(vocab, context_length=config.context_length)
-    model = build_clip(config, tokenizer=tokenizer.to_dict(), name="biomedclip")
-    port_open_clip_weights(model, config, state)
+    try:
+        model = build_clip(config, tokenizer=tokenizer.to_dict(), name="biomedclip")
+        port_open_clip_weights(model, config, state)
+    except (ValueError, TypeError, IndexError) as error:
+        if isinstance(error, UserError):
+            raise UserError(f"{directory}: {error}") from None
+        raise UserError(f"{directory}: the weights do not make a BiomedCLIP-style model "
+                        f"({_first_line(error)})") from None
     return model
