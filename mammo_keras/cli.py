@@ -19,7 +19,8 @@ from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.errors import DataError, no_images
 from mammo_keras.errors import UserError
 from mammo_keras.trust import TRUST_VARIABLE, trusting_code
-from mammo_keras.data.synthetic import DEFAULT_CONTRAST, DEFAULT_LESION_SCALE
+from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, MAX_SIZE,
+                                        MIN_SIZE)
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 
@@ -41,6 +42,14 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _phantom_size(text: str) -> int:
+    value = _positive_int(text)
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"a phantom is {MIN_SIZE} to {MAX_SIZE} px high, "
+                                         f"got {text}")
     return value
 
 
@@ -767,8 +776,8 @@ def _add_data_commands(commands) -> None:
                                            "on-disk layout that load_records reads back.")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--count", type=_positive_int, default=200, help="images (200)")
-    synth.add_argument("--size", type=_positive_int, default=512,
-                       help="image height in px, 256-4096 (512)")
+    synth.add_argument("--size", type=_phantom_size, default=512,
+                       help=f"image height in px, {MIN_SIZE}-{MAX_SIZE} (512)")
     synth.add_argument("--format", choices=["dicom", "mias", "folder", "cbis", "inbreast"],
                        default="dicom",
                        help="dicom (+ synthetic.csv), mias (PGM + Info.txt), folder (class "

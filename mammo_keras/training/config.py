@@ -25,6 +25,8 @@ from typing import Any, Iterable
 import yaml
 
 from mammo_keras.atomic import write_text_atomically
+from mammo_keras.data.synthetic import MAX_SIZE as PHANTOM_MAX_SIZE
+from mammo_keras.data.synthetic import MIN_SIZE as PHANTOM_MIN_SIZE
 from mammo_keras.errors import ConfigError, UserError, did_you_mean
 from mammo_keras.yaml_files import read_yaml, read_yaml_text
 
@@ -166,10 +168,12 @@ RULES: dict[str, Rule] = {
     "data.split_by": Rule(choices=("patient", "image")),
     "data.train_crop": Rule((list,)),
     "data.crop_positive_rate": _fraction(True),
-    "data.synthetic.contrast": Rule(NUMBER),
-    "data.synthetic.lesion_scale": Rule(NUMBER),
-    "data.synthetic.calcification_share": Rule(NUMBER),
-    "data.synthetic.calcification_radius": Rule(NUMBER),
+    "data.synthetic.count": Rule((int,), interval=(1, 10_000_000, True)),
+    "data.synthetic.size": Rule((int,), interval=(PHANTOM_MIN_SIZE, PHANTOM_MAX_SIZE, True)),
+    "data.synthetic.contrast": Rule(NUMBER, interval=(0.0, 10.0, True)),
+    "data.synthetic.lesion_scale": Rule(NUMBER, interval=(0.01, 100.0, True)),
+    "data.synthetic.calcification_share": _fraction(True),
+    "data.synthetic.calcification_radius": Rule(NUMBER, interval=(0.1, 1000.0, True)),
     "model.weights": Rule((str,)),
     "model.bn_momentum": Rule(NUMBER),
     "model.dropout": _fraction(),
