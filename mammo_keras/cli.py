@@ -259,14 +259,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from mammo_keras.export import load_predictor
     from mammo_keras.predict import predict_files, predict_masks, write_predictions
 
-    if Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise UserError(f"{args.out}: --out must end in .csv or .json")
-    from mammo_keras.export import load_predictor
-
-    if not Path(args.model).exists():
-        raise UserError(f"{args.model}: model not found")
     classes = args.classes.split(",") if args.classes else None
     predictor = load_predictor(args.model)
     has_masks = "mask" in (predictor.description.outputs or {}).values()
@@ -920,6 +915,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tensorflow_logs(args.verbose, users["TF_CPP_MIN_LOG_LEVEL"])
     with trusting_code(args.trust_code):
         if getattr(args, "backend", None):
+            try:  # before the backend is chosen, which imports Keras
+                _check_arguments(args)
+            except UserError as error:
+                print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)
+                return 2
             return _on_backend(args.backend, list(sys.argv[1:] if argv is None else argv))
         return _dispatch(args)
 
@@ -942,6 +942,47 @@ def _tensorflow_logs(verbose: bool, user_level: str | None) -> None:
         silence_tensorflow_start()
 
 
+# What each command's path arguments must be, checked before TensorFlow is imported so that a
+# mistake is answered at once: argument -> (kind, what it is called). Kinds: "file", "folder",
+# "model" (a .keras file), "served" (a .keras file, SavedModel folder or .tflite file).
+_PATH_ARGUMENTS = {
+    "evaluate": {"model": ("model", "model file")},
+    "predict": {"model": ("served", "model")},
+    "explain": {"model": ("model", "model file")},
+    "export": {"model": ("model", "model file")},
+    "morph": {"model": ("model", "model file")},
+    "train": {"config": ("file", "config file")},
+    "run": {"config": ("file", "config file")},
+    "dashboard": {"model": ("served", "model")},
+    "convert": {"folder": ("folder", "checkpoint folder")},
+    "clip": {"clip": ("model", "CLIP model file"), "pairs": ("file", "pairs CSV")},
+}
+# Suffixes an --out must end in, where the command writes one kind of file
+_OUT_SUFFIXES = {"predict": (".csv", ".json")}
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The path mistakes of `args` as one UserError, before any work (and any TensorFlow)."""
+    for name, (kind, what) in _PATH_ARGUMENTS.get(args.command, {}).items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise UserError(f"{path}: {what} not found")
+        if kind in ("file", "model") and path.is_dir():
+            if kind == "model":
+                raise UserError(f"{path}: is a folder (a SavedModel?), not a .keras model "
+                                f"file; {args.command} needs the .keras file (`predict` also "
+                                "reads SavedModels)")
+            raise UserError(f"{path}: is a folder; a {what} was expected")
+        if kind == "folder" and not path.is_dir():
+            raise UserError(f"{path}: is a file; a {what} was expected")
+    suffixes = _OUT_SUFFIXES.get(args.command)
+    if suffixes and Path(args.out).suffix.lower() not in suffixes:
+        raise UserError(f"{args.out}: --out must end in {' or '.join(suffixes)}")
+
+
 # --out names a file when it ends in one of these, else a folder
 _FILE_SUFFIXES = (".csv", ".json", ".png", ".jpg", ".pdf", ".html", ".keras")
 
@@ -950,6 +991,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import check_destination
 
     try:
+        _check_arguments(args)
         if getattr(args, "out", None):  # before any work: a bad destination loses nothing
             check_destination(args.out, folder=Path(args.out).suffix.lower()
                               not in _FILE_SUFFIXES)

@@ -39,6 +39,33 @@ def test_answers_that_need_no_model_import_no_tensorflow(argv):
     assert status in ("0", "2") and heavy == "", (argv, status, heavy)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "{tmp}/none.keras", "--data", "{tmp}", "--out", "{tmp}/e"],
+     "none.keras: model file not found"),
+    (["explain", "{tmp}", "{tmp}", "--out", "{tmp}/e"], "is a folder (a SavedModel?), not a "
+                                                        ".keras model file; explain needs"),
+    (["predict", "{tmp}/none.keras", "{tmp}", "--out", "{tmp}/p.csv"], "model not found"),
+    (["predict", "{tmp}", "{tmp}", "--out", "{tmp}/p.txt"], "--out must end in .csv or .json"),
+    (["train", "--config", "{tmp}/none.yaml", "--out", "{tmp}/t"], "config file not found"),
+    (["train", "--config", "{tmp}/none.yaml", "--out", "{tmp}/t", "--backend", "jax"],
+     "config file not found"),
+    (["run", "{tmp}", "--out", "{tmp}/t"], "is a folder; a config file was expected"),
+    (["train", "--config", "{tmp}/c.yaml", "--out", "{tmp}/c.yaml"],
+     "the output folder is a file"),
+    (["convert", "open_clip", "{tmp}/c.yaml", "--out", "{tmp}/m.keras"],
+     "is a file; a checkpoint folder was expected")])
+def test_path_mistakes_are_answered_before_tensorflow(argv, message, tmp_path):
+    """A missing model or config, an --out of the wrong kind: one line at once, not after the
+    seconds TensorFlow takes to load (and its start-up lines)."""
+    (tmp_path / "c.yaml").write_text("name: c\n")
+    argv = [part.format(tmp=tmp_path) for part in argv]
+    result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.split()[-3:] == ["STATUS", "2", "HEAVY"], (argv, result.stdout)
+    error = result.stderr.strip()
+    assert error.count("\n") == 0 and message in error, error
+
+
 def test_the_command_line_choices_are_the_registries():
     from mammo_keras.models import BACKBONE_NAMES, BACKBONES
 
