@@ -75,17 +75,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+PROGRESS_INTERVAL_S = 10.0  # off a terminal, a progress line at most this often
+
+
 def _progress(description: str, total: int):
-    """A tqdm progress bar on stderr (only on a terminal); returns its update callback."""
+    """Progress on stderr: a tqdm bar on a terminal, else a line "description: done / total"
+    at most every PROGRESS_INTERVAL_S seconds and at the end (logs of long runs show it).
+    Returns the update callback, called as update(done, total)."""
+    if not sys.stderr.isatty():
+        return _progress_lines(description)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr, disable=None)
+    bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr)
 
     def update(done: int, _total: int) -> None:
         bar.total = _total
         bar.update(done - bar.n)
         if done >= _total:
             bar.close()
+    return update
+
+
+def _progress_lines(description: str):
+    import time
+
+    last = [time.monotonic()]
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            print(f"{description}: {done} / {total}", file=sys.stderr, flush=True)
     return update
 
 
@@ -273,10 +293,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise UserError("--classes and --masks: a segmentation model names its own classes")
         rows, skipped = predict_masks(predictor, args.inputs, args.masks,
                                       threshold=args.mask_threshold,
-                                      dicom_seg=not args.no_dicom_seg)
+                                      dicom_seg=not args.no_dicom_seg,
+                                      progress=_progress("predicting", 0))
     else:
         rows, skipped = predict_files(predictor, args.inputs, class_names=classes,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size,
+                                      progress=_progress("predicting", 0))
     if not rows:
         raise no_images(", ".join(args.inputs), skipped)
     write_predictions(args.out, rows)
@@ -574,7 +596,9 @@ def _add_explain_command(commands) -> None:
                     "folders, mapped back onto the uncropped mammogram: overlays, raw 16-bit "
                     "maps and explanations.csv.")
     explain.add_argument("model", help="a .keras model file")
-    explain.add_argument("inputs", nargs="+", help="image files or folders")
+    explain.add_argument("inputs", nargs="*", help="image files or folders")
+    explain.add_argument("--data", dest="data_option", action="append", metavar="INPUT",
+                         help="the same as INPUTS (either form; repeatable)")
     explain.add_argument("--out", required=True, help="output folder")
     explain.add_argument("--method", choices=METHODS, default="gradcam")
     explain.add_argument("--layer", help="feature-map layer (default: the backbone's last)")
@@ -715,10 +739,12 @@ def _add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="metrics, plots and a report for a model on a dataset",
         description="Evaluate a saved .keras classifier: accuracy, balanced accuracy, F1, "
-                    "per-class metrics, ROC / PR AUC, calibration, 95 %% bootstrap intervals "
+                    "per-class metrics, ROC / PR AUC, calibration, 95 % bootstrap intervals "
                     "(by patient), embedding compactness; writes metrics.json, plots, report.md.")
     evaluate.add_argument("model", help="a .keras model file")
-    evaluate.add_argument("--data", required=True, help="dataset path or name")
+    evaluate.add_argument("data", nargs="?", help="dataset path or name")
+    evaluate.add_argument("--data", dest="data_option", metavar="DATA",
+                          help="the same as DATA (either form)")
     evaluate.add_argument("--root", help="where the dataset is, when --data is a name")
     evaluate.add_argument("--split", help="split manifest; evaluate one of its subsets")
     evaluate.add_argument("--subset", default="test", help="subset of --split (test)")
@@ -734,7 +760,9 @@ def _add_evaluate_command(commands) -> None:
         description="Predict with a saved .keras classifier; files go through the training "
                     "preprocessing. Unreadable files are listed, not fatal.")
     predict.add_argument("model", help="a .keras file, a SavedModel folder or a .tflite file")
-    predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
+    predict.add_argument("--data", dest="data_option", action="append", metavar="INPUT",
+                         help="the same as INPUTS (either form; repeatable)")
     predict.add_argument("--out", required=True, help="FILE.csv or FILE.json")
     predict.add_argument("--classes", help="class names, comma-separated (default: from the "
                                            "run folder of MODEL, else normal,benign,malignant)")
@@ -962,7 +990,10 @@ _OUT_SUFFIXES = {"predict": (".csv", ".json")}
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    """The path mistakes of `args` as one UserError, before any work (and any TensorFlow)."""
+    """The path mistakes of `args` as one UserError, before any work (and any TensorFlow).
+    The data of evaluate / predict / explain may be given positionally or as --data: the two
+    forms are merged here."""
+    _merge_data_forms(args)
     for name, (kind, what) in _PATH_ARGUMENTS.get(args.command, {}).items():
         value = getattr(args, name, None)
         if value is None:
@@ -981,6 +1012,25 @@ def _check_arguments(args: argparse.Namespace) -> None:
     suffixes = _OUT_SUFFIXES.get(args.command)
     if suffixes and Path(args.out).suffix.lower() not in suffixes:
         raise UserError(f"{args.out}: --out must end in {' or '.join(suffixes)}")
+
+
+def _merge_data_forms(args: argparse.Namespace) -> None:
+    if not hasattr(args, "data_option"):
+        return
+    option = args.data_option
+    if args.command == "evaluate":
+        if args.data and option:
+            raise UserError(f"the data given twice ({args.data} and --data {option}); give it "
+                            "once")
+        args.data = args.data or option
+        if not args.data:
+            raise UserError("evaluate needs the data: evaluate MODEL DATA --out DIR")
+    else:
+        args.inputs = [*args.inputs, *(option or [])]
+        if not args.inputs:
+            raise UserError(f"{args.command} needs image files or folders: {args.command} "
+                            "MODEL INPUTS... --out ...")
+    del args.data_option
 
 
 # --out names a file when it ends in one of these, else a folder

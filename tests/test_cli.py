@@ -290,3 +290,23 @@ def test_a_file_that_is_not_dicom_gets_our_message(tmp_path):
     assert str(caught.value) == f"{fake}: not a DICOM file (no 'DICM' marker after the " \
                                 "128-byte preamble and no file meta header)"
     assert "force" not in str(caught.value)
+
+
+def test_the_data_is_given_positionally_or_as_an_option():
+    from mammo_keras.cli import _merge_data_forms, build_parser
+    from mammo_keras.errors import UserError
+
+    parser = build_parser()
+    for argv in (["evaluate", "m.keras", "DIR", "--out", "o"],
+                 ["evaluate", "m.keras", "--data", "DIR", "--out", "o"]):
+        args = parser.parse_args(argv)
+        _merge_data_forms(args)
+        assert args.data == "DIR"
+    args = parser.parse_args(["predict", "m.keras", "a.dcm", "--data", "b/", "--out", "p.csv"])
+    _merge_data_forms(args)
+    assert args.inputs == ["a.dcm", "b/"]
+    with pytest.raises(UserError, match="the data given twice"):
+        _merge_data_forms(parser.parse_args(["evaluate", "m.keras", "A", "--data", "B",
+                                             "--out", "o"]))
+    with pytest.raises(UserError, match="explain needs image files or folders"):
+        _merge_data_forms(parser.parse_args(["explain", "m.keras", "--out", "o"]))

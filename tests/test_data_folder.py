@@ -54,3 +54,34 @@ def test_load_records_errors(tmp_path):
         load_records("ddsm2", root=tmp_path)
     with pytest.raises(ValueError, match="neither a dataset name"):
         load_records(tmp_path / "nothing")
+
+
+def test_dicoms_in_class_folders_name_their_patient_study_breast_and_view(tmp_path):
+    """The header of a DICOM says who, which study, which breast and view, though the
+    folder layout does not: splits group by patient, `data inspect` counts the views."""
+    import pydicom
+
+    from mammo_keras.data import write_synthetic
+
+    source = write_synthetic(tmp_path / "source", 4, size=256, fmt="dicom", seed=2)
+    films = sorted(source.rglob("images/*.dcm"))
+    expected = {}
+    for index, film in enumerate(films):
+        dataset = pydicom.dcmread(film)
+        dataset.PatientID = f"P{index % 2}"
+        if index == 3:  # no ViewPosition: the view comes from the series description
+            del dataset.ViewPosition
+            dataset.SeriesDescription = f"{dataset.ImageLaterality} MLO"
+        target = tmp_path / "set" / ("benign" if index < 2 else "normal") / f"f{index}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_as(target)
+        expected[target.name] = (f"P{index % 2}", dataset.StudyInstanceUID,
+                                 dataset.ImageLaterality,
+                                 "MLO" if index == 3 else dataset.ViewPosition)
+    records = load_records(tmp_path / "set")
+    found = {record.path.rsplit("/", 1)[-1]: (record.patient_id, record.extra["study_uid"],
+                                             record.laterality, record.view)
+             for record in records}
+    assert found == expected
+    summary = records.summary()
+    assert "4 images, 2 patients" in summary and "None" not in summary.split("view")[1]

@@ -157,7 +157,7 @@ def test_quantised_tflite_keeps_top1_agreement(tmp_path, trained, quantize):
     assert size < 0.6 * float_size  # weights stored in 8 or 16 bits
 
 
-def test_predict_gives_the_same_classes_in_every_format(tmp_path, trained):
+def test_predict_gives_the_same_classes_in_every_format(tmp_path, trained, capsys):
     export_model(trained, tmp_path / "export", "all", samples=8)
     export_model(trained, tmp_path / "export", "tflite", "int8", samples=24)
     images = tmp_path / "images"
@@ -182,6 +182,13 @@ def test_predict_gives_the_same_classes_in_every_format(tmp_path, trained):
                      str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == \
         "path,prediction,p_normal,p_benign,p_malignant"
+    capsys.readouterr()
+    assert cli.main(["predict", str(tmp_path / "export" / "model.tflite"), "--data", str(images),
+                     "--out", str(tmp_path / "q.csv")]) == 0  # the data as an option, too
+    printed = capsys.readouterr()
+    assert "predicting: 6 / 6" in printed.err  # progress, also off a terminal
+    assert "deprecated" not in printed.err and "scheduled for deletion" not in printed.err
+    assert len((tmp_path / "q.csv").read_text().splitlines()) == 7
 
 
 def test_check_parity_enforces_the_tolerances():

@@ -52,6 +52,26 @@ def laterality_and_view(ds: pydicom.Dataset) -> tuple[str | None, str | None, st
     return laterality, view, source
 
 
+# What `dicom_identity` reads of a header: who, which study, which breast and view
+_IDENTITY_TAGS = ("PatientID", "StudyInstanceUID", "ImageLaterality", "Laterality",
+                  "ViewPosition", "ViewCodeSequence", "SeriesDescription", "ImageComments",
+                  "StudyDescription", "ProtocolName")
+
+
+def dicom_identity(path: str) -> dict[str, str | None]:
+    """{"patient_id", "study_uid", "laterality", "view"} of the DICOM file at `path`, read
+    from its header alone (no pixel data); values the header lacks are None, and a file
+    whose header cannot be read gives {} (reading its image reports the problem)."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_IDENTITY_TAGS))
+    except Exception:  # noqa: BLE001 - an unreadable header is reported when the image is read
+        return {}
+    laterality, view, _ = laterality_and_view(ds)
+    return {"patient_id": str(ds.get("PatientID", "") or "").strip() or None,
+            "study_uid": str(ds.get("StudyInstanceUID", "") or "").strip() or None,
+            "laterality": laterality, "view": view}
+
+
 def _clean(value: Any) -> str | None:
     text = str(value).strip().upper() if value is not None else ""
     return text or None

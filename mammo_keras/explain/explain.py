@@ -97,19 +97,29 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5,
 
 def with_colour_bar(picture: Image.Image, caption: str) -> Image.Image:
     """`picture` with a white band below: `caption`, and the jet colour bar from 0 (low
-    attention) to 1 (the map's maximum) with its ends labelled."""
-    font = ImageFont.load_default()
-    band = 46
-    canvas = Image.new("RGB", (max(picture.width, 260), picture.height + band), "white")
+    attention) to 1 (the map's maximum) with its ends labelled. The band's text and bar grow
+    with the picture (readable on a full 3328 px film) and the band is never narrower than
+    what it holds (nothing is cut on a thumbnail)."""
+    unit = max(1.0, picture.width / 500)  # 1 up to a 500 px wide picture
+    font = ImageFont.load_default(size=round(11 * unit))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin, bar_height = round(4 * unit), round(10 * unit)
+    line = round(measure.textbbox((0, 0), "0 (max)", font=font)[3]) + margin
+    ramp_width = round(200 * unit)
+    bar_left = margin + round(measure.textlength("0", font=font)) + margin
+    needed = max(bar_left + ramp_width + margin + round(measure.textlength("1 (max)", font=font))
+                 + margin, margin + round(measure.textlength(caption, font=font)) + margin)
+    canvas = Image.new("RGB", (max(picture.width, needed),
+                               picture.height + 2 * line + bar_height + margin), "white")
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
-    top = picture.height + 4
-    draw.text((4, top), caption, fill="black", font=font)
-    width = min(200, canvas.width - 60)
-    ramp = (colormaps["jet"](np.linspace(0, 1, width))[:, :3] * 255).astype(np.uint8)
-    canvas.paste(Image.fromarray(np.repeat(ramp[None], 10, axis=0)), (24, top + 18))
-    draw.text((4, top + 16), "0", fill="black", font=font)
-    draw.text((28 + width, top + 16), "1 (max)", fill="black", font=font)
+    top = picture.height + margin
+    draw.text((margin, top), caption, fill="black", font=font)
+    ramp = (colormaps["jet"](np.linspace(0, 1, ramp_width))[:, :3] * 255).astype(np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)),
+                 (bar_left, top + line))
+    draw.text((margin, top + line), "0", fill="black", font=font)
+    draw.text((bar_left + ramp_width + margin, top + line), "1 (max)", fill="black", font=font)
     return canvas
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -135,6 +136,20 @@ def read_tflite_metadata(path: str | Path, name: str = METADATA_NAME) -> dict | 
     return None
 
 
+def _interpreter(path: Path, threads: int):
+    """LiteRT's interpreter (`ai_edge_litert`) where it is installed; else TensorFlow's, whose
+    deprecation warning ("scheduled for deletion") is kept off the user's terminal: the
+    package names the replacement here, and both run the same flatbuffer."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is "
+                                    "deprecated", category=UserWarning)
+            return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    return Interpreter(model_path=str(path), num_threads=threads)
+
+
 class TFLiteRunner:
     """Runs a .tflite model on batches: (N, S, S, 1) float32 -> class probabilities (N, K)
     float32 (`__call__`), or every output by name (`outputs`).
@@ -146,8 +161,7 @@ class TFLiteRunner:
         self.path = Path(path)
         threads = num_threads or os.cpu_count() or 1
         try:
-            self.interpreter = tf.lite.Interpreter(model_path=str(self.path),
-                                                   num_threads=threads)
+            self.interpreter = _interpreter(self.path, threads)
         except ValueError as error:
             raise UserError(f"{self.path}: not a readable TFLite model ({error})") from None
         detail = self.interpreter.get_input_details()[0]

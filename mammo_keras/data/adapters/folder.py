@@ -9,9 +9,10 @@ folder name is a class (for other labellings).
 
 A `manifest.csv` at the root (written by `mammo-keras data patches`; columns `path`,
 relative to the root, and any of `patient_id`, `source` and more) gives the images their
-patient ids and sources; its other columns go to `Record.extra`. Without one (the Kaggle
-set) there are no patient ids: splits must group near-duplicates instead
-(`mammo-keras data audit`).
+patient ids and sources; its other columns go to `Record.extra`. A DICOM file's own header
+gives what the manifest does not: its PatientID, laterality and view, and its
+StudyInstanceUID (`extra["study_uid"]`). Without either (the Kaggle set's PNGs) there are no
+patient ids: splits must group near-duplicates instead (`mammo-keras data audit`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Iterable
 
 from mammo_keras.data.csv_files import read_csv_rows
+from mammo_keras.data.dicom import dicom_identity
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import LABELS, Record, Records
 
 MANIFEST = "manifest.csv"
 SUMMARY = "patches.json"  # `data patches` describes its set there
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm", ".dicom")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", *DICOM_SUFFIXES)
 SYNONYMS = {"cancer": "malignant", "malign": "malignant", "benigh": "benign",
             "healthy": "normal", "negative": "normal"}
 
@@ -75,13 +78,17 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
         index, label = found[0]
         others = [part for i, part in enumerate(parts) if i != index]
         row = described.pop(path.relative_to(root).as_posix(), {})
+        header = dicom_identity(str(path)) if path.suffix.lower() in DICOM_SUFFIXES else {}
+        extra = {key: value for key, value in row.items()
+                 if key not in ("path", "patient_id", "source")}
+        if header.get("study_uid"):
+            extra.setdefault("study_uid", header["study_uid"])
         records.append(Record(path=str(path), label=label, density=None,
-                              patient_id=row.get("patient_id") or None,
-                              laterality=None, view=None,
+                              patient_id=row.get("patient_id") or header.get("patient_id"),
+                              laterality=header.get("laterality"), view=header.get("view"),
                               source=row.get("source") or (others[0].lower() if others
                                                            else source),
-                              extra={key: value for key, value in row.items()
-                                     if key not in ("path", "patient_id", "source")}))
+                              extra=extra))
     skipped.extend(DataError(root / MANIFEST, f"lists {name}, which is not in the folder")
                    for name in sorted(described))
     return Records(records, skipped)
