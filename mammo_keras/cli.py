@@ -324,13 +324,15 @@ def _print_done(summary: dict, out: str) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mammo_keras.training import load_config, train
+    from mammo_keras.training.config import load_config
 
     overrides = [*(args.set or ()), *([f"training.distribute={args.distribute}"]
                                        if args.distribute else [])]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides)  # checked before TensorFlow is loaded
     if config["grid"]:
         raise UserError(f"{args.config} has a grid; run it with 'mammo-keras run'")
+    from mammo_keras.training.trainer import train
+
     summary = train(config, args.out, resume=args.resume, progress=_progress("phantoms", 0))
     if "worker" in summary:  # a worker of a cluster: the chief reports the run
         print(f"worker {summary['worker']} of {summary['workers']}: {summary['epochs_run']} "
@@ -341,10 +343,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from mammo_keras.training import load_config
+    from mammo_keras.training.config import load_config
+
+    config = load_config(args.config, args.set or ())  # checked before TensorFlow is loaded
     from mammo_keras.training.experiment import run_experiment
 
-    config = load_config(args.config, args.set or ())
     result = run_experiment(config, args.out)
     if not config["grid"] and result["rows"]:
         from mammo_keras.training import read_done

@@ -66,6 +66,19 @@ def test_path_mistakes_are_answered_before_tensorflow(argv, message, tmp_path):
     assert error.count("\n") == 0 and message in error, error
 
 
+@pytest.mark.parametrize("config, message", [
+    ("training: {epochz: 3}", "unknown key 'training.epochz'"),
+    ("model: {backbone: resnet}", "model.backbone must be one of"),
+    ("data: {synthetic: {size: 64}}", "data.synthetic.size must be in [256, 4096], got 64")])
+def test_config_mistakes_are_answered_before_tensorflow(config, message, tmp_path):
+    (tmp_path / "c.yaml").write_text(f"name: c\n{config}\n")
+    argv = ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]
+    result = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.split()[-3:] == ["STATUS", "2", "HEAVY"], (config, result.stdout)
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
 def test_the_command_line_choices_are_the_registries():
     from mammo_keras.models import BACKBONE_NAMES, BACKBONES
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import yaml
 
 from mammo_keras.atomic import write_text_atomically
+from mammo_keras.catalogue import BACKBONE_NAMES, HEADS
 from mammo_keras.data.synthetic import MAX_SIZE as PHANTOM_MAX_SIZE
 from mammo_keras.data.synthetic import MIN_SIZE as PHANTOM_MIN_SIZE
 from mammo_keras.errors import ConfigError, UserError, did_you_mean
@@ -174,6 +175,8 @@ RULES: dict[str, Rule] = {
     "data.synthetic.lesion_scale": Rule(NUMBER, interval=(0.01, 100.0, True)),
     "data.synthetic.calcification_share": _fraction(True),
     "data.synthetic.calcification_radius": Rule(NUMBER, interval=(0.1, 1000.0, True)),
+    "model.backbone": Rule(choices=BACKBONE_NAMES),
+    "model.head": Rule(choices=HEADS),
     "model.weights": Rule((str,)),
     "model.bn_momentum": Rule(NUMBER),
     "model.dropout": _fraction(),
@@ -350,14 +353,15 @@ def _check_schedule(training: dict, where: str) -> None:
 
 def _resolve_model(model: dict, where: str, image_size: int | None = None) -> dict:
     """The model section: the classifier's defaults, or another builder's own keys, checked
-    against the builder's signature."""
-    from mammo_keras.models.builders import check_builder_arguments
-
+    against the builder's signature (which imports the builder, and so Keras: the keys'
+    own rules are checked first)."""
     builder = model.get("builder", "classifier")
     if builder == "classifier":
         resolved = _merge(DEFAULTS["model"], model, "model.", where)
     else:
         resolved = dict(model)
+    from mammo_keras.models.builders import check_builder_arguments
+
     try:
         check_builder_arguments(builder, {k: v for k, v in resolved.items() if k != "builder"},
                                 where, image_size)
