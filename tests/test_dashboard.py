@@ -339,6 +339,23 @@ def test_single_case_page_shows_probabilities_decision_and_heatmap(app, run_fold
     assert "from the DICOM tags" in app.get("image")[0].captions[0]
 
 
+def test_the_same_bytes_as_a_left_and_a_right_film_are_analysed_apart(app, mammogram):
+    """The session's analyses are keyed on everything that changes them: an upload of the
+    same pixels named as a right film after a left one is flipped, not the cached left one."""
+    name, data = mammogram
+    image, _ = read_upload(name, data)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(buffer, format="PNG")
+    captions = {}
+    for side in ("L", "R"):
+        app.file_uploader(key="upload").set_value((f"case_{side}_CC.png", buffer.getvalue(),
+                                                   "image/png")).run()
+        assert not app.exception and not app.error
+        captions[side] = app.get("image")[0].captions[0]
+    assert "not flipped: laterality L" in captions["L"]
+    assert "flipped: laterality R" in captions["R"] and "not flipped" not in captions["R"]
+
+
 def test_crop_box_is_drawn_where_the_model_looked():
     """A flipped geometry is drawn on the unflipped picture, scaled to the display."""
     from mammo_keras.dashboard.cases import CROP_COLOUR, draw_crop_box

@@ -162,3 +162,24 @@ def test_default_specs_are_the_phantoms_every_committed_result_was_drawn_from():
     assert findings == ["normal", "malignant_mass", "malignant_calcification", "normal",
                         "benign_mass", "normal", "benign_calcification", "benign_mass",
                         "malignant_mass", "malignant_calcification", "normal", "malignant_mass"]
+
+
+def test_a_second_synth_into_a_folder_of_other_phantoms_is_refused(tmp_path):
+    """Pixels of one set and labels of another never meet: a folder written with other
+    options (or holding other files) is refused; the same options finish a write."""
+    from mammo_keras.data import load_records, write_synthetic
+    from mammo_keras.errors import UserError
+
+    out = write_synthetic(tmp_path / "set", 10, size=256, seed=0)
+    labels = (out / "synthetic.csv").read_text()
+    with pytest.raises(UserError, match=r"set: not empty \(it holds phantoms of other options\)"):
+        write_synthetic(out, 10, size=256, seed=1)
+    assert (out / "synthetic.csv").read_text() == labels
+    first = sorted(out.rglob("images/*.dcm"))[0]
+    first.unlink()  # an interrupted write: the same options finish it
+    write_synthetic(out, 10, size=256, seed=0)
+    assert first.is_file() and len(load_records(out)) == 10
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError, match="holds files that are not phantoms"):
+        write_synthetic(tmp_path / "mine", 4, size=256)

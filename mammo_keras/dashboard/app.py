@@ -48,8 +48,16 @@ class LoadedModel:
     card: dict
 
 
-@st.cache_resource(show_spinner="Loading the model...")
 def load_model(path: str) -> LoadedModel:
+    """The model at `path`, loaded once per version of the file (a retrained model.keras
+    written over the old one is loaded again)."""
+    stat = Path(path).stat()
+    return _load_model(path, (stat.st_mtime_ns, stat.st_size))
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def _load_model(path: str, version: tuple) -> LoadedModel:
+    """`version` (the file's mtime and size) is part of Streamlit's cache key only."""
     from mammo_keras.export.runtime import keras_predictor, load_predictor
     from mammo_keras.models.loading import load_model as load_keras_model
 
@@ -72,8 +80,10 @@ def analyse(loaded: LoadedModel, key: str, image: np.ndarray, class_index: int |
     probabilities} of a segmentation model's mask outputs ({} for a classifier)}.
     """
     cache = st.session_state.setdefault("analyses", {})
-    # the model object too: a zero-shot model rebuilt on new prompts has the same path
-    cache_key = (loaded.path, id(loaded.keras_model), key, class_index, method)
+    # everything that changes the result: the model object too (a zero-shot model rebuilt on
+    # new prompts has the same path), and the laterality (the same bytes uploaded as a left
+    # and as a right film are flipped differently)
+    cache_key = (loaded.path, id(loaded.keras_model), key, class_index, method, laterality)
     if cache_key not in cache:
         result = None
         if loaded.keras_model is not None and explainable(loaded.keras_model):

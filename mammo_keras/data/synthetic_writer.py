@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import plistlib
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from mammo_keras.atomic import atomic_path
+from mammo_keras.errors import UserError
 from mammo_keras.data.adapters.mias import IMAGE_SIZE as MIAS_SIZE
 from mammo_keras.data.adapters.synthetic import MANIFEST
 from mammo_keras.data.dicom_writer import write_dicom
@@ -38,6 +40,9 @@ from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, 
                                         generate_phantom, synthetic_specs)
 
 FORMATS = ("dicom", "mias", "folder", "cbis", "inbreast")
+# What a folder of phantoms was written with: a second write into it goes on only with the
+# same options (an interrupted write is finished), never mixes two sets' pixels and labels
+STAMP = ".mammo-keras-synth.json"
 INBREAST_COLUMNS = ("Patient ID", "Patient age", "Laterality", "View", "Acquisition date",
                     "File Name", "ACR", "Bi-Rads")
 MANIFEST_FIELDS = ("path", "mask_path", "label", "density", "patient_id", "laterality", "view",
@@ -79,6 +84,29 @@ def _square(image: np.ndarray, mask: np.ndarray, side: int, chest_wall_left: boo
     return image, mask
 
 
+def _claim(out: Path, options: dict) -> None:
+    """Create `out` stamped with `options`, or accept it when it is empty or stamped with the
+    same options (an interrupted write goes on).
+
+    Raises:
+        UserError: `out` holds other files, or phantoms of other options.
+    """
+    stamp = out / STAMP
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            written = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            written = None
+        if written != json.loads(json.dumps(options)):
+            held = "phantoms of other options" if written else "files that are not phantoms"
+            raise UserError(f"{out}: not empty (it holds {held}); write phantoms into a new "
+                            "or empty folder, or into the folder of the same options to "
+                            "finish an interrupted write")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(options) + "\n")
+
+
 def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "dicom",
                     seed: int = 0, contrast: float = DEFAULT_CONTRAST,
                     lesion_scale: float = DEFAULT_LESION_SCALE,
@@ -88,7 +116,8 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
     """Write `count` phantoms into `out` in layout `fmt`; returns `out`.
 
     Args:
-        out: output folder (created).
+        out: output folder: new, empty, or one written with the same options (an interrupted
+            write is finished there); anything else is a UserError.
         count: number of images (two views per patient).
         size: phantom height in px (256-4096); the "mias" layout is always 1024 x 1024.
         fmt: "dicom", "mias" or "folder".
@@ -99,7 +128,10 @@ def write_synthetic(out: str | Path, count: int, size: int = 512, fmt: str = "di
     if fmt not in FORMATS:
         raise ValueError(f"Unknown synthetic format {fmt!r}; choose one of {list(FORMATS)}.")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, {"count": count, "size": size, "format": fmt, "seed": seed,
+                 "contrast": contrast, "lesion_scale": lesion_scale,
+                 "calcification_share": calcification_share,
+                 "calcification_radius": calcification_radius})
     specs = synthetic_specs(count, seed=seed, size=size, contrast=contrast,
                             lesion_scale=lesion_scale,
                             calcification_share=calcification_share,
