@@ -19,13 +19,11 @@ import numpy as np
 
 from mammo_keras.compat import transformer_encoder_parts
 from mammo_keras.errors import UserError
-from mammo_keras.models.clip import CLIPConfig, build_clip
+from mammo_keras.models.clip import LOGIT_SCALE_RANGE, CLIPConfig, build_clip
 from mammo_keras.models.clip_tokenizer import CLIPTokenizer
 
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 MAX_CONFIG_BYTES = 1 << 20  # a model config is a few kB
-# open_clip clamps the learnt log logit scale to [0, ln 100] while training
-LOGIT_SCALE_RANGE = (0.0, math.log(100.0))
 MAX_CONTEXT = 4096  # tokens; a context past the position table is refused anyway
 # timm ViTs whose attention heads are not 64 wide
 VISION_HEADS = {"test_vit": 2, "test_vit2": 2, "test_vit3": 2}

@@ -23,6 +23,7 @@ from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_
                                             dense_view, embedding_metrics, reliability_curve)
 from mammo_keras.models.description import description_of, label_tensor, validated_class_names
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
+from mammo_keras.models.output_checks import check_probabilities
                                           plot_precision_recall, plot_reliability, plot_roc)
 
 if TYPE_CHECKING:
@@ -356,7 +357,7 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
     kept = report.kept(records)
     groups = [record.patient_id or record.path for record in kept]
     y_true = np.concatenate(labels)
-    probabilities = np.concatenate(probabilities)
+    probabilities = check_probabilities(np.concatenate(probabilities), model.name)
     write_csv_atomically(Path(out) / "predictions.csv",
                          prediction_rows(kept, y_true, probabilities, names))
     preprocessing = {key: options[key] for key in description.preprocessing if key in options}

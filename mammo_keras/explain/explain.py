@@ -31,6 +31,7 @@ from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
 from mammo_keras.atomic import write_csv_atomically  # noqa: E402
 from mammo_keras.models.description import description_of  # noqa: E402
 from mammo_keras.models.outputs import mask_outputs  # noqa: E402
+from mammo_keras.models.output_checks import check_probabilities  # noqa: E402
 
 DISPLAY_HEIGHT = 1024
 
@@ -54,6 +55,7 @@ def explain_image(model: keras.Model, image: np.ndarray, method: str = "gradcam"
     ).preprocessor()
     processed, geometry = preprocessor(image, laterality)
     maps, chosen, probabilities = grad_cam(model, processed[None], class_index, layer, method)
+    check_probabilities(probabilities, model.name)
     square = upsample(maps, preprocessor.image_size)[0]
     heatmap = preprocessor.invert(square, geometry, image.shape[:2])[..., 0].numpy()
     return {"heatmap": np.clip(heatmap, 0.0, 1.0).astype(np.float32),

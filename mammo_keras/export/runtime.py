@@ -24,6 +24,7 @@ from mammo_keras.export.metadata import description_from_metadata
 from mammo_keras.models.description import (ModelDescription, default_class_names,
                                             description_of)
 from mammo_keras.models.loading import load_model
+from mammo_keras.models.output_checks import check_outputs
 from mammo_keras.models.outputs import RESERVED, served_model, split_outputs
 
 
@@ -58,9 +59,15 @@ class Predictor:
         return self.outputs(images)["probabilities"]
 
     def outputs(self, images) -> dict[str, np.ndarray]:
-        """Every served output of a batch (N, S, S, 1), float32 arrays by name."""
-        return {name: np.asarray(value, np.float32)
-                for name, value in self.run(np.asarray(images, np.float32)).items()}
+        """Every served output of a batch (N, S, S, 1), float32 arrays by name.
+
+        Raises:
+            UserError: the outputs are not finite or not probabilities (`check_outputs`):
+                the model is refused rather than its answers shown.
+        """
+        return check_outputs({name: np.asarray(value, np.float32)
+                              for name, value in self.run(np.asarray(images, np.float32)).items()},
+                             self.path)
 
     @property
     def class_names(self) -> tuple[str, ...]:

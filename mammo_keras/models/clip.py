@@ -46,6 +46,10 @@ def _keras_hub():
     return keras_hub
 
 
+# open_clip clamps the learnt log logit scale to [0, ln 100] while training
+LOGIT_SCALE_RANGE = (0.0, math.log(100.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class CLIPConfig:
     """Sizes of a BiomedCLIP-style model; the defaults are BiomedCLIP's (ViT-B/16 +
@@ -71,6 +75,19 @@ class CLIPConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def problem(self) -> str | None:
+        """What makes this config unusable (a logit scale that is not finite or outside
+        open_clip's range, a context past the position table), or None."""
+        low, high = LOGIT_SCALE_RANGE
+        scale = self.logit_scale
+        if not (math.isfinite(scale) and low - 1e-3 <= scale <= high + 1e-3):
+            return (f"logit_scale is {scale:g}, outside [{low:g}, {high:.4f}] "
+                    "(ln 100), where open_clip keeps it")
+        if not 1 <= self.context_length <= self.max_positions:
+            return (f"context_length {self.context_length} is outside 1..{self.max_positions} "
+                    "(the text tower's position table)")
+        return None
 
 
 @keras.saving.register_keras_serializable(package="mammo_keras")
@@ -242,5 +259,7 @@ def load_clip(path) -> tuple[keras.Model, "object"]:
     from mammo_keras.models.loading import load_model
 
     model = load_model(path)
-    clip_config_of(model)  # a clear error for a file that is not a CLIP model
+    problem = clip_config_of(model).problem()  # and a clear error for a file that is not CLIP
+    if problem:
+        raise UserError(f"{path}: {problem}; the model is refused")
     return model, tokenizer_of(model)

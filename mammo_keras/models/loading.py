@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from mammo_keras.errors import UserError
+from mammo_keras.models.output_checks import check_weights
 from mammo_keras.trust import code_is_trusted
 
 
@@ -38,7 +39,8 @@ def load_model(path: str | Path) -> keras.Model:
     Raises:
         UserError: one line naming the file when it is missing, a folder (a SavedModel),
             not a loadable Keras archive, or holds Python code (a Lambda layer) while
-            code is not trusted (`mammo_keras.trust`).
+            code is not trusted (`mammo_keras.trust`), or holds a weight that is not finite
+            (`output_checks.check_weights`).
     """
     if Path(path).is_dir():
         raise UserError(f"{path}: is a folder (a SavedModel?), not a .keras model file; this "
@@ -52,10 +54,12 @@ def load_model(path: str | Path) -> keras.Model:
                         "--trust-code if you trust the file")
     register_serializables()
     try:
-        return keras.saving.load_model(path, safe_mode=not code)
+        model = keras.saving.load_model(path, safe_mode=not code)
     except (OSError, TypeError, ValueError) as error:  # not a .keras archive, or a foreign one
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+    check_weights(model, str(path))
+    return model
 
 
 def _code_inside(path: str | Path) -> str | None:
