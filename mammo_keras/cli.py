@@ -321,6 +321,8 @@ def _print_done(summary: dict, out: str) -> None:
     print(f"model.keras, metrics.json, report.md and plots in {out}")
     for error in summary["skipped"]:
         print(f"skipped {error}")
+    for warning in summary.get("warnings", ()):
+        print(f"warning: {warning}")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -21,10 +21,10 @@ import numpy as np
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             dense_view, embedding_metrics, reliability_curve)
-from mammo_keras.models.description import description_of, label_tensor, validated_class_names
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
-from mammo_keras.models.output_checks import check_probabilities
                                           plot_precision_recall, plot_reliability, plot_roc)
+from mammo_keras.models.description import description_of, label_tensor, validated_class_names
+from mammo_keras.models.output_checks import check_probabilities
 
 if TYPE_CHECKING:
     from mammo_keras.data.targets import TargetSpec

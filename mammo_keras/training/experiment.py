@@ -42,7 +42,8 @@ from mammo_keras.training.trainer import train
 
 REPEAT_AXES = ("data.fold", "training.seed", "data.split_seed")
 # The columns of a cell's row that are bookkeeping, not metrics to average
-_ROW_FACTS = ("cell", "epochs_run", "best_epoch", "test_images", "evaluated_on", "commit")
+_ROW_FACTS = ("cell", "epochs_run", "best_epoch", "test_images", "evaluated_on", "commit",
+              "warnings")
 # What summary.png draws when the task names nothing (`Task.plot_metrics`)
 DEFAULT_PLOT_METRICS = ("macro_f1", "roc_auc_macro", "balanced_accuracy")
 
@@ -103,7 +104,8 @@ def _cell_row(name: str, labels: dict, done: dict) -> dict:
     row.update({"epochs_run": done["epochs_run"], "best_epoch": done["best_epoch"],
                 "train_seconds": done["train_seconds"],
                 "test_images": done["images"].get(done["evaluated_on"]),
-                "evaluated_on": done["evaluated_on"], "commit": done["commit"]})
+                "evaluated_on": done["evaluated_on"], "commit": done["commit"],
+                "warnings": "; ".join(done.get("warnings", []))})
     return row
 
 
@@ -246,6 +248,8 @@ def run_experiment(config: dict, out: str | Path, *, verbose: int | str = "auto"
                                    prefix, log)
                 keras.backend.clear_session(free_memory=True)  # the next cell starts from none
             if done is not None:
+                for warning in done.get("warnings", []):
+                    log(f"{prefix}: warning: {warning}")
                 rows.append(_cell_row(name, labels, done))
                 origin = {key: done[key] for key in ("command", "commit", "hardware")}
                 if origin not in origins:

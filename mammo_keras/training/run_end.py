@@ -21,6 +21,7 @@ from mammo_keras.evaluation.plots import plot_training_history
 from mammo_keras.models.description import describe, description_of
 from mammo_keras.provenance import provenance
 from mammo_keras.training.checkpoints import TrainingState
+from mammo_keras.training.health import run_warnings
 from mammo_keras.training.tensorboard_log import log_epochs
 
 DONE = "done.json"
@@ -74,6 +75,7 @@ def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, nam
                             batch_size=config["training"]["batch_size"],
                             resamples=config["evaluation"]["resamples"])
     headline = task.summary(metrics)
+    warnings = run_warnings(state.history, metrics, names)
     summary = {
         "name": config["name"], "config_hash": state.config_hash, **provenance(),
         "task": config["data"]["task"],
@@ -85,6 +87,7 @@ def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, nam
         "distribute": distribute or {"strategy": "none", "workers": 1, "replicas": 1},
         "skipped": sorted({str(error) for error in report.skipped}
                           | set(metrics.get("skipped", []))),
+        "warnings": warnings,
     }
     data = config["data"]
     trained_on = description_of(model, fill=False).provenance or {}

@@ -1,0 +1,54 @@
+"""A run that diverged or collapsed says so in its output and done.json."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from mammo_keras import cli
+from mammo_keras.training.health import run_warnings
+
+HEALTHY = [{"epoch": 1, "loss": 1.2}, {"epoch": 2, "loss": 0.9}]
+CONFUSION = {"confusion_matrix": [[3, 1, 0], [1, 2, 0], [0, 1, 2]]}
+
+
+def test_a_healthy_run_has_no_warnings():
+    assert run_warnings(HEALTHY, CONFUSION, ("normal", "benign", "malignant")) == []
+
+
+def test_a_rising_or_non_finite_loss_is_divergence():
+    rising = [{"epoch": 1, "loss": 1.1}, {"epoch": 2, "loss": 0.8}, {"epoch": 3, "loss": 7.5}]
+    assert run_warnings(rising, {}) == [
+        "training diverged: the training loss rose from 1.1 (epoch 1) to 7.5 (epoch 3); "
+        "lower training.learning_rate"]
+    nan = [{"epoch": 1, "loss": 1.1}, {"epoch": 2, "loss": float("inf")}]
+    assert run_warnings(nan, {})[0].startswith("training diverged: the training loss is not "
+                                                 "finite from epoch 2 on")
+
+
+def test_one_predicted_class_is_collapse():
+    collapsed = {"confusion_matrix": [[4, 0, 0], [3, 0, 0], [2, 0, 0]]}
+    assert run_warnings(HEALTHY, collapsed, ("normal", "benign", "malignant")) == [
+        "the model has collapsed: it predicts normal for all 9 evaluated images (check the "
+        "learning rate and the class balance)"]
+    one_class_truth = {"confusion_matrix": [[4, 0], [0, 0]]}  # nothing else to predict
+    assert run_warnings(HEALTHY, one_class_truth, ("normal", "malignant")) == []
+
+
+def test_a_learning_rate_of_10_is_reported(tmp_path, capsys):
+    config = {"name": "lr10", "data": {"synthetic": {"count": 24, "size": 256}, "image_size": 32,
+                                       "split": [0.5, 0.25, 0.25]},
+              "model": {"backbone": "baseline_cnn", "head": "gap"},
+              "training": {"epochs": 3, "batch_size": 4, "learning_rate": 10.0,
+                           "warmup_epochs": 0, "tensorboard": False},
+              "evaluation": {"resamples": 0}}
+    path = tmp_path / "lr10.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    done = json.loads((tmp_path / "run" / "done.json").read_text())
+    assert done["warnings"] and all(warning.startswith(("training diverged",
+                                                         "the model has collapsed"))
+                                    for warning in done["warnings"])
+    printed = capsys.readouterr().out
+    assert all(f"warning: {warning}" in printed for warning in done["warnings"])
