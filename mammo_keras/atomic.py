@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -111,7 +112,29 @@ def write_bytes_atomically(path: str | Path, content: bytes, mode: int = 0o644) 
 
 
 def write_json_atomically(path: str | Path, value) -> Path:
-    return write_text_atomically(path, json.dumps(value, indent=2, default=float) + "\n")
+    """`value` as standard JSON: a NaN or infinity (a metric that is undefined, such as the
+    AUC of a class with no example) is written as null, never as bare NaN, which JSON readers
+    other than Python's refuse."""
+    text = json.dumps(_finite_or_null(value), indent=2, default=_plain, allow_nan=False)
+    return write_text_atomically(path, text + "\n")
+
+
+def _plain(value):
+    """A NumPy scalar or array as the Python value JSON can hold (non-finite -> None)."""
+    if hasattr(value, "tolist"):
+        return _finite_or_null(value.tolist())
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _finite_or_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def write_csv_atomically(path: str | Path, rows: list[dict],

@@ -108,15 +108,19 @@ def test_embedding_metrics_against_numpy_and_sklearn(rng):
     assert tight["intra_class_variance"] == pytest.approx(expected)
 
 
-def test_bootstrap_macro_f1_interval_brackets_the_point_estimate_over_every_class():
-    # Class 2 never occurs and is never predicted: its F1 is 0 in the point estimate (every
-    # class counts), so the interval must include that 0 too, not average classes 0 and 1 only.
+def test_a_class_absent_from_the_set_is_named_not_averaged_in():
+    # Class c never occurs: its recall and F1 are undefined, not 0; the macro figures average
+    # the classes present, and the interval brackets that same statistic.
     y = np.array([0, 1] * 10)
     p = np.eye(3)[y] * 0.9 + 0.05
-    point = classification_metrics(y, p, ["a", "b", "c"])["macro_f1"]
+    metrics = classification_metrics(y, p, ["a", "b", "c"])
+    assert metrics["absent_classes"] == ["c"]
+    assert metrics["per_class"]["c"]["recall"] is None and metrics["per_class"]["c"]["f1"] is None
+    assert metrics["macro_f1"] == pytest.approx(1.0) == metrics["balanced_accuracy"]
     low, high = bootstrap_intervals(y, p, ["a", "b", "c"], resamples=50)["macro_f1"]
-    assert point == pytest.approx(2 / 3)
-    assert low <= point <= high and high == pytest.approx(2 / 3)
+    assert low == high == pytest.approx(1.0)
+    assert classification_metrics(y, p[:, :2] / p[:, :2].sum(1, keepdims=True),
+                                  ["a", "b"])["absent_classes"] == []
 
 
 DENSITIES = ("A", "B", "C", "D")

@@ -196,3 +196,20 @@ def test_plots_state_their_data_and_scales(tmp_path, monkeypatch, rng):
     plots.plot_reliability(curve, 0.05, tmp_path / "reliability.png")
     labels = [text.get_text() for text in figures["reliability.png"].axes[0].get_legend().texts]
     assert "6 images" in labels and "26 images" in labels  # the marker-size key
+
+
+def test_a_missing_class_is_noted_and_metrics_json_is_standard_json(tmp_path):
+    """No image of one class: the report says so; metrics.json holds null, never bare NaN."""
+    y = np.array([0, 1] * 6)
+    p = np.eye(3)[y] * 0.8 + 0.2 / 3
+    evaluate_predictions(y, p, ["normal", "benign", "malignant"], tmp_path, resamples=20)
+    text = (tmp_path / "metrics.json").read_text()
+
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds {constant}")
+    metrics = json.loads(text, parse_constant=refuse)
+    assert metrics["absent_classes"] == ["malignant"]
+    assert metrics["per_class"]["malignant"]["recall"] is None
+    report = (tmp_path / "report.md").read_text()
+    assert "No image of class malignant in this set: its recall, F1 and AUCs are undefined" \
+        in report

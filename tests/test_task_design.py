@@ -97,7 +97,7 @@ def test_default_classes_come_from_the_field_not_the_task():
     records = [dataclasses.replace(_record(f"{k}.png"), density=d)
                for k, d in enumerate("FGD")]
     assert default_class_names(records, "label") == ("normal", "benign", "malignant")
-    assert default_class_names(records, "density") == ("D", "F", "G")
+    assert default_class_names(records, "density") == ("F", "G", "D")  # the scale, in order
     assert default_class_names(records[:1] + [_record("x.png")], "density") == ("B", "F")
 
 

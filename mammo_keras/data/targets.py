@@ -17,6 +17,9 @@ from typing import Sequence
 from mammo_keras.data.records import LABELS, Record
 
 BIRADS_DENSITIES = ("A", "B", "C", "D")
+MIAS_DENSITIES = ("F", "G", "D")  # fatty < fatty-glandular < dense-glandular
+# Density scales in their order (kappa and every ordinal figure need it, not the alphabet's)
+DENSITY_SCALES = (BIRADS_DENSITIES, MIAS_DENSITIES)
 TARGET_NAMES = ("label", "mask")  # the names a dict target may hold
 _RECORD_FIELDS = frozenset(field.name for field in dataclasses.fields(Record))
 
@@ -93,11 +96,14 @@ class TargetSpec:
 
 def default_class_names(records: Sequence[Record], field: str = "label") -> tuple[str, ...]:
     """The classes of `field` when none are given: normal / benign / malignant for "label";
-    BI-RADS A-D for a density field that fits it, else the values the records hold (sorted)."""
+    for a density field, the scale its values belong to in its own order (BI-RADS A < B < C
+    < D, MIAS F < G < D); else the values the records hold (sorted)."""
     if field == "label":
         return LABELS
     spec = TargetSpec(field)
     values = sorted({str(v) for v in (spec.value(r) for r in records) if v is not None})
-    if field == "density" and set(values) <= set(BIRADS_DENSITIES):
-        return BIRADS_DENSITIES
+    if field == "density":
+        for scale in DENSITY_SCALES:
+            if set(values) <= set(scale):
+                return scale
     return tuple(values)

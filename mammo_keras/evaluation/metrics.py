@@ -93,7 +93,9 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
         `roc_auc_macro`, `pr_auc_macro`, `recall_variance`, `ece`, `quadratic_kappa`,
         `confusion_matrix` (rows = truth), `per_class` {name: precision, recall,
         specificity, f1, support, roc_auc, pr_auc} and `sensitivity_at_specificity`.
-        AUCs of a class absent from `y_true` are None.
+        A class absent from `y_true` is named in `absent_classes`: its recall, F1 and AUCs
+        are None, and the macro figures (balanced accuracy, macro F1, AUCs) average the
+        classes present.
     """
     y_true, probabilities = _validated(y_true, probabilities, class_names)
     labels = list(range(len(class_names)))
@@ -110,10 +112,12 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
         roc = float(sk.roc_auc_score(positive, probabilities[:, k])) if has_both else None
         pr = float(sk.average_precision_score(positive, probabilities[:, k])) if has_both \
             else None
-        per_class[name] = {"precision": float(precision[k]), "recall": float(recall[k]),
+        defined = bool(support[k])  # recall and F1 of a class with no image are undefined
+        per_class[name] = {"precision": float(precision[k]),
+                           "recall": float(recall[k]) if defined else None,
                            "specificity": float(true_negatives / negatives) if negatives else None,
-                           "f1": float(f1[k]), "support": int(support[k]), "roc_auc": roc,
-                           "pr_auc": pr}
+                           "f1": float(f1[k]) if defined else None, "support": int(support[k]),
+                           "roc_auc": roc, "pr_auc": pr}
         if roc is not None:
             aucs.append(roc)
             pr_aucs.append(pr)
@@ -121,8 +125,8 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
     result = {
         "accuracy": float(sk.accuracy_score(y_true, predicted)),
         "balanced_accuracy": float(np.mean(recall[present])) if present else 0.0,
-        "macro_f1": float(sk.f1_score(y_true, predicted, labels=labels, average="macro",
-                                      zero_division=0)),
+        "macro_f1": float(sk.f1_score(y_true, predicted, labels=present, average="macro",
+                                      zero_division=0)) if present else 0.0,
         "weighted_f1": float(sk.f1_score(y_true, predicted, labels=labels, average="weighted",
                                          zero_division=0)),
         "roc_auc_macro": float(np.mean(aucs)) if aucs else None,
@@ -133,6 +137,7 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray,
                                                       weights="quadratic")),
         "confusion_matrix": confusion.tolist(),
         "class_names": list(class_names),
+        "absent_classes": [class_names[k] for k in labels if not support[k]],
         "per_class": per_class,
         "sensitivity_at_specificity": {},
     }
@@ -173,13 +178,14 @@ def bootstrap_intervals(y_true, probabilities, class_names: Sequence[str],
         sensitivities = {f"sensitivity_at_specificity.{positive_class}@{spec:g}": (k, spec)
                          for spec in specificities}
     recalls = {f"recall.{name}": k for k, name in enumerate(class_names) if (y_true == k).any()}
+    present = np.asarray(sorted(recalls.values()), int)  # the point estimate's macro classes
     values: dict[str, list[float]] = {key: [] for key in [*keys, *sensitivities, *recalls]}
     for _ in range(resamples):
         chosen = rng.integers(len(members), size=len(members))
         index = np.concatenate([members[g] for g in chosen])
         with warnings.catch_warnings():  # a resample may lack a class: expected here
             warnings.simplefilter("ignore", UserWarning)
-            sample = _headline(y_true[index], probabilities[index], keys)
+            sample = _headline(y_true[index], probabilities[index], keys, present)
         for key, (k, spec) in sensitivities.items():
             positive = y_true[index] == k
             sample[key] = sensitivity_at_specificity(positive, probabilities[index, k], spec) \
@@ -207,17 +213,18 @@ def _group_members(count: int, groups: Sequence | None) -> list[np.ndarray]:
     return [np.array(v) for v in index.values()]
 
 
-def _headline(y_true: np.ndarray, probabilities: np.ndarray, keys: Sequence[str]) -> dict:
-    """The cheap subset of metrics the bootstrap needs."""
+def _headline(y_true: np.ndarray, probabilities: np.ndarray, keys: Sequence[str],
+              present: np.ndarray) -> dict:
+    """The cheap subset of metrics the bootstrap needs; macro F1 over the classes `present`
+    in the evaluated set, as the point estimate."""
     predicted = probabilities.argmax(axis=1)
     out: dict[str, float | None] = {}
     computations: dict[str, Callable[[], float | None]] = {
         "accuracy": lambda: float((predicted == y_true).mean()),
         "balanced_accuracy": lambda: float(sk.balanced_accuracy_score(y_true, predicted)),
-        # every class, as the point estimate: the interval must bracket the same statistic
+        # the classes of the point estimate: the interval must bracket the same statistic
         "macro_f1": lambda: float(sk.f1_score(y_true, predicted, average="macro",
-                                              labels=np.arange(probabilities.shape[1]),
-                                              zero_division=0)),
+                                              labels=present, zero_division=0)),
         "roc_auc_macro": lambda: macro_auc(y_true, probabilities),
         "weighted_f1": lambda: float(sk.f1_score(y_true, predicted, average="weighted",
                                                  labels=np.arange(probabilities.shape[1]),

@@ -189,6 +189,10 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
         interval = intervals.get(f"sensitivity_at_specificity.{key}")
         lines.append(f"| sensitivity {key.replace('@', ' at specificity ')} | "
                      f"{with_interval(value, interval)} |")
+    if result.get("absent_classes"):
+        absent = ", ".join(result["absent_classes"])
+        lines += ["", f"No image of class {absent} in this set: its recall, F1 and AUCs are "
+                      "undefined (n/a), and the macro figures average the classes present."]
     lines += ["", "| class | precision | recall | specificity | F1 | ROC-AUC | PR-AUC | images |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
