@@ -105,3 +105,12 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
     with pytest.raises(UserError, match="is a mammo-keras experiment folder, not a run folder"):
         with owned_run_folder(tmp_path / "grid", "run"):
             pass
+
+
+def test_a_folder_a_worker_made_first_is_a_run_folder(tmp_path):
+    """A cluster's worker may create out/workers/worker-1 before the chief marks out."""
+    (tmp_path / "run" / "workers" / "worker-1").mkdir(parents=True)
+    check_run_folder(tmp_path / "run")
+    (tmp_path / "run" / "workers" / "notes").mkdir()
+    with pytest.raises(UserError, match="not a mammo-keras run folder"):
+        check_run_folder(tmp_path / "run")

@@ -45,13 +45,23 @@ def check_run_folder(out: Path) -> None:
     if not out.is_dir():
         raise UserError(f"{out}: is a file; --out names a run folder")
     entries = sorted(entry.name for entry in out.iterdir())
-    if not entries or MARKER in entries or any((out / name).exists() for name in _EARLIER_RUN):
+    if not entries or MARKER in entries or any((out / name).exists() for name in _EARLIER_RUN) \
+            or _workers_only(out, entries):
         return
     shown = ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more"
                                            if len(entries) > _SHOWN else "")
     raise UserError(f"{out}: not empty and not a mammo-keras run folder (it holds {shown}); "
                     "write into a new or empty folder, or into the run folder of the same "
                     "config to resume it")
+
+
+def _workers_only(out: Path, entries: list[str]) -> bool:
+    """Whether `out` holds only the folders of a cluster's workers, which may start before
+    the chief marks the run folder (`training.distribute`'s `workers/worker-N`)."""
+    if entries != ["workers"] or not (out / "workers").is_dir():
+        return False
+    return all(entry.name.startswith("worker-") and entry.name[7:].isdigit()
+               for entry in (out / "workers").iterdir())
 
 
 @contextlib.contextmanager
