@@ -60,7 +60,7 @@ def test_a_run_folder_is_marked_and_taken_again_by_the_same_config(tmp_path, cap
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({**TINY, "training": {**TINY["training"], "seed": 1}}))
     assert cli.main(["train", "--config", str(other), "--out", str(out)]) == 2
-    assert "holds a finished run of another config" in capsys.readouterr().err
+    assert "holds a run of another config" in capsys.readouterr().err
     assert cli.main(["run", str(other), "--out", str(out)]) == 2  # a run folder, not a grid's
     assert "is a mammo-keras run folder, not an experiment folder" in capsys.readouterr().err
 
@@ -114,3 +114,13 @@ def test_a_folder_a_worker_made_first_is_a_run_folder(tmp_path):
     (tmp_path / "run" / "workers" / "notes").mkdir()
     with pytest.raises(UserError, match="not a mammo-keras run folder"):
         check_run_folder(tmp_path / "run")
+
+
+def test_a_run_folder_of_another_config_is_refused_even_before_its_first_epoch(tmp_path):
+    with owned_run_folder(tmp_path / "run", "run", "hash-a"):
+        pass  # a run that stopped before its first checkpoint: nothing but the marker
+    with pytest.raises(UserError, match="run: holds a run of another config"):
+        with owned_run_folder(tmp_path / "run", "run", "hash-b"):
+            pass
+    with owned_run_folder(tmp_path / "run", "run", "hash-a"):
+        pass

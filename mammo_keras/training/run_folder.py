@@ -65,20 +65,27 @@ def _workers_only(out: Path, entries: list[str]) -> bool:
 
 
 @contextlib.contextmanager
-def owned_run_folder(out: str | Path, kind: str) -> Iterator[Path]:
+def owned_run_folder(out: str | Path, kind: str, config_hash: str | None = None
+                     ) -> Iterator[Path]:
     """`out` created (or checked with `check_run_folder`), marked as a mammo-keras `kind`
-    ("run" or "experiment") folder, and locked against other processes while the block runs.
+    ("run" or "experiment") folder of the config `config_hash` (when given), and locked
+    against other processes while the block runs.
 
     Raises:
-        UserError: `out` is someone else's folder, or another process is writing it.
+        UserError: `out` is someone else's folder, a folder of another kind or config, or
+            another process is writing it.
     """
     out = Path(out)
     check_run_folder(out)
     key = out.resolve()
-    made_as = _marked_kind(out)
-    if made_as not in (None, kind) and key not in _held:
-        raise UserError(f"{out}: is a mammo-keras {made_as} folder, not {_A[kind]} {kind} "
-                        "folder; choose another folder")
+    marked = _marker(out)
+    if key not in _held and marked.get("kind") not in (None, kind):
+        raise UserError(f"{out}: is a mammo-keras {marked['kind']} folder, not {_A[kind]} "
+                        f"{kind} folder; choose another folder")
+    if key not in _held and None not in (config_hash, marked.get("config_hash")) and \
+            marked["config_hash"] != config_hash:
+        raise UserError(f"{out}: holds a run of another config; resume it with its own config "
+                        f"({out / 'config.yaml'}) or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     if key in _held:
         descriptor, depth = _held[key]
@@ -87,8 +94,9 @@ def owned_run_folder(out: str | Path, kind: str) -> Iterator[Path]:
         _held[key] = (_lock(out), 1)
     try:
         if not (out / MARKER).exists():
-            (out / MARKER).write_text(json.dumps({"kind": kind, "made_by": f"mammo-keras "
-                                                  f"{__version__}"}) + "\n")
+            (out / MARKER).write_text(json.dumps({
+                "kind": kind, "made_by": f"mammo-keras {__version__}",
+                **({"config_hash": config_hash} if config_hash else {})}) + "\n")
         yield out
     finally:
         descriptor, depth = _held.pop(key)
@@ -98,12 +106,13 @@ def owned_run_folder(out: str | Path, kind: str) -> Iterator[Path]:
             os.close(descriptor)  # releases the lock
 
 
-def _marked_kind(out: Path) -> str | None:
-    """The kind `MARKER` in `out` names, or None where there is none."""
+def _marker(out: Path) -> dict:
+    """What `MARKER` in `out` says ({} where there is none)."""
     try:
-        return json.loads((out / MARKER).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
+        marked = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return marked if isinstance(marked, dict) else {}
 
 
 def _lock(out: Path) -> int:

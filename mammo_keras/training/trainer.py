@@ -162,8 +162,8 @@ def train(config: dict, out: str | Path, *, resume: bool = False,
     training = config["training"]
     cluster = make_cluster(training["distribute"])
     out = Path(out)
-    with owned_run_folder(cluster.folder(out), "run"):
-        digest = config_hash(config)
+    digest = config_hash(config)
+    with owned_run_folder(cluster.folder(out), "run", digest):
         done = read_done(out)
         if done is not None:
             if done["config_hash"] != digest:
