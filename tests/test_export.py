@@ -306,3 +306,32 @@ def test_an_export_killed_earlier_leaves_no_staging_behind(tmp_path, trained):
     (stale / "savedmodel").mkdir(parents=True)
     export_model(trained, out, fmt="tflite", samples=8)
     assert sorted(path.name for path in out.iterdir()) == ["model.json", "model.tflite"]
+
+
+def test_metadata_that_disagrees_with_the_graph_or_its_other_copy_is_refused(tmp_path, trained):
+    """Reordered class names in a metadata file would relabel every prediction: where two
+    copies of a fact exist (graph and asset, asset and the JSON beside), a mismatch refuses."""
+    from mammo_keras.errors import UserError
+    from mammo_keras.export.savedmodel import METADATA_ASSET
+
+    export_model(trained, tmp_path / "export", samples=8)
+    version = tmp_path / "export" / "savedmodel" / "1"
+    (tmp_path / "export" / "savedmodel" / "1.json").unlink()  # the folder deployed alone
+    asset = version / METADATA_ASSET
+    metadata = json.loads(asset.read_text())
+    original = metadata["class_names"]
+    metadata["class_names"] = original[::-1]  # "malignant" first: would read as "normal"
+    asset.write_text(json.dumps(metadata))
+    with pytest.raises(UserError, match=r"the metadata's class names \['malignant', 'benign', "
+                                        r"'normal'\] are not the graph's own"):
+        load_predictor(tmp_path / "export" / "savedmodel")
+    metadata["class_names"] = original
+    asset.write_text(json.dumps(metadata))
+    load_predictor(tmp_path / "export" / "savedmodel")  # restored: accepted
+    beside = tmp_path / "export" / "model.json"
+    edited = json.loads(beside.read_text())
+    edited["class_names"] = original[::-1]
+    beside.write_text(json.dumps(edited))
+    with pytest.raises(UserError, match=r"model.json: its class_names .* disagree with the copy "
+                                        r"inside model.tflite"):
+        load_predictor(tmp_path / "export" / "model.tflite")

@@ -145,12 +145,38 @@ def metadata_beside(path: str | Path) -> dict:
 def artefact_metadata(path: str | Path) -> dict:
     """The export metadata of a SavedModel version folder or a `.tflite` file: the copy
     inside the artefact, else the JSON beside it, else {}."""
+    from mammo_keras.export.publish import beside_path
     from mammo_keras.export.savedmodel import read_savedmodel_metadata
     from mammo_keras.export.tflite import read_tflite_metadata
 
     path = Path(path)
     inside = read_savedmodel_metadata(path) if path.is_dir() else read_tflite_metadata(path)
-    return inside if inside is not None else metadata_beside(path)
+    beside = metadata_beside(path)
+    if inside is None:
+        return beside
+    for key in ("class_names", "task", "image_size", "preprocessing"):
+        if key in beside and key in inside and beside[key] != inside[key]:
+            raise UserError(f"{beside_path(path)}: its {key} {beside[key]!r} disagree with the "
+                            f"copy inside {path.name} ({inside[key]!r}); one was edited: "
+                            "export the model again")
+    return inside
+
+
+def _check_graph_class_names(serve, size: int, description: ModelDescription,
+                             version: Path) -> None:
+    """A UserError when the class names the SavedModel's graph returns are not the ones its
+    metadata gives: the graph answers with its own, so a reordered metadata file would
+    relabel every prediction."""
+    import tensorflow as tf
+
+    if description.class_names is None:
+        return
+    graph = [name.decode() for name in serve(images=tf.zeros((1, size, size, 1)))[
+        "class_names"].numpy().tolist()]
+    if graph != list(description.class_names):
+        raise UserError(f"{version}: the metadata's class names {list(description.class_names)} "
+                        f"are not the graph's own {graph}; the metadata was edited: export the "
+                        "model again")
 
 
 def load_predictor(path: str | Path, num_threads: int | None = None) -> Predictor:
@@ -178,6 +204,7 @@ def load_predictor(path: str | Path, num_threads: int | None = None) -> Predicto
                     **{name: outputs[name].numpy()[..., None] for name in served}}
 
         classes = int(serve.structured_outputs["probabilities"].shape[-1])
+        _check_graph_class_names(serve, size, description, version)
         return Predictor(str(path), "savedmodel", size, classes, run, description)
     if path.suffix.lower() == ".tflite":
         from mammo_keras.export.tflite import TFLiteRunner
