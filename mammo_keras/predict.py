@@ -23,20 +23,26 @@ from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
+from mammo_keras.data.walk import walk_files
 from mammo_keras.export.runtime import Predictor, keras_predictor
 
 
 def collect_files(inputs: Sequence[str | Path]) -> tuple[list[str], list[DataError]]:
-    """The image files named or contained (recursively) in `inputs`, and the inputs not found."""
+    """The image files named or contained (recursively) in `inputs`, and a DataError for
+    each input not found and each entry of a folder that is not a regular file (FIFOs,
+    devices, broken links, link loops: `walk_files`)."""
     files, missing = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file()
-                         and not p.name.startswith(".")
-                         and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == ""))
+            found, left_out = walk_files(path)
+            files.extend(str(p) for p in found
+                         if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix == "")
+            missing.extend(left_out)
         elif path.is_file():
             files.append(str(path))
+        elif path.exists():
+            missing.append(DataError(path, "not a regular file (a FIFO, device or socket)"))
         else:
             missing.append(DataError(path, "file or folder not found"))
     return files, missing

@@ -85,3 +85,56 @@ def test_dicoms_in_class_folders_name_their_patient_study_breast_and_view(tmp_pa
     assert found == expected
     summary = records.summary()
     assert "4 images, 2 patients" in summary and "None" not in summary.split("view")[1]
+
+
+def test_entries_that_are_not_files_are_listed_not_dropped(tmp_path):
+    """FIFOs, devices, broken links and link loops in an input folder are left out and each
+    is listed with its reason (reading a FIFO would block)."""
+    import os
+
+    from mammo_keras.predict import collect_files
+
+    root = tmp_path / "set"
+    touch_image(root / "normal" / "n1.png")
+    os.mkfifo(root / "normal" / "pipe.png")
+    (root / "normal" / "loop_a.png").symlink_to(root / "normal" / "loop_b.png")
+    (root / "normal" / "loop_b.png").symlink_to(root / "normal" / "loop_a.png")
+    (root / "normal" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "normal" / "null.png").symlink_to("/dev/null")
+    (root / "normal" / "back").symlink_to(root)
+    records = load_records(root)
+    assert [record.path.rsplit("/", 1)[-1] for record in records] == ["n1.png"]
+    reasons = {error.path.rsplit("/", 1)[-1]: error.problem for error in records.skipped}
+    assert reasons == {"pipe.png": "a FIFO (named pipe), not an image file; left out",
+                       "loop_a.png": "a link loop; left out", "loop_b.png": "a link loop; left out",
+                       "gone.png": "a broken link; left out",
+                       "null.png": "a character device, not an image file; left out",
+                       "back": "a link back to a folder already read (a link loop); left out"}
+    files, skipped = collect_files([root])
+    assert [name.rsplit("/", 1)[-1] for name in files] == ["n1.png"] and len(skipped) == 6
+
+
+def test_an_image_listed_twice_with_other_facts_is_refused(tmp_path):
+    import csv
+
+    from mammo_keras.data import write_synthetic
+    from mammo_keras.data.errors import DataError
+
+    root = write_synthetic(tmp_path / "set", 4, size=256)
+    with open(root / "synthetic.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    again = dict(rows[0])
+
+    def write(extra):
+        with open(root / "synthetic.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows + [extra])
+    write(again)  # the same facts: kept once, the repeat listed
+    records = load_records(root)
+    assert len(records) == 4 and any("listed twice" in str(e) for e in records.skipped)
+    write({**again, "patient_id": "OTHER", "label": "malignant" if again["label"] != "malignant"
+           else "normal"})
+    with pytest.raises(DataError, match=r"case00000.dcm: listed twice with different facts "
+                                        r"\(label .*; patient_id '.*' / 'OTHER'\)"):
+        load_records(root)

@@ -71,6 +71,13 @@ def test_manifest_round_trip(tmp_path):
         assert [r.path for r in again[name]] == [r.path for r in splits[name]]
     with pytest.raises(ValueError, match="not among the dataset's records"):
         read_split_manifest(path, records[:5])
+    lines = path.read_text().splitlines()
+    first = lines[1].split(",")
+    path.write_text("\n".join(lines + [",".join([first[0], *first[1:-1], "val"
+                                                  if first[-1] != "val" else "train"])]) + "\n")
+    with pytest.raises(ValueError, match=r"is listed again \(line 2, .*\); an image belongs to "
+                                         "one subset"):
+        read_split_manifest(path, records)
 
 
 def test_bad_fractions():

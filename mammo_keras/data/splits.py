@@ -125,9 +125,15 @@ def read_split_manifest(path: str | Path, records: Sequence[Record]) -> dict[str
     if missing:
         raise UserError(f"{path}: not a split manifest (no {' or '.join(missing)} column; "
                         f"it has {columns or 'none'})")
+    placed: dict[str, tuple[int, str]] = {}
     for line, row in enumerate(rows, start=2):
         if row["path"] not in by_path:
             raise UserError(f"{path}:{line}: {row['path']} is not among the dataset's records")
+        if row["path"] in placed:  # an image in two subsets would be trained and tested on
+            earlier, subset = placed[row["path"]]
+            raise UserError(f"{path}:{line}: {row['path']} is listed again (line {earlier}, "
+                            f"{subset}); an image belongs to one subset")
+        placed[row["path"]] = (line, row["split"])
         result[row["split"]].append(by_path[row["path"]])
     return dict(result)
 

@@ -18,8 +18,8 @@ from mammo_keras.data.adapters.inbreast import load_inbreast
 from mammo_keras.data.adapters.mias import load_mias
 from mammo_keras.data.adapters.synthetic import MANIFEST, load_synthetic
 from mammo_keras.data.archive import is_archive
-from mammo_keras.data.errors import no_images
-from mammo_keras.data.records import Records
+from mammo_keras.data.errors import DataError, no_images
+from mammo_keras.data.records import Record, Records
 
 ADAPTERS: dict[str, Callable[..., Records]] = {
     "mias": load_mias,
@@ -57,7 +57,38 @@ def load_records(name_or_path: str | Path, root: str | Path | None = None, **opt
     """
     name = str(name_or_path)
     where = f"{name} in {root}" if root is not None else name
-    return require_records(_adapter_records(name, root, **options), where)
+    return require_records(without_repeats(_adapter_records(name, root, **options)), where)
+
+
+# What one image's records must agree on when a label file lists it more than once
+_IDENTITY = ("label", "density", "patient_id", "laterality", "view")
+
+
+def without_repeats(records: Records) -> Records:
+    """`records` with each image once: a file listed again with the same facts is left out
+    and listed in `skipped`; listed with other facts (label, density, patient, side, view)
+    it is a DataError, since either copy may be the wrong one and the two would land in
+    different splits.
+
+    Raises:
+        DataError: one line naming the file and the facts that differ.
+    """
+    first: dict[str, Record] = {}
+    kept = []
+    for record in records:
+        earlier = first.setdefault(record.path, record)
+        if earlier is record:
+            kept.append(record)
+            continue
+        differ = [f"{key} {getattr(earlier, key)!r} / {getattr(record, key)!r}"
+                  for key in _IDENTITY if getattr(earlier, key) != getattr(record, key)]
+        if differ:
+            raise DataError(record.path, f"listed twice with different facts "
+                                         f"({'; '.join(differ)}); correct the label file")
+        records.skipped.append(DataError(record.path, "listed twice; the second entry is left "
+                                                      "out"))
+    return Records(kept, records.skipped, subset=records.subset) if len(kept) < len(records) \
+        else records
 
 
 def require_records(records: Records, where: str) -> Records:

@@ -24,6 +24,7 @@ from mammo_keras.data.csv_files import read_csv_rows
 from mammo_keras.data.dicom import dicom_identity
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.records import LABELS, Record, Records
+from mammo_keras.data.walk import walk_files
 
 MANIFEST = "manifest.csv"
 SUMMARY = "patches.json"  # `data patches` describes its set there
@@ -60,10 +61,12 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
         raise DataError(root, "dataset folder not found")
     classes = None if classes is None else tuple(classes)
     described, skipped = _manifest_rows(root)
+    found, left_out = walk_files(root)
+    skipped.extend(left_out)
     records = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in found:
         parts = path.relative_to(root).parts[:-1]
-        if path.name.startswith(".") or path in (root / MANIFEST, root / SUMMARY):
+        if path in (root / MANIFEST, root / SUMMARY):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(DataError(path, "not an image file (by its name)"))
