@@ -1,6 +1,7 @@
 """read_image on every supported format, DICOM variants, and each bad-input case."""
 
 import io
+import re
 import tarfile
 
 import numpy as np
@@ -274,3 +275,53 @@ def test_the_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, im
     monkeypatch.setenv("MAMMO_KERAS_MAX_PIXELS", "1000")
     assert "over the limit of 0.001 megapixels" in one_line_error(write_dicom(tmp_path / "z.dcm",
                                                                             image))
+
+
+@pytest.mark.parametrize("modality, meaning", [("CT", "computed tomography"),
+                                               ("MR", "magnetic resonance"), ("XC", "")])
+def test_a_dicom_of_another_modality_is_not_a_mammogram(tmp_path, image, modality, meaning):
+    path = write_dicom(tmp_path / "scan.dcm", image)
+    dataset = pydicom.dcmread(path)
+    dataset.Modality = modality
+    dataset.save_as(path)
+    shown = f" ({meaning})" if meaning else ""
+    with pytest.raises(DataError, match=rf"scan.dcm: Modality {modality}{re.escape(shown)}: "
+                                        r"not a mammogram \(MG\)"):
+        read_image(path)
+    dataset.Modality = "DX"  # a digitised film exported as general radiography: read
+    dataset.save_as(path)
+    read_image(path)
+
+
+def test_a_multi_frame_object_is_read_only_with_a_frame_chosen(tmp_path, image, monkeypatch):
+    from mammo_keras.data.dicom import BREAST_TOMOSYNTHESIS, FRAME_VARIABLE
+
+    path = write_dicom(tmp_path / "dbt.dcm", image)
+    dataset = pydicom.dcmread(path)
+    frames = [np.round(np.clip(image * scale, 0, 1) * 4095).astype(np.uint16)
+              for scale in (0.2, 1.0, 0.6)]
+    dataset.NumberOfFrames = 3
+    dataset.SOPClassUID = BREAST_TOMOSYNTHESIS
+    dataset.PixelData = np.stack(frames).tobytes()
+    dataset.save_as(path)
+    monkeypatch.delenv(FRAME_VARIABLE, raising=False)
+    with pytest.raises(DataError, match=r"dbt.dcm: a breast tomosynthesis object of 3 frames, "
+                                        r"not one 2-D mammogram"):
+        read_image(path)
+    monkeypatch.setenv(FRAME_VARIABLE, "middle")
+    middle, _ = read_image(path)
+    np.testing.assert_allclose(middle, frames[1] / 4095, atol=1e-6)
+    monkeypatch.setenv(FRAME_VARIABLE, "7")
+    with pytest.raises(DataError, match="choose first, middle, last or a frame index below 3"):
+        read_image(path)
+
+
+def test_a_16_bit_png_of_0_and_1_is_a_mask_not_a_film(tmp_path):
+    mask = np.zeros((64, 48), np.uint16)
+    mask[20:40, 10:30] = 1
+    Image.fromarray(mask).save(tmp_path / "label.png")
+    with pytest.raises(DataError, match=r"label.png: binary image \(values 0 and 0.00392 only\): "
+                                        r"a mask or a label map, not a mammogram"):
+        read_image(tmp_path / "label.png")
+    mask_image, _ = read_image(tmp_path / "label.png", mammogram=False)  # read as a mask
+    assert mask_image.max() > 0

@@ -10,6 +10,7 @@ libjpeg / openjpeg / rle, pyjpegls), installed with mammo-keras.
 from __future__ import annotations
 
 import io
+import os
 import re
 from typing import Any
 
@@ -72,6 +73,49 @@ def dicom_identity(path: str) -> dict[str, str | None]:
             "laterality": laterality, "view": view}
 
 
+# Modalities a mammogram is stored under: MG, and DX / CR for digitised or general X-ray
+# exports; OT (other) for converted sets. Anything else (CT, MR, US, ...) is not one.
+MAMMOGRAPHY_MODALITIES = ("MG", "DX", "CR", "OT")
+_MODALITY_NAMES = {"CT": "computed tomography", "MR": "magnetic resonance", "US": "ultrasound",
+                   "PT": "PET", "NM": "nuclear medicine", "SEG": "a segmentation",
+                   "SR": "a structured report", "XA": "angiography", "RF": "fluoroscopy",
+                   "PR": "a presentation state", "KO": "a key object selection"}
+BREAST_TOMOSYNTHESIS = "1.2.840.10008.5.1.4.1.1.13.1.3"
+FRAME_VARIABLE = "MAMMO_KERAS_DICOM_FRAME"  # "first", "middle", "last" or an index from 0
+
+
+def _check_mammography_object(ds: pydicom.Dataset, path: str) -> None:
+    """A DataError unless `ds` can be a 2-D mammogram: its Modality is a mammography one,
+    and a tomosynthesis (or other multi-frame) object is read only when a frame is chosen
+    (`FRAME_VARIABLE`)."""
+    modality = _clean(ds.get("Modality"))
+    if modality is not None and modality not in MAMMOGRAPHY_MODALITIES:
+        meaning = f" ({_MODALITY_NAMES[modality]})" if modality in _MODALITY_NAMES else ""
+        raise DataError(path, f"Modality {modality}{meaning}: not a mammogram (MG)")
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return  # the size check below names the bad header
+    tomosynthesis = str(ds.get("SOPClassUID", "")) == BREAST_TOMOSYNTHESIS
+    if (frames > 1 or tomosynthesis) and not os.environ.get(FRAME_VARIABLE):
+        kind = "a breast tomosynthesis object" if tomosynthesis else "a multi-frame object"
+        raise DataError(path, f"{kind} of {frames} frames, not one 2-D mammogram; read its "
+                              "synthetic 2-D view instead, or choose a frame with "
+                              f"{FRAME_VARIABLE}=middle (or first, last, an index)")
+
+
+def selected_frame(frames: int, path: str) -> int:
+    """The frame `FRAME_VARIABLE` chooses of a `frames`-frame object (0-based)."""
+    choice = os.environ.get(FRAME_VARIABLE, "").strip().lower()
+    named = {"first": 0, "middle": frames // 2, "last": frames - 1}
+    if choice in named:
+        return named[choice]
+    if choice.isdigit() and int(choice) < frames:
+        return int(choice)
+    raise DataError(path, f"{FRAME_VARIABLE}={choice!r}: choose first, middle, last or a frame "
+                          f"index below {frames}")
+
+
 def _clean(value: Any) -> str | None:
     text = str(value).strip().upper() if value is not None else ""
     return text or None
@@ -130,6 +174,7 @@ def _read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
             from error
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DataError(path, "DICOM file has no pixel data")
+    _check_mammography_object(ds, path)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DataError(path, f"photometric interpretation {photometric}: not a grayscale "
@@ -150,8 +195,8 @@ def _read_dicom(data: bytes, path: str) -> tuple[np.ndarray, dict]:
     except Exception as error:
         raise DataError(path, f"unreadable pixel data ({type(error).__name__}: {error})") \
             from error
-    if stored.ndim == 3 and int(ds.get("NumberOfFrames", 1)) > 1:
-        stored = stored[0]  # multi-frame (e.g. tomosynthesis): the first frame
+    if stored.ndim == 3 and frames > 1:
+        stored = stored[selected_frame(frames, path)]
     if stored.ndim != 2:
         raise DataError(path, f"expected a grayscale image, got pixel array of shape {stored.shape}")
     if stored.size == 0:

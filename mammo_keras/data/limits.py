@@ -60,8 +60,10 @@ def check_finite(image: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 def check_mammogram(image: np.ndarray, path: str | Path) -> np.ndarray:
-    """`image` (H, W) if it can be a mammogram: at least MIN_SIDE px on each side and not
-    one value everywhere; otherwise a DataError naming the problem. (Masks are exempt:
+    """`image` (H, W) if it can be a mammogram: at least MIN_SIDE px on each side, and more
+    than two values (one value everywhere is blank; two is a mask or a label map, such as a
+    16-bit PNG of 0 and 1 that would read as a black film); otherwise a DataError naming the
+    problem. (Masks are exempt:
     a normal film's lesion mask is blank.)"""
     height, width = image.shape
     if min(height, width) < MIN_SIDE:
@@ -69,4 +71,9 @@ def check_mammogram(image: np.ndarray, path: str | Path) -> np.ndarray:
                               "a side: not a mammogram")
     if image.max() == image.min():
         raise DataError(path, f"blank image: every pixel is {float(image.flat[0]):.3g}")
+    sample = np.unique(image[::7, ::7])  # a mammogram has hundreds of grey levels
+    if sample.size <= 2 and np.unique(image).size == 2:
+        low, high = np.unique(image)
+        raise DataError(path, f"binary image (values {float(low):.3g} and {float(high):.3g} "
+                              "only): a mask or a label map, not a mammogram")
     return image
