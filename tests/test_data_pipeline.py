@@ -2,6 +2,7 @@
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,21 @@ def test_the_row_store_is_rewritten_for_other_records_and_keeps_what_it_skipped(
         [record.path for record in records[6:10]]
     np.testing.assert_array_equal(others, collect(load_dataset(records[6:10], image_size=32,
                                                                batch_size=4))[0])
+
+
+def test_the_row_store_is_not_read_for_a_file_rewritten_under_its_name(records, tmp_path):
+    """The same paths with new pixels (data replaced between runs): the store is refilled."""
+    import shutil
+
+    copies = []
+    for index, record in enumerate(records[:4]):
+        target = tmp_path / f"film{index}{Path(record.path).suffix}"
+        shutil.copy(record.path, target)
+        copies.append(dataclasses.replace(record, path=str(target)))
+    cache = str(tmp_path / "store")
+    before = collect(load_dataset(copies, image_size=32, batch_size=4, cache=cache))[0]
+    shutil.copy(records[5].path, copies[0].path)  # another film under the first one's name
+    after = collect(load_dataset(copies, image_size=32, batch_size=4, cache=cache))[0]
+    fresh = collect(load_dataset(copies, image_size=32, batch_size=4))[0]
+    np.testing.assert_array_equal(after, fresh)
+    assert not np.array_equal(after[0], before[0])

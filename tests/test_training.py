@@ -281,7 +281,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, data_dir
     with pytest.raises(ConfigError, match="unfinished run .*pass --resume"):
         train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0)
     changed = tiny_config(deterministic=True, fsl_lambda=0.1, monitor="val_accuracy")
-    with pytest.raises(ConfigError, match="config differs"):
+    with pytest.raises(ConfigError, match="holds a run of another config"):
         train(changed, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
     resumed = train(config, tmp_path / "resumed", data_dir=data_dir, verbose=0, resume=True)
 
@@ -678,3 +678,34 @@ def test_a_grid_summary_does_not_print_the_base_size_when_cells_set_their_own():
     plain = summary_markdown(load_config(ROOT / "experiments" / "quickstart.yaml"), [], [], {},
                              origin)
     assert "128 px input" in plain and "12 epochs at most" in plain
+
+
+def test_a_resume_keeps_the_split_of_the_first_epoch(tmp_path):
+    """Images added since the run started are left out (listed), images gone are a refusal:
+    a resume never re-splits, so no training image moves into the test set."""
+    from mammo_keras.data import write_synthetic
+    from mammo_keras.errors import UserError
+
+    root = write_synthetic(tmp_path / "set", 24, size=256, seed=4)
+    manifest = root / "synthetic.csv"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-2]) + "\n")  # the run starts without the last 2
+    config = {**tiny_config(), "data": {**tiny_config()["data"], "dataset": "synthetic",
+                                        "root": str(root), "synthetic": None}}
+    config["data"].pop("synthetic")
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, verbose=0, callbacks=[Interrupt(at_step=5)])
+    split = (out / "splits.csv").read_text()
+    manifest.write_text("\n".join(lines) + "\n")  # two images added
+    done = train(config, out, verbose=0, resume=True)
+    assert (out / "splits.csv").read_text() == split  # the first epoch's split, unchanged
+    assert len([entry for entry in done["skipped"]
+                if "added to the data after the run started" in entry]) == 2
+    again = tmp_path / "again"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, again, verbose=0, callbacks=[Interrupt(at_step=5)])
+    manifest.write_text("\n".join(lines[:-4]) + "\n")  # images of its split are gone
+    with pytest.raises(UserError, match=r"again: the data changed since the run started: 4 of "
+                                        r"the 24 images of its split are gone"):
+        train(config, again, verbose=0, resume=True)

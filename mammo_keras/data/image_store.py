@@ -4,11 +4,13 @@ A training epoch over the store shuffles row numbers, not images, so memory hold
 batches in flight whatever the number of images (TensorFlow's file cache is read in order
 only, and a shuffle after it buffers every decoded image). The store is filled once, in
 order, by the decoding pipeline; it names the records it holds, so a store of other data is
-never read for new data, and it keeps the files the first pass skipped, with their reasons.
+never read for new data (nor for files rewritten since), and it keeps the files the first
+pass skipped, with their reasons.
 
 Files beside `path`: `<path>.images.bin` (rows of S x S x 1 float32), `<path>.masks.bin`
 (rows of S x S x 1 uint8) when masks are stored, and `<path>.index.json` (written last: the
-record paths, the preprocessing (size and options), the position and class index of each stored row, the skipped files).
+record paths and their files' sizes and times, the preprocessing (size and options), the
+position and class index of each stored row, the skipped files).
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ import numpy as np
 
 from mammo_keras.atomic import write_json_atomically
 from mammo_keras.data.errors import DataError
+
+
+def file_fingerprints(paths: Sequence[str]) -> list:
+    """[size, modification time (ns)] of each record's file (its archive, for a member
+    "<archive>::<member>"), or None where it cannot be read: a file rewritten under the same
+    name (new pixels, new data) does not match the store filled from the old one."""
+    prints = []
+    for path in paths:
+        try:
+            facts = os.stat(str(path).split("::", 1)[0])
+            prints.append([facts.st_size, facts.st_mtime_ns])
+        except OSError:
+            prints.append(None)
+    return prints
 
 
 class ImageStore:
@@ -51,6 +67,7 @@ class ImageStore:
         (`MammogramPreprocessor.get_config()`: the size and options), with masks if asked."""
         index = self.index()
         return index is not None and index["paths"] == list(paths) and \
+            index.get("files") == file_fingerprints(paths) and \
             index.get("preprocessing") == preprocessing and (index["masks"] or not masks)
 
     def write(self, examples: Iterable[tuple[np.ndarray, np.ndarray | None, int, int]],
@@ -71,7 +88,8 @@ class ImageStore:
                 positions.append(int(position))
                 targets.append(int(target))
         write_json_atomically(self.index_file, {
-            "paths": list(paths), "preprocessing": preprocessing,
+            "paths": list(paths), "files": file_fingerprints(paths),
+            "preprocessing": preprocessing,
             "size": preprocessing["image_size"], "masks": masks, "positions": positions,
             "targets": targets,
             "skipped": [{"path": error.path, "problem": error.problem}

@@ -9,6 +9,9 @@ from typing import Callable
 
 from mammo_keras.data import Records, kfold_records, load_records, split_records, write_synthetic
 from mammo_keras.data.audit import duplicate_groups
+from mammo_keras.data.csv_files import read_csv_rows
+from mammo_keras.data.errors import DataError
+from mammo_keras.errors import UserError
 from mammo_keras.training.config import ConfigError, without_default_synthetic_keys
 
 SUBSETS = ("train", "val", "test")
@@ -75,3 +78,32 @@ def split_subsets(records: Records, data: dict, stratify: str | None = "label"
             raise ConfigError(f"the {name} subset is empty ({len(records)} records); "
                               "change data.split or data.folds")
     return subsets
+
+
+def resumed_subsets(manifest: Path, records: Records) -> tuple[dict[str, Records], list]:
+    """The split a run wrote at its first epoch (`manifest`, its splits.csv), rebuilt from
+    today's `records`, for a resume: the split never changes under a run, so no image the
+    best model was trained on moves into the test set.
+
+    Returns:
+        (subsets, added): {"train", "val", "test"} and a DataError for each record that was
+        not in the data when the run started (left out of every subset).
+
+    Raises:
+        UserError: images of the run's split are gone from the data.
+    """
+    columns, rows = read_csv_rows(manifest)
+    by_path = {record.path: record for record in records}
+    gone = [row["path"] for row in rows if row.get("path") not in by_path]
+    if gone:
+        raise UserError(f"{manifest.parent}: the data changed since the run started: "
+                        f"{len(gone)} of the {len(rows)} images of its split are gone (e.g. "
+                        f"{gone[0]}); resume with the data it started with, or start a new run")
+    subsets = {name: Records(subset=name) for name in SUBSETS}
+    for row in rows:
+        subsets.setdefault(row["split"], Records(subset=row["split"])).append(
+            by_path[row["path"]])
+    listed = {row["path"] for row in rows}
+    added = [DataError(record.path, "added to the data after the run started; left out of "
+                                    "its split") for record in records if record.path not in listed]
+    return subsets, added

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mammo_keras import __version__
-from mammo_keras.errors import UserError
+from mammo_keras.errors import ConfigError, UserError
 
 try:
     import fcntl
@@ -84,8 +84,8 @@ def owned_run_folder(out: str | Path, kind: str, config_hash: str | None = None
                         f"{kind} folder; choose another folder")
     if key not in _held and None not in (config_hash, marked.get("config_hash")) and \
             marked["config_hash"] != config_hash:
-        raise UserError(f"{out}: holds a run of another config; resume it with its own config "
-                        f"({out / 'config.yaml'}) or choose another folder")
+        raise ConfigError(f"{out}: holds a run of another config; resume it with its own "
+                          f"config ({out / 'config.yaml'}) or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     if key in _held:
         descriptor, depth = _held[key]

@@ -41,7 +41,8 @@ from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import Checkpointer, TrainingState
 from mammo_keras.training.config import (ConfigError, config_hash, resolve_config,
                                          training_stages, write_config)
-from mammo_keras.training.data_setup import dataset_records, split_subsets
+from mammo_keras.training.data_setup import (dataset_records, resumed_subsets,
+                                               split_subsets)
 from mammo_keras.training.distribute import (Cluster, agreed_minimum, distributed_dataset,
                                              make_cluster, shard_records, summed_over_workers,
                                              synchronized_batch_norm)
@@ -303,14 +304,19 @@ def _run(config: dict, out: Path, state: TrainingState, data_dir, verbose, callb
     with cluster.chief_first():  # the chief writes phantoms; the others then read them
         records = task.prepare_records(dataset_records(data, data_dir or out / "data",
                                                        progress))
-    subsets = split_subsets(records, data, task.stratify_field)
+    manifest = out / "splits.csv"
+    if state.epoch and manifest.is_file():  # a resume: the split of the run's first epoch
+        subsets, added = resumed_subsets(manifest, records)
+    else:
+        subsets, added = split_subsets(records, data, task.stratify_field), []
+        if cluster.is_chief:
+            write_split_manifest(manifest, subsets)
     if cluster.is_chief:
-        write_split_manifest(out / "splits.csv", subsets)
         write_config(out / "config.yaml", config)
     names = task.class_names(subsets["train"])
     options = task.dataset_options(names)
     stages = training_stages(config)
-    report = DataReport(skipped=list(records.skipped))  # rows / files the scan left out
+    report = DataReport(skipped=[*records.skipped, *added])  # rows / files the scan left out
     if sum(stage["epochs"] for stage in stages) == 0:  # evaluation only (a zero-shot model)
         size = stages[-1]["image_size"]
         model = describe_for_run(task.build_model(names, size), task, names, options, size)
