@@ -267,6 +267,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     description = description_of(model, args.model, fill=False)
     task = task_for_model(description)  # the task that trained it, with its options
     records = task.prepare_records(records)
+    records = _without_seen(records, description, args.include_seen)
     classes = tuple(args.classes.split(",")) if args.classes else \
         description.class_names or task.class_names(records)
     result = task.evaluate(model, records, Path(args.out), classes,
@@ -276,6 +277,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     task.reference())
     print(f"metrics.json, plots and report.md written to {args.out}")
     return _finish_cohort(list(result["skipped"]), Path(args.out) / "skipped.csv")
+
+
+def _without_seen(records, description, include_seen: bool):
+    """`records` without the images the model was trained or validated on (its
+    provenance's "seen" keys), each listed as skipped; all of them with `include_seen`."""
+    from mammo_keras.data import Records
+    from mammo_keras.data.seen import seen_error, split_seen
+
+    fresh, overlap = split_seen(records, (description.provenance or {}).get("seen") or ())
+    if not overlap:
+        return records
+    print(f"{len(overlap)} of the {len(records)} images were in the model's training or "
+          f"validation data (e.g. {overlap[0].path}): "
+          + ("evaluated anyway (--include-seen)" if include_seen else
+             "left out; --include-seen evaluates them"))
+    if include_seen:
+        return records
+    if not fresh:
+        raise UserError(f"every one of the {len(records)} images was in the model's training "
+                        "or validation data: there is nothing held out to evaluate "
+                        "(--include-seen evaluates them anyway)")
+    return Records(fresh, skipped=[*getattr(records, "skipped", ()), *map(seen_error, overlap)],
+                   subset=getattr(records, "subset", None))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -759,6 +783,9 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--batch-size", type=_positive_int, default=16)
     evaluate.add_argument("--resamples", type=int, default=1000,
                           help="bootstrap resamples, 0 for none (1000)")
+    evaluate.add_argument("--include-seen", action="store_true",
+                          help="also evaluate images the model was trained or validated on "
+                               "(left out by default, and listed)")
     evaluate.set_defaults(handler=_cmd_evaluate)
     predict = commands.add_parser(
         "predict", help="class probabilities for image files and folders",

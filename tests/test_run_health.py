@@ -52,3 +52,41 @@ def test_a_learning_rate_of_10_is_reported(tmp_path, capsys):
                                     for warning in done["warnings"])
     printed = capsys.readouterr().out
     assert all(f"warning: {warning}" in printed for warning in done["warnings"])
+
+
+def test_evaluate_leaves_out_the_images_the_model_was_trained_on(tmp_path, capsys):
+    """The model keeps the keys of its training and validation images; evaluate names the
+    overlap, leaves it out by default (listed in skipped.csv) and evaluates only the rest."""
+    import csv
+
+    from mammo_keras.data import load_records
+    from mammo_keras.models import description_of, load_model
+
+    config = {"name": "seen", "data": {"synthetic": {"count": 24, "size": 256}, "image_size": 32,
+                                       "split": [0.5, 0.25, 0.25]},
+              "model": {"backbone": "baseline_cnn", "head": "gap"},
+              "training": {"epochs": 1, "batch_size": 4, "tensorboard": False},
+              "evaluation": {"resamples": 0}}
+    path = tmp_path / "seen.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert cli.main(["train", "--config", str(path), "--out", str(run)]) == 0
+    seen = description_of(load_model(run / "model.keras")).provenance["seen"]
+    splits = list(csv.DictReader(open(run / "splits.csv")))
+    trained = [row["path"] for row in splits if row["split"] in ("train", "val")]
+    assert len(seen) == len(trained) == 18
+    data = next((run / "data").glob("synthetic-*"))
+    assert len(load_records(data)) == 24
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run / "model.keras"), str(data), "--out",
+                     str(tmp_path / "evaluation"), "--resamples", "0"]) == 3
+    assert "18 of the 24 images were in the model's training or validation data" in \
+        capsys.readouterr().out
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["images"] == 6
+    left_out = {row["path"] for row in csv.DictReader(open(tmp_path / "evaluation"
+                                                             / "skipped.csv"))}
+    assert left_out == set(trained)
+    assert cli.main(["evaluate", str(run / "model.keras"), str(data), "--out",
+                     str(tmp_path / "all"), "--resamples", "0", "--include-seen"]) == 0
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["images"] == 24

@@ -8,8 +8,6 @@ import ast
 import dataclasses
 from pathlib import Path
 
-import keras
-import numpy as np
 import pytest
 
 import mammo_keras

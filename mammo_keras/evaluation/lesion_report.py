@@ -17,7 +17,6 @@ mean or an AUC:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +24,7 @@ import keras
 import numpy as np
 import sklearn.metrics as sk
 
-from mammo_keras.atomic import write_csv_atomically, write_text_atomically
+from mammo_keras.atomic import write_csv_atomically, write_json_atomically, write_text_atomically
 from mammo_keras.evaluation.metrics import bootstrap_intervals, classification_metrics
 from mammo_keras.evaluation.plots import plot_froc, plot_roc
 from mammo_keras.evaluation.report import describe_data, evaluation_context, prediction_rows
@@ -129,7 +128,7 @@ def evaluate_lesion_model(model: keras.Model, records: Sequence, out: str | Path
         row.update(finding=record.extra.get("finding_label") or "",
                    dice="" if value is None else round(float(value), 4))
     write_csv_atomically(out / "predictions.csv", rows)
-    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2, default=float) + "\n")
+    write_json_atomically(out / "metrics.json", result)
     write_text_atomically(out / "report.md", render_lesion_report(result, model.name, note))
     return result
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 import keras
 import numpy as np
 
-from mammo_keras.atomic import write_csv_atomically, write_text_atomically
+from mammo_keras.atomic import (write_csv_atomically, write_json_atomically,
+                                write_text_atomically)
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             dense_view, embedding_metrics, reliability_curve)
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
@@ -120,7 +121,7 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     if embedding is not None:
         result["embedding"] = embedding_metrics(embedding, y_true)
         plot_embedding(embedding, y_true, class_names, out / "embedding.png", note)
-    write_text_atomically(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_json_atomically(out / "metrics.json", result)
     write_text_atomically(out / "report.md", render_report(result, title, embedding is not None,
                                                  grouped=groups is not None))
     return result
@@ -373,7 +374,17 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
         context=evaluation_context(model, description, records, kept, preprocessing,
                                    report.shape_summary(kept)))
     # what the dataset scan left out (a `Records`' skipped rows) and what the pipeline could not read
-    result["skipped"] = list(dict.fromkeys(
-        str(error) for error in [*getattr(records, "skipped", ()), *report.skipped]))
-    write_text_atomically(Path(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
+    left_out = list(dict.fromkeys([*getattr(records, "skipped", ()), *report.skipped]))
+    result["skipped"] = list(dict.fromkeys(str(error) for error in left_out))
+    write_json_atomically(Path(out) / "metrics.json", result)
+    if left_out:
+        _append_left_out(Path(out) / "report.md", left_out)
     return result
+
+
+def _append_left_out(report: Path, left_out: Sequence) -> None:
+    """A section of report.md that counts the images left out of the figures, by reason."""
+    reasons = collections.Counter(getattr(error, "problem", str(error)) for error in left_out)
+    lines = ["", "## Left out", "", f"{len(left_out)} images are not in these figures:", ""]
+    lines += [f"- {count} x {reason}" for reason, count in reasons.most_common()]
+    write_text_atomically(report, report.read_text() + "\n".join(lines) + "\n")

@@ -30,6 +30,7 @@ import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_json_atomically
 from mammo_keras.data import DataReport, load_dataset
+from mammo_keras.data.seen import seen_keys
 from mammo_keras.errors import UserError
 from mammo_keras.training.checkpoints import TrainingState
 
@@ -249,6 +250,7 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
     probe = probe_model(encoder, kernel, bias, name=f"{model.name}_{training['scenario']}")
     save_model_atomically(describe_for_run(
         probe, task, names, options, size, report.shape_summary(subsets["train"]),
+        seen=seen_keys([*subsets["train"], *subsets["val"]]),
         builder={"name": "probe", "arguments": {"encoder": model.name,
                                                 "layer": training["probe_layer"] or
                                                 DEFAULT_PROBE_LAYER,
