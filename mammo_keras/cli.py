@@ -141,9 +141,11 @@ def _cmd_data_patches(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_inspect(args: argparse.Namespace) -> int:
-    from mammo_keras.data import load_records
+    from mammo_keras.data import load_images, load_records
 
-    print(load_records(args.dataset, root=args.root).summary())
+    records = load_records(args.dataset, root=args.root) if args.root else \
+        load_images(args.dataset)  # a site's plain folder: its images, unlabelled
+    print(records.summary())
     return 0
 
 
@@ -257,7 +259,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from mammo_keras.tasks import task_for_model
 
     model = load_model(args.model)
-    records = load_records(args.data, root=args.root)
+    try:
+        records = load_records(args.data, root=args.root)
+    except UserError as error:
+        if "not inside a class folder" not in str(error):
+            raise
+        raise UserError(f"{args.data}: no labelled images (no class folders such as normal / "
+                        "benign / malignant): evaluate needs the truth; `mammo-keras predict "
+                        f"{args.model} {args.data} --out predictions.csv` answers without it"
+                        ) from None
     if args.split:
         subsets = read_split_manifest(args.split, records)
         if args.subset not in subsets:

@@ -138,3 +138,30 @@ def test_an_image_listed_twice_with_other_facts_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"case00000.dcm: listed twice with different facts "
                                         r"\(label .*; patient_id '.*' / 'OTHER'\)"):
         load_records(root)
+
+
+def test_a_plain_folder_of_a_site_s_images_is_read_where_no_label_is_needed(tmp_path, capsys):
+    """`data inspect` and int8 calibration take a folder without class folders; evaluate,
+    which needs the truth, says so and points to predict."""
+    from mammo_keras import cli
+    from mammo_keras.data import load_images
+    from mammo_keras.export.exporter import sample_images
+
+    for index in range(3):
+        image = (np.random.default_rng(index).random((64, 48)) * 255).astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / f"site_{index}.png")
+    records = load_images(tmp_path)
+    assert len(records) == 3 and {record.label for record in records} == {None}
+    assert cli.main(["data", "inspect", str(tmp_path)]) == 0
+    assert "3 images" in capsys.readouterr().out
+    images, labels, source = sample_images(None, 32, 3, str(tmp_path),
+                                           {"crop": False, "flip": False})
+    assert images.shape == (3, 32, 32, 1) and labels is None and str(tmp_path) in source
+    from mammo_keras.models import build_classifier
+
+    model = tmp_path.parent / f"{tmp_path.name}_m.keras"
+    build_classifier("baseline_cnn", "gap", 3, (32, 32, 1)).save(model)
+    assert cli.main(["evaluate", str(model), str(tmp_path), "--out",
+                     str(tmp_path.parent / f"{tmp_path.name}_e")]) == 2
+    assert "no labelled images (no class folders such as normal / benign / malignant): " \
+        "evaluate needs the truth; `mammo-keras predict" in capsys.readouterr().err

@@ -32,6 +32,7 @@ _EXPORTS = {
     "PatchOptions": "mammo_keras.data.patches",
     "load_dataset": "mammo_keras.data.pipeline",
     "load_records": "mammo_keras.data.adapters",
+    "load_images": "mammo_keras.data.adapters",
     "PhantomSpec": "mammo_keras.data.synthetic",
     "preprocess": "mammo_keras.data.preprocessing",
     "read_image": "mammo_keras.data.readers",

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from mammo_keras.errors import UserError
-from mammo_keras.data import LABELS, Record, load_dataset, load_records
+from mammo_keras.data import LABELS, Record, load_dataset, load_images
 from mammo_keras.data.preprocessing import preprocess
 from mammo_keras.data.synthetic import generate_phantom, synthetic_specs
 from mammo_keras.evaluation.metrics import macro_auc
@@ -87,8 +87,8 @@ def sample_images(splits: Path | None, size: int, count: int, calibration_data: 
     options = dict(preprocessing)
     records, source = None, ""
     if calibration_data:
-        records, source = list(load_records(calibration_data)), f"calibration data " \
-                                                                f"{calibration_data}"
+        records = list(load_images(calibration_data))  # labels where it has them
+        source = f"calibration data {calibration_data}"
     elif splits is not None and splits.is_file():
         records = [r for r in _records_from_manifest(str(splits)) if Path(
             r.path.split("::")[0]).exists()]

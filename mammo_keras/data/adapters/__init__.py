@@ -91,6 +91,19 @@ def without_repeats(records: Records) -> Records:
         else records
 
 
+def load_images(path: str | Path) -> Records:
+    """The records of a dataset at `path`, or, where it is a plain folder of images with no
+    labels (a site's own films), every image as a record with no label: for what needs no
+    truth (`data inspect`, int8 calibration)."""
+    try:
+        return load_records(path)
+    except UserError:
+        if not Path(path).is_dir():
+            raise
+    return require_records(without_repeats(load_class_folders(path, unlabelled=True)),
+                           str(path))
+
+
 def require_records(records: Records, where: str) -> Records:
     """`records` itself, or a one-line UserError when it holds no record."""
     if len(records):

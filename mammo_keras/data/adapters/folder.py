@@ -43,7 +43,7 @@ def _class_of(part: str, classes: Iterable[str] | None) -> str | None:
 
 
 def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
-                       source: str = "folder") -> Records:
+                       source: str = "folder", unlabelled: bool = False) -> Records:
     """Records of every image under `root`, labelled by its class folder.
 
     Args:
@@ -51,6 +51,8 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
         classes: accepted class names (lower case), or None to take every top-level
             folder as a class.
         source: the record source when no source folder level exists.
+        unlabelled: an image in no class folder is a record with no label (a site's plain
+            folder, for what needs no truth: inspection, int8 calibration), not skipped.
 
     Returns:
         `Records` sorted by path; files in no class folder, or that are not images,
@@ -74,11 +76,11 @@ def load_class_folders(root: str | Path, classes: Iterable[str] | None = LABELS,
         levels = parts[:1] if classes is None else parts
         found = [(i, _class_of(part, classes)) for i, part in enumerate(levels)]
         found = [(i, label) for i, label in found if label is not None]
-        if not found:
+        if not found and not unlabelled:
             skipped.append(DataError(path, "not inside a class folder"
                                      + (f" ({', '.join(classes)})" if classes else "")))
             continue
-        index, label = found[0]
+        index, label = found[0] if found else (None, None)
         others = [part for i, part in enumerate(parts) if i != index]
         row = described.pop(path.relative_to(root).as_posix(), {})
         header = dicom_identity(str(path)) if path.suffix.lower() in DICOM_SUFFIXES else {}
