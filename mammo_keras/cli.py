@@ -337,6 +337,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise no_images(", ".join(args.inputs), skipped)
     write_predictions(args.out, rows)
     print(f"{len(rows)} images predicted, written to {args.out}")
+    _print_competence(predictor.description, rows)
     if args.masks:
         seg = sum(1 for row in rows if row["mask_dicom"])
         print(f"masks in {args.masks}: {len(rows)} PNG, {seg} DICOM SEG")
@@ -344,6 +345,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print("the model also segments lesions: add --masks DIR to write its masks")
     out = Path(args.out)
     return _finish_cohort(list(skipped), out.with_name(f"{out.stem}.skipped.csv"))
+
+
+def _print_competence(description, rows: list[dict]) -> None:
+    """The model's training data, and how many answers carry a note (the "note" column)."""
+    from mammo_keras.evaluation.competence import model_note, trained_on
+
+    noted = sum(1 for row in rows if row.get("note"))
+    note = model_note(description)
+    if note or noted:
+        print(f"note: trained on {trained_on(description)}"
+              + (f"; {note}" if note else "")
+              + (f"; {noted} of {len(rows)} answers carry a note (the 'note' column)"
+                 if noted else ""))
 
 
 def _print_done(summary: dict, out: str) -> None:
@@ -532,6 +546,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if not rows:
         raise no_images(", ".join(args.inputs), skipped)
     print(f"{len(rows)} heat-maps (overlays, raw maps, explanations.csv) written to {args.out}")
+    _print_competence(description, rows)
     return _finish_cohort(list(skipped), Path(args.out) / "skipped.csv")
 
 

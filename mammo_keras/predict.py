@@ -24,6 +24,7 @@ from mammo_keras.data.errors import DataError
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
 from mammo_keras.data.walk import walk_files
+from mammo_keras.evaluation.competence import answer_note
 from mammo_keras.export.runtime import Predictor, keras_predictor
 
 
@@ -64,8 +65,10 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     so memory stays flat in the number of files.
 
     Returns:
-        (rows, skipped): one row per image {"path", "prediction", "p_<class>", ...} in
-        input order, and a DataError per file or input that could not be used.
+        (rows, skipped): one row per image {"path", "prediction", "p_<class>", "note"} in
+        input order ("note": what the model was trained on where the image is unlike it,
+        `evaluation.competence.answer_note`, else ""), and a DataError per file or input
+        that could not be used.
     """
     predictor = model if isinstance(model, Predictor) else keras_predictor(model)
     classes = predictor.num_classes
@@ -90,7 +93,8 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     kept = [record.path for record in report.kept(records)]
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
     rows = [{"path": path, "prediction": names[int(np.argmax(row))],
-             **{f"p_{name}": float(value) for name, value in zip(names, row)}}
+             **{f"p_{name}": float(value) for name, value in zip(names, row)},
+             "note": answer_note(predictor.description, report.shapes.get(path))}
             for path, row in zip(kept, values)]
     return rows, skipped + list(report.skipped)
 
@@ -156,7 +160,8 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         probabilities = outputs["probabilities"][0]
         rows.append({"path": path, "prediction": classes[int(np.argmax(probabilities))],
                      **{f"p_{name}": float(p) for name, p in zip(classes, probabilities)},
-                     "mask_png": str(png), "mask_dicom": seg, "mask_pixels": int(mask.sum())})
+                     "mask_png": str(png), "mask_dicom": seg, "mask_pixels": int(mask.sum()),
+                     "note": answer_note(predictor.description, image.shape[:2])})
         if progress is not None:
             progress(done, len(files))
     return rows, skipped

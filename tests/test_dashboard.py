@@ -322,6 +322,8 @@ def test_single_case_page_shows_probabilities_decision_and_heatmap(app, run_fold
     shown = table_probabilities(app)
     np.testing.assert_allclose([shown[k] for k in ("normal", "benign", "malignant")],
                                expected, atol=1e-3)
+    assert any("trained on synthetic phantoms only" in warning.value
+               for warning in app.warning)  # what the model knows, beside its answer
     assert len(app.get("image")) == 1
     app.sidebar.slider(key="threshold").set_value(0.0).run()
     assert app.error[0].value.startswith("Flagged for review: P(malignant)")

@@ -181,7 +181,7 @@ def test_predict_gives_the_same_classes_in_every_format(tmp_path, trained, capsy
     assert cli.main(["predict", str(tmp_path / "export" / "savedmodel"), str(images), "--out",
                      str(tmp_path / "p.csv")]) == 0
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == \
-        "path,prediction,p_normal,p_benign,p_malignant"
+        "path,prediction,p_normal,p_benign,p_malignant,note"
     capsys.readouterr()
     assert cli.main(["predict", str(tmp_path / "export" / "model.tflite"), "--data", str(images),
                      "--out", str(tmp_path / "q.csv")]) == 0  # the data as an option, too

@@ -46,12 +46,14 @@ def test_cli_writes_csv_and_json(tmp_path):
                  str(tmp_path / "out.csv")]) == 0
     with open(tmp_path / "out.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["path", "prediction", "p_normal", "p_benign", "p_malignant"]
+    assert list(rows[0]) == ["path", "prediction", "p_normal", "p_benign", "p_malignant",
+                             "note"]
+    assert rows[0]["note"] == ""  # a model that states no training data has nothing to note
     assert abs(sum(float(rows[0][f"p_{c}"]) for c in ("normal", "benign", "malignant")) - 1) < 1e-5
     assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
                  str(tmp_path / "out.json"), "--classes", "a,b,c"]) == 0
     assert set(json.loads((tmp_path / "out.json").read_text())[0]) == {
-        "path", "prediction", "p_a", "p_b", "p_c"}
+        "path", "prediction", "p_a", "p_b", "p_c", "note"}
     assert main(["predict", str(tmp_path / "m.keras"), str(tmp_path / "x.dcm"), "--out",
                  str(tmp_path / "out.txt")]) == 2
 

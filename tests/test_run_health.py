@@ -90,3 +90,27 @@ def test_evaluate_leaves_out_the_images_the_model_was_trained_on(tmp_path, capsy
     assert cli.main(["evaluate", str(run / "model.keras"), str(data), "--out",
                      str(tmp_path / "all"), "--resamples", "0", "--include-seen"]) == 0
     assert json.loads((tmp_path / "all" / "metrics.json").read_text())["images"] == 24
+
+
+def test_a_phantom_trained_model_says_so_beside_each_answer(tmp_path):
+    """predict, explain and the case report carry what the model was trained on when it is
+    not what it is shown (phantoms only; a film far from the training size)."""
+    from mammo_keras.dashboard.case_reports import case_report
+    from mammo_keras.evaluation.competence import answer_note
+    from mammo_keras.models import ModelDescription
+
+    demo = ModelDescription(provenance={"dataset": "synthetic", "images": {"train": 120},
+                                        "image_shape": {"median": [512, 416]}})
+    note = answer_note(demo, (3328, 2560))
+    assert "trained on synthetic phantoms only" in note
+    assert "this image is 3328 x 2560 px where the training images were 512 x 416 px" in note
+    real = ModelDescription(provenance={"dataset": "mias", "image_shape": {"median": [1024,
+                                                                                    1024]}})
+    assert answer_note(real, (1024, 1024)) == "" and answer_note(real, (4096, 3328)) != ""
+    from PIL import Image
+
+    pdf = case_report(Image.new("RGB", (40, 60)), "case", [0.2, 0.8], ["normal", "malignant"],
+                      {"positive": "malignant", "p_positive": 0.8, "flagged": True,
+                       "most_likely": "malignant"}, 0.5, "demo.keras", "none", fmt="pdf",
+                      note=note)
+    assert pdf.startswith(b"%PDF")

@@ -587,7 +587,9 @@ def test_quickstart_config_in_reduced_form_through_the_command_line(tmp_path, ca
     assert cli.main(["predict", str(out / "model.keras"), str(image), "--out",
                      str(tmp_path / "p.csv")]) == 0
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
-    assert header == "path,prediction,p_normal,p_benign,p_malignant"
+    assert header == "path,prediction,p_normal,p_benign,p_malignant,note"
+    with open(tmp_path / "p.csv", newline="") as handle:  # a phantom-trained model says so
+        assert "trained on synthetic phantoms only" in next(csv.DictReader(handle))["note"]
 
 
 def test_train_command_errors_are_one_line(tmp_path, capsys):

@@ -27,6 +27,7 @@ from mammo_keras.dashboard.model_cards import NOT_FOR_DIAGNOSIS, model_card, mod
 from mammo_keras.dashboard.settings import DashboardSettings
 from mammo_keras.data.errors import DataError
 from mammo_keras.data.readers import read_image
+from mammo_keras.evaluation.competence import answer_note, trained_on
 from mammo_keras.explain import METHOD_NAMES
 
 LOG = logging.getLogger("mammo_keras.dashboard")
@@ -225,6 +226,10 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
             st.error(f"Flagged for review: {verdict}")
         else:
             st.success(f"Not flagged: {verdict}")
+        note = answer_note(loaded.predictor.description, image.shape[:2])
+        if note:
+            st.warning(f"What this model knows: trained on "
+                       f"{trained_on(loaded.predictor.description)}; {note}.")
         density = density_line(probabilities, loaded.class_names)
         if density:
             st.info(density)
@@ -232,10 +237,12 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
             f"| {name} | {p:.3f} |" for name, p in zip(loaded.class_names, probabilities)))
         arguments = (picture, upload.name, probabilities, loaded.class_names, decision,
                      threshold, Path(loaded.path).name, explanation)
-        st.download_button("Case report (PDF)", lambda: case_report(*arguments, fmt="pdf"),
+        st.download_button("Case report (PDF)",
+                           lambda: case_report(*arguments, fmt="pdf", note=note),
                            file_name=f"{Path(upload.name).stem}_report.pdf",
                            mime="application/pdf", key="report_pdf")
-        st.download_button("Case report (PNG)", lambda: case_report(*arguments, fmt="png"),
+        st.download_button("Case report (PNG)",
+                           lambda: case_report(*arguments, fmt="png", note=note),
                            file_name=f"{Path(upload.name).stem}_report.png",
                            mime="image/png", key="report_png")
 

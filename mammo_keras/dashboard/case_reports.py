@@ -23,7 +23,7 @@ REPORT_FORMATS = ("png", "pdf")
 
 def case_report(picture: Image.Image, case_name: str, probabilities: Sequence[float],
                 class_names: Sequence[str], decision: dict, threshold: float, model_name: str,
-                explanation: str, fmt: str = "pdf") -> bytes:
+                explanation: str, fmt: str = "pdf", note: str = "") -> bytes:
     """Render the report of one case; returns the PNG or PDF file's bytes.
 
     Args:
@@ -31,6 +31,8 @@ def case_report(picture: Image.Image, case_name: str, probabilities: Sequence[fl
         probabilities: (K,) class probabilities; class_names: their K names.
         decision: from `cases.decide`.
         explanation: one line, e.g. "Grad-CAM of class malignant, layer conv4".
+        note: what the model was trained on where the case is unlike it
+            (`evaluation.competence.answer_note`), printed under the verdict.
     """
     if fmt not in REPORT_FORMATS:
         raise UserError(f"report format must be one of {REPORT_FORMATS}, not {fmt!r}")
@@ -43,6 +45,8 @@ def case_report(picture: Image.Image, case_name: str, probabilities: Sequence[fl
                f"< threshold {threshold:.2f}")
     header = [f"Case: {case_name}", f"Model: {model_name}", f"Date: {stamp}", verdict,
               f"Most likely class: {decision['most_likely']}", f"Heat-map: {explanation}"]
+    if note:
+        header += textwrap.wrap(f"Note: {note}", 80)
     figure.text(0.06, 0.94, "\n".join(header), va="top", fontsize=10, family="monospace")
     image_axis = figure.add_axes([0.06, 0.30, 0.50, 0.52])
     image_axis.imshow(np.asarray(picture))

@@ -20,6 +20,7 @@ import numpy as np
 
 from mammo_keras.atomic import (write_csv_atomically, write_json_atomically,
                                 write_text_atomically)
+from mammo_keras.evaluation.competence import SIZE_TOLERANCE, SOURCE_NAMES
 from mammo_keras.evaluation.metrics import (bootstrap_intervals, classification_metrics,
                                             dense_view, embedding_metrics, reliability_curve)
 from mammo_keras.evaluation.plots import (plot_confusion, plot_embedding,
@@ -30,10 +31,6 @@ from mammo_keras.models.output_checks import check_probabilities
 if TYPE_CHECKING:
     from mammo_keras.data.targets import TargetSpec
 
-
-SOURCE_NAMES = {"synthetic": "synthetic phantoms", "mias": "MIAS",
-                "cbis_ddsm": "CBIS-DDSM", "inbreast": "INbreast",
-                "kaggle_merged": "the Kaggle merged set", "folder": "image folders"}
 
 # What the figures of the report mean, where the name alone does not say.
 GLOSSARY = {
@@ -230,14 +227,10 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
     return "\n".join(lines) + "\n"
 
 
-# Original sizes whose medians differ by more than this factor in height or width are
-# "another size": the crop and resize then show the model the breast at another scale.
-SIZE_TOLERANCE = 1.25
-
-
 def size_warning(evaluated: dict | None, trained: dict | None) -> str | None:
     """A note when the evaluated images' median original size (H, W) is unlike the training
-    images' (both `DataReport.shape_summary`), else None."""
+    images' (both `DataReport.shape_summary`) by more than SIZE_TOLERANCE in height or width
+    (the crop and resize then show the model the breast at another scale), else None."""
     if not evaluated or not trained:
         return None
     ratios = [here / there for here, there in zip(evaluated["median"], trained["median"])

@@ -29,6 +29,7 @@ from mammo_keras.data.readers import read_image  # noqa: E402
 from mammo_keras.explain import METHOD_NAMES  # noqa: E402
 from mammo_keras.explain.gradcam import grad_cam, upsample  # noqa: E402
 from mammo_keras.atomic import write_csv_atomically  # noqa: E402
+from mammo_keras.evaluation.competence import answer_note  # noqa: E402
 from mammo_keras.models.description import description_of  # noqa: E402
 from mammo_keras.models.outputs import mask_outputs  # noqa: E402
 from mammo_keras.models.output_checks import check_probabilities  # noqa: E402
@@ -137,7 +138,8 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
     """
     from mammo_keras.predict import collect_files
 
-    class_names = list(class_names or description_of(model).class_names)
+    description = description_of(model)
+    class_names = list(class_names or description.class_names)
     if target_class is not None and target_class not in class_names:
         raise UserError(f"--class {target_class!r} is not one of {list(class_names)}")
     class_index = None if target_class is None else list(class_names).index(target_class)
@@ -155,8 +157,10 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
                                meta.get("laterality"))
         stem = f"{number:04d}_{Path(path.split('::')[-1]).stem}"
         probability = float(result["probabilities"][result["class_index"]])
+        note = answer_note(description, image.shape[:2])
         caption = (f"{METHOD_NAMES[method]} of {class_names[result['class_index']]}, "
-                   f"P = {probability:.2f}")
+                   f"P = {probability:.2f}" + (" (see the note in explanations.csv)"
+                                               if note else ""))
         overlay(image, result["heatmap"], caption=caption).save(out / f"{stem}_overlay.png")
         Image.fromarray(np.round(result["heatmap"] * 65535).astype(np.uint16)).save(
             out / f"{stem}_map.png")
@@ -168,7 +172,8 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
                      "explained_class": class_names[result["class_index"]],
                      **{f"p_{name}": float(p) for name, p in zip(class_names, probabilities)},
                      "overlay": f"{stem}_overlay.png", "map": f"{stem}_map.png",
-                     **{name: f"{stem}_{name}.png" for name in result["masks"]}})
+                     **{name: f"{stem}_{name}.png" for name in result["masks"]},
+                     "note": note})
         if progress is not None:
             progress(number, len(files))
     if rows:
