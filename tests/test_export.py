@@ -335,3 +335,34 @@ def test_metadata_that_disagrees_with_the_graph_or_its_other_copy_is_refused(tmp
     with pytest.raises(UserError, match=r"model.json: its class_names .* disagree with the copy "
                                         r"inside model.tflite"):
         load_predictor(tmp_path / "export" / "model.tflite")
+
+
+def test_the_serving_signatures_guard_their_inputs(tmp_path, trained):
+    """Raw 12-bit values, a blank film, non-finite values and a 1 x 1 PNG get a status and
+    no answer (NaN probabilities, empty prediction), as the readers would refuse them; a
+    good film in the same batch is answered as before."""
+    import tensorflow as tf
+
+    export_model(trained, tmp_path, "savedmodel", samples=8)
+    served = tf.saved_model.load(str(tmp_path / "savedmodel" / "1"))
+    phantom = generate_phantom(synthetic_specs(1, seed=9, size=256)[0])[0].astype(np.float32)
+    broken = phantom.copy()
+    broken[10, 10] = np.nan
+    batch = np.stack([phantom, np.round(phantom * 4095), np.full_like(phantom, 0.4), broken])
+    raw = served.signatures["serving_default"](images=tf.constant(batch))
+    status = [s.decode() for s in raw["status"].numpy()]
+    assert status[0] == "ok"
+    assert status[1].startswith("values outside [0, 1]: raw detector values?")
+    assert status[2] == "blank image: one value everywhere"
+    assert status[3] == "values that are not finite numbers"
+    probabilities = raw["probabilities"].numpy()
+    assert np.all(np.isfinite(probabilities[0])) and np.all(np.isnan(probabilities[1:]))
+    assert [p.decode() for p in raw["prediction"].numpy()][1:] == ["", "", ""]
+    model = keras.saving.load_model(trained)
+    expected = keras.ops.convert_to_numpy(model(preprocess(phantom, 32)[0][None]))[0]
+    np.testing.assert_allclose(probabilities[0], expected, atol=1e-5)
+    tiny = io.BytesIO()
+    Image.fromarray(np.array([[200]], np.uint8)).save(tiny, format="PNG")
+    png = served.signatures["serve_png"](png=tf.constant([tiny.getvalue()]))
+    assert png["status"].numpy()[0].decode() == "image smaller than 16 px on a side: not a " \
+        "mammogram" and np.all(np.isnan(png["probabilities"].numpy()))

@@ -15,6 +15,11 @@ Signatures (all return "probabilities" (N, K) float32, "prediction" (N,) string 
 - `serve_png`: "png" (N,) string, encoded 8- or 16-bit grayscale PNG files of any size.
 - `serve_preprocessed`: "images" (N, S, S, 1) float32, already preprocessed.
 
+The raw signatures (`serving_default`, `serve_png`) also return "status" (N,) string: "ok",
+or what the readers would have refused (smaller than 16 px, values not finite or outside
+[0, 1] such as raw 12-bit values, a blank image, no breast found); such a row's
+probabilities (and masks) are NaN and its prediction empty: no answer rather than a guess.
+
 A model whose description names mask outputs (`mammo_keras.models.outputs`) also returns
 each mask under its output's name, float32 probabilities in [0, 1]: (N, H, W) on the raw
 images for `serving_default` (mapped back through the crop, resize and flip; 0 outside
@@ -34,7 +39,8 @@ import keras
 import tensorflow as tf
 
 from mammo_keras.atomic import write_json_atomically
-from mammo_keras.data.preprocessing import preprocessing_options
+from mammo_keras.data.limits import MIN_SIDE
+from mammo_keras.data.preprocessing import MIN_BREAST_FRACTION, preprocessing_options
 from mammo_keras.data.preprocessor import MammogramPreprocessor
 from mammo_keras.export.metadata import METADATA_NAME
 from mammo_keras.export.publish import check_belongs, content_digest
@@ -51,6 +57,47 @@ def _outputs(served, class_names: list[str]) -> dict:
             "prediction": tf.gather(names, tf.argmax(probabilities, axis=-1)),
             "class_names": names,
             **{name: tf.cast(mask[..., 0], tf.float32) for name, mask in masks.items()}}
+
+
+STATUS_OK = "ok"
+
+
+def guarded(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(an image the preprocessing can run on, the status of the input) for one raw film
+    (H, W): the reader's guards inside the graph. A status other than "ok" names what is
+    wrong (smaller than MIN_SIDE px, values not finite or outside [0, 1] (raw detector
+    values), blank); the image is then made safe to preprocess (padded, cleaned) and its
+    answer is refused by `refused_answers`."""
+    image = tf.convert_to_tensor(image, tf.float32)
+    finite = tf.math.is_finite(image)
+    clean = tf.where(finite, image, 0.0)
+    low, high = tf.reduce_min(clean), tf.reduce_max(clean)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    status = tf.constant(STATUS_OK)
+    status = tf.where(high <= low, "blank image: one value everywhere", status)
+    status = tf.where((low < 0.0) | (high > 1.0), "values outside [0, 1]: raw detector values? "
+                      "scale the film to [0, 1] as read_image does", status)
+    status = tf.where(tf.reduce_all(finite), status, "values that are not finite numbers")
+    status = tf.where(tf.minimum(height, width) < MIN_SIDE,
+                      f"image smaller than {MIN_SIDE} px on a side: not a mammogram", status)
+    padding = [[0, tf.maximum(MIN_SIDE - height, 0)], [0, tf.maximum(MIN_SIDE - width, 0)]]
+    return tf.pad(tf.clip_by_value(clean, 0.0, 1.0), padding), status
+
+
+def refused_answers(outputs: dict, status: tf.Tensor) -> dict:
+    """`outputs` with "status" (N,) added and, where it is not "ok", NaN probabilities (and
+    masks) and an empty prediction: no answer rather than a guess."""
+    accepted = tf.equal(status, STATUS_OK)
+    refused = {"status": status}
+    for name, value in outputs.items():
+        if name in ("class_names", "geometry"):
+            refused[name] = value
+        elif name == "prediction":
+            refused[name] = tf.where(accepted, value, "")
+        else:
+            keep = tf.reshape(accepted, [-1] + [1] * (len(value.shape) - 1))
+            refused[name] = tf.where(keep, value, tf.constant(float("nan"), value.dtype))
+    return refused
 
 
 def decode_png_unit(data: tf.Tensor) -> tf.Tensor:
@@ -81,30 +128,39 @@ def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[
     has_masks = isinstance(model.output, dict)
     prepared_spec = (tf.TensorSpec((size, size, 1), tf.float32), tf.TensorSpec((5,), tf.float32))
 
-    def prepare(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return preprocessor(image)
+    checked_spec = (*prepared_spec, tf.TensorSpec((), tf.string))
+    look_for_breast = bool(preprocessor.options.get("crop", True))
+
+    def prepare(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        safe, status = guarded(image)
+        batch, geometry, breast = preprocessor.with_breast(safe)
+        if look_for_breast:
+            status = tf.where(tf.equal(status, STATUS_OK) & (breast < MIN_BREAST_FRACTION),
+                              "no breast found", status)
+        return batch, geometry, status
 
     def classify(images: tf.Tensor) -> dict:
         return _outputs(model(images, training=False), class_names)
 
-    def classify_with_geometry(batch: tf.Tensor, geometry: tf.Tensor) -> dict:
-        outputs = classify(batch)
-        return {**outputs, "geometry": geometry} if has_masks else outputs
+    def classify_checked(batch: tf.Tensor, geometry: tf.Tensor, status: tf.Tensor) -> dict:
+        return refused_answers({**classify(batch), **({"geometry": geometry} if has_masks
+                                                      else {})}, status)
 
     def serve_raw(images: tf.Tensor) -> dict:
-        batch, geometry = tf.map_fn(prepare, images, fn_output_signature=prepared_spec)
-        outputs = classify_with_geometry(batch, geometry)
+        batch, geometry, status = tf.map_fn(prepare, images, fn_output_signature=checked_spec)
+        outputs = classify_checked(batch, geometry, status)
         shape = tf.shape(images)[1:3]
-        for name in outputs.keys() - {"probabilities", "prediction", "class_names", "geometry"}:
+        for name in outputs.keys() - {"probabilities", "prediction", "class_names", "geometry",
+                                      "status"}:
             outputs[name] = tf.map_fn(
                 lambda pair: preprocessor.invert(pair[0], pair[1], shape)[..., 0],
                 (outputs[name], geometry), fn_output_signature=tf.float32)
         return outputs
 
     def serve_png(png: tf.Tensor) -> dict:
-        batch, geometry = tf.map_fn(lambda data: prepare(decode_png_unit(data)), png,
-                                    fn_output_signature=prepared_spec)
-        return classify_with_geometry(batch, geometry)
+        batch, geometry, status = tf.map_fn(lambda data: prepare(decode_png_unit(data)), png,
+                                            fn_output_signature=checked_spec)
+        return classify_checked(batch, geometry, status)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
