@@ -172,3 +172,15 @@ def test_data_crops_draws_a_contact_sheet_of_your_own_files(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["data", "crops", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no image files found" in capsys.readouterr().err
+
+
+def test_the_background_trend_is_numpy_s_least_squares_plane(rng):
+    from mammo_keras.data.breast_mask import background_trend
+
+    rows, cols = np.mgrid[0:48, 0:64]
+    image = 0.1 + 0.05 * cols / 63 - 0.03 * rows / 47 + rng.normal(0, 0.01, rows.shape)
+    outside = rng.random(rows.shape) > 0.4
+    design = np.stack([np.ones(rows.shape), cols / 63, rows / 47], -1)
+    coefficients = np.linalg.lstsq(design[outside], image[outside], rcond=None)[0]
+    ours = background_trend(tf.constant(image, tf.float32), tf.constant(outside)).numpy()
+    np.testing.assert_allclose(ours, design @ coefficients, atol=1e-4)

@@ -36,6 +36,8 @@ FLAT_BRIGHT_LEVEL = 0.9  # labels and unexposed film edges are at least this bri
 FLAT_STD = 0.002  # ...and flatter than this (tissue carries quantum noise and texture)
 SECOND_BACKGROUND_GAP = 0.1  # a second background lies this close above the first threshold
 MAX_PROPAGATION_STEPS = 128  # connected-component sweeps; blobs converge in a few
+MIN_BACKGROUND_SHARE = 0.05  # of the grid, to fit the background's slope on
+MAX_GROWTH = 1.3  # a breast found on the levelled image may be this much larger, no more
 
 
 def otsu_threshold(image: tf.Tensor, bins: int = 256) -> tf.Tensor:
@@ -212,7 +214,51 @@ def _breast_and_threshold(image: tf.Tensor):
     second = background_threshold(tf.boolean_mask(relative, breast & tissue))
     again = second < first + SECOND_BACKGROUND_GAP
     breast = tf.cond(again, lambda: breast_above(second), lambda: breast)
-    return breast, relative, tf.where(again, second, first), artefact
+    threshold = tf.where(again, second, first)
+    return _with_faint_ends(breast, relative, tissue, breast_above), relative, threshold, \
+        artefact
+
+
+def dilation(mask: tf.Tensor, size: int) -> tf.Tensor:
+    """Morphological dilation of a 2-D boolean mask with a size x size square."""
+    x = tf.cast(mask, tf.float32)
+    return _window_count(tf.cast(_window_count(x, size, 1) > 0, tf.float32), size, 0) > 0
+
+
+def background_trend(relative: tf.Tensor, outside: tf.Tensor) -> tf.Tensor:
+    """The plane a + b x + c y (S, S) fitted by least squares to `relative` where `outside`
+    (the background): a film exposed unevenly (the heel effect darkens the chest-wall side)
+    has a sloping background, which a single threshold cuts into."""
+    height, width = tf.shape(relative)[0], tf.shape(relative)[1]
+    rows, cols = tf.meshgrid(tf.linspace(0.0, 1.0, height), tf.linspace(0.0, 1.0, width),
+                             indexing="ij")
+    design = tf.stack([tf.ones_like(rows), cols, rows], axis=-1)
+    coefficients = tf.linalg.lstsq(tf.boolean_mask(design, outside),
+                                   tf.boolean_mask(relative, outside)[:, None],
+                                   l2_regularizer=1e-6)
+    return tf.linalg.matvec(design, coefficients[:, 0])
+
+
+def _with_faint_ends(breast: tf.Tensor, relative: tf.Tensor, tissue: tf.Tensor,
+                     breast_above) -> tf.Tensor:
+    """`breast` grown by the tissue a sloping background hid: the breast found again on the
+    image with the background's plane (`background_trend`) levelled, joined to `breast` when
+    it holds it and is not much larger (a levelled background is no breast). On a film
+    whose breast fades into it towards the chest wall's upper and lower ends this keeps
+    those ends in the crop; on an evenly exposed film it changes nothing."""
+    outside = tf.logical_not(dilation(breast, 2 * OPENING_SIZE + 1)) & tissue
+    enough = tf.reduce_mean(tf.cast(outside, tf.float32)) > MIN_BACKGROUND_SHARE
+
+    def levelled():
+        trend = background_trend(relative, outside)
+        level = tf.reduce_mean(tf.boolean_mask(trend, outside))
+        flat = tf.clip_by_value(relative - trend + level, 0.0, 1.0)
+        again = breast_above(background_threshold(tf.boolean_mask(flat, tissue)))
+        area, grown = (tf.reduce_sum(tf.cast(m, tf.float32)) for m in (breast, again))
+        holds = tf.reduce_sum(tf.cast(breast & again, tf.float32)) > 0.95 * area
+        return tf.where(holds & (grown < MAX_GROWTH * area), breast | again, breast)
+
+    return tf.cond(enough, levelled, lambda: breast)
 
 
 _IMAGE_2D = tf.TensorSpec([None, None], tf.float32)

@@ -12,7 +12,10 @@ format. The kinds, each in every density A-D and in CC and MLO views:
   burned-in text;
 - "edges": the breast cut by the top and bottom (and for some the far) image edges, as
   in images their source already cropped;
-- "label_touching": a bright label whose edge touches the breast.
+- "label_touching": a bright label whose edge touches the breast;
+- "chest_fade": digitised film (CBIS-DDSM style) whose tissue fades into the film at the chest
+  wall: towards the upper and lower ends of the chest-wall side the breast is barely above
+  the background, the part a crop found by thresholding cuts.
 
 Encodings rotate over 8-bit PNG, 16-bit PNG and TIFF holding 12-bit values, DICOM
 MONOCHROME1 and MONOCHROME2 (12 bits stored), JPEG and PGM; file names carry laterality
@@ -37,7 +40,7 @@ from mammo_keras.data.dicom_writer import write_dicom
 from mammo_keras.data.synthetic import (FAT, GLAND, MUSCLE, PhantomLayers, PhantomSpec,
                                         compose_film, draw_phantom_layers)
 
-KINDS = ("film", "faint_film", "presentation", "edges", "label_touching")
+KINDS = ("film", "faint_film", "presentation", "edges", "label_touching", "chest_fade")
 ENCODINGS = ("png8", "png12in16", "tiff12in16", "dicom_mono1", "dicom_mono2", "jpeg", "pgm")
 _NAMINGS = ("{i}_{lat}_{view}", "{i}_{lat}-{view}", "Mass-Training_P_{i:05d}_{side}_{view}",
             "{i}_4a1b2c3d_MG_{lat}_{view}_ANON", "case{i}.{lat}{view}")
@@ -106,6 +109,32 @@ def compose_faint_film(layers: PhantomLayers, rng: np.random.Generator) -> np.nd
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
+def compose_chest_fade(layers: PhantomLayers, rng: np.random.Generator) -> np.ndarray:
+    """Digitised film whose breast fades into the background along the chest wall: the
+    tissue's contrast over the background falls to a few hundredths at the upper and lower
+    ends of the chest-wall side (thin tissue, the film's heel), as on CBIS-DDSM films."""
+    height, width = layers.breast.shape
+    rows, cols = np.nonzero(layers.breast)
+    top, bottom = rows.min(), rows.max() + 1
+    chest = 0 if cols.mean() < width / 2 else width - 1  # the chest wall's image edge
+    across = np.abs(np.arange(width) - chest)[None, :] / width
+    # the film is darker (more exposed) towards the chest wall: the heel effect
+    heel = rng.uniform(0.02, 0.05) * np.clip(1.0 - across / 0.5, 0.0, 1.0)
+    background = rng.uniform(0.05, 0.1) + heel + rng.normal(0.0, 0.01, (height, width))
+    along = np.arange(height)[:, None]
+    ends = np.minimum(along - top, bottom - 1 - along) / max(bottom - top, 1)  # 0 at the ends
+    reach = rng.uniform(0.3, 0.45)  # the share of the height that fades, at each end
+    fade = np.clip(np.maximum(ends / reach, across / 0.45), 0.0, 1.0) ** 2
+    tissue = FAT + (GLAND - FAT) * layers.glandular + 0.03 * layers.fine
+    tissue = np.where(layers.pectoral, MUSCLE + 0.02 * layers.fine, tissue)
+    floor = rng.uniform(0.005, 0.02)  # the contrast left at the ends: about the film's noise
+    contrast = floor + (1.0 - floor) * fade
+    tissue = background + tissue * contrast * (0.3 + 0.7 * layers.thickness ** 0.5) \
+        + layers.lesion * fade
+    image = np.where(layers.breast, tissue + layers.quantum * fade, background)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
 def _label(image, artefacts, top, left, height, width, value=0.97):
     """A bright film label with dark 'text' bars, clipped to the image."""
     h, w = image.shape
@@ -163,6 +192,8 @@ def make_case(index: int, kind: str, density: str, view: str, laterality: str, s
         image = compose_presentation(layers, rng)
     elif kind == "faint_film":
         image = compose_faint_film(layers, rng)
+    elif kind == "chest_fade":
+        image = compose_chest_fade(layers, rng)
     else:
         image = compose_film(layers) if kind != "edges" or index % 2 else \
             compose_presentation(layers, rng)
@@ -172,7 +203,7 @@ def make_case(index: int, kind: str, density: str, view: str, laterality: str, s
     top, bottom, left, right = _breast_box(breast)
     unit = max(4, height // 40)
     far_left = width - 5 * unit if laterality == "L" else unit
-    if kind in ("film", "faint_film"):
+    if kind in ("film", "faint_film", "chest_fade"):
         _label(image, artefacts, unit, far_left, 3 * unit, 4 * unit)
         _marker(image, artefacts, height - 5 * unit, far_left + unit, 3 * unit)
     if kind == "faint_film":  # an unexposed film edge along the far side
