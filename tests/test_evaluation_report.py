@@ -213,3 +213,17 @@ def test_a_missing_class_is_noted_and_metrics_json_is_standard_json(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "No image of class malignant in this set: its recall, F1 and AUCs are undefined" \
         in report
+
+
+def test_the_report_says_which_unit_the_bootstrap_resampled(tmp_path):
+    y = np.array([0, 1, 2] * 4)
+    p = np.eye(3)[y] * 0.7 + 0.1
+    by_image = evaluate_predictions(y, p, ["normal", "benign", "malignant"], tmp_path / "a",
+                                    resamples=10)
+    assert by_image["bootstrap_unit"] == "image"
+    assert "resampling images: the data names no patients" in (tmp_path / "a" / "report.md"
+                                                                 ).read_text()
+    by_patient = evaluate_predictions(y, p, ["normal", "benign", "malignant"], tmp_path / "b",
+                                      groups=[f"P{k // 2}" for k in range(12)], resamples=10)
+    assert by_patient["bootstrap_unit"] == "patient"
+    assert "(resampling patients)" in (tmp_path / "b" / "report.md").read_text()

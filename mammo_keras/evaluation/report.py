@@ -98,6 +98,7 @@ def evaluate_predictions(y_true, probabilities, class_names: Sequence[str], out:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     result = classification_metrics(y_true, probabilities, class_names, positive_class)
     result["images"] = int(len(y_true))
+    result["bootstrap_unit"] = "patient" if groups is not None else "image"
     result["confidence_intervals"] = bootstrap_intervals(
         y_true, probabilities, class_names, groups=groups, resamples=resamples,
         seed=seed, positive_class=positive_class) if resamples else {}
@@ -177,8 +178,11 @@ def render_report(result: dict, title: str, with_embedding: bool, grouped: bool)
     lines = [f"# {title}", ""]
     if result.get("evaluated"):
         lines += _context_lines(result["evaluated"])
+    unit = "resampling patients" if grouped else \
+        "resampling images: the data names no patients, so one patient's images may count as " \
+        "independent and the intervals be too narrow"
     lines += ["## Figures", "", f"{result['images']} images. 95 % bootstrap intervals "
-              f"({'resampling patients' if grouped else 'resampling images'}) in brackets.", "",
+              f"({unit}) in brackets.", "",
               "| metric | value |", "|---|---:|"]
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "weighted_f1",
                 "pr_auc_macro", "recall_variance", "ece", "quadratic_kappa"):
@@ -353,7 +357,10 @@ def evaluate_model(model: keras.Model, records: Sequence, out: str | Path,
         labels.append(targets.numpy())
     Path(out).mkdir(parents=True, exist_ok=True)
     kept = report.kept(records)
-    groups = [record.patient_id or record.path for record in kept]
+    # the bootstrap's unit: patients where the data names them (an image without a patient
+    # id counts as its own), images where no record does (a class folder of PNGs)
+    groups = [record.patient_id or record.path for record in kept] \
+        if any(record.patient_id for record in kept) else None
     y_true = np.concatenate(labels)
     probabilities = check_probabilities(np.concatenate(probabilities), model.name)
     write_csv_atomically(Path(out) / "predictions.csv",
