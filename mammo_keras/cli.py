@@ -1098,10 +1098,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from mammo_keras.atomic import check_destination
 
     try:
-        _check_arguments(args)
         if getattr(args, "out", None):  # before any work: a bad destination loses nothing
             check_destination(args.out, folder=Path(args.out).suffix.lower()
                               not in _FILE_SUFFIXES)
+        _check_arguments(args)
         return args.handler(args)
     except (UserError, FileNotFoundError) as error:  # ConfigError, DataError are UserErrors
         print(f"mammo-keras {args.command}: error: {error}", file=sys.stderr)
