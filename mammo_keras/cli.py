@@ -79,12 +79,15 @@ PROGRESS_INTERVAL_S = 10.0  # off a terminal, a progress line at most this often
 
 
 def _progress(description: str, total: int):
-    """Progress on stderr: a tqdm bar on a terminal, else a line "description: done / total"
-    at most every PROGRESS_INTERVAL_S seconds and at the end (logs of long runs show it).
-    Returns the update callback, called as update(done, total)."""
-    if not sys.stderr.isatty():
+    """Progress on stderr: a tqdm bar on a terminal (the `progress` extra), else a line
+    "description: done / total" at most every PROGRESS_INTERVAL_S seconds and at the end
+    (logs of long runs show it). Returns the update callback, called as update(done, total)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None or not sys.stderr.isatty():
         return _progress_lines(description)
-    from tqdm import tqdm
 
     bar = tqdm(total=total, desc=description, unit="image", file=sys.stderr)
 

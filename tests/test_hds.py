@@ -550,3 +550,19 @@ def test_a_config_with_u_net_sizes_it_cannot_build_is_refused_when_read(model, m
     with pytest.raises(ConfigError, match=message):
         resolve_config({"data": {"task": "lesion_segmentation", "image_size": 64},
                         "model": {"builder": "hds_unet", **model}})
+
+
+def test_without_highdicom_a_seg_is_a_listed_skip_not_a_crash(tmp_path, monkeypatch):
+    """highdicom is the `dicom` extra: without it each SEG is skipped, saying what to install."""
+    import sys
+
+    from mammo_keras.data.dicom_seg import write_dicom_seg
+    from mammo_keras.data.dicom_writer import write_dicom
+    from mammo_keras.data.errors import DataError
+
+    source = write_dicom(tmp_path / "film.dcm", np.linspace(0, 1, 64 * 48,
+                                                            dtype=np.float32).reshape(64, 48))
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # import highdicom now fails
+    with pytest.raises(DataError, match=r"film.dcm: writing a DICOM SEG needs highdicom "
+                                        r"\(pip install \"mammo-keras\[dicom\]\"\)"):
+        write_dicom_seg(source, np.zeros((64, 48), bool), tmp_path / "seg.dcm")

@@ -37,7 +37,11 @@ def write_dicom_seg(source: str | Path, mask: np.ndarray, out: str | Path, *,
         DataError: the source is not a readable DICOM image, lacks a UID the reference
             needs (`REFERENCE_UIDS`), its size is not the mask's, or highdicom refuses it.
     """
-    import highdicom as hd
+    try:
+        import highdicom as hd
+    except ImportError:
+        raise DataError(source, "writing a DICOM SEG needs highdicom (pip install "
+                                "\"mammo-keras[dicom]\")") from None
 
     try:
         image = pydicom.dcmread(str(source))
