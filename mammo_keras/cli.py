@@ -17,10 +17,10 @@ from typing import Sequence
 from mammo_keras import __version__
 from mammo_keras.data.audit import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from mammo_keras.data.errors import DataError, no_images
-from mammo_keras.errors import UserError
-from mammo_keras.trust import TRUST_VARIABLE, trusting_code
 from mammo_keras.data.synthetic import (DEFAULT_CONTRAST, DEFAULT_LESION_SCALE, MAX_SIZE,
                                         MIN_SIZE)
+from mammo_keras.errors import UserError
+from mammo_keras.trust import TRUST_VARIABLE, trusting_code
 
 # Subcommands of the public interface that later milestones fill in: name -> (help, what brings it).
 
@@ -293,12 +293,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _without_seen(records, description, include_seen: bool):
-    """`records` without the images the model was trained or validated on (its
-    provenance's "seen" keys), each listed as skipped; all of them with `include_seen`."""
-    from mammo_keras.data import Records
-    from mammo_keras.data.seen import seen_error, split_seen
+    """`records` without the images the model was trained or validated on, each listed as
+    skipped (`data.seen.leave_out_seen`); all of them with `include_seen`. Says which."""
+    from mammo_keras.data.seen import leave_out_seen
 
-    fresh, overlap = split_seen(records, (description.provenance or {}).get("seen") or ())
+    fresh, overlap = leave_out_seen(records, (description.provenance or {}).get("seen") or ())
     if not overlap:
         return records
     print(f"{len(overlap)} of the {len(records)} images were in the model's training or "
@@ -311,8 +310,7 @@ def _without_seen(records, description, include_seen: bool):
         raise UserError(f"every one of the {len(records)} images was in the model's training "
                         "or validation data: there is nothing held out to evaluate "
                         "(--include-seen evaluates them anyway)")
-    return Records(fresh, skipped=[*getattr(records, "skipped", ()), *map(seen_error, overlap)],
-                   subset=getattr(records, "subset", None))
+    return fresh
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

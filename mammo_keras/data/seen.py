@@ -20,6 +20,7 @@ from pathlib import PurePath
 from typing import Iterable, Sequence
 
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.records import Records
 
 KEY_LENGTH = 12  # hex digits: 48 bits, no collision expected among millions of films
 
@@ -37,13 +38,15 @@ def seen_keys(records: Iterable) -> list[str]:
     return sorted({image_key(record) for record in records})
 
 
-def split_seen(records: Sequence, seen: Iterable[str]) -> tuple[list, list]:
-    """(records the model has not seen, records it has) by `image_key`."""
+def leave_out_seen(records: Sequence, seen: Iterable[str]) -> tuple[Records, list]:
+    """(the records the model has not seen, as `Records` whose `skipped` lists the others
+    besides what `records` skipped; the records it has seen), by `image_key`."""
     known = set(seen)
     fresh, overlap = [], []
     for record in records:
         (overlap if image_key(record) in known else fresh).append(record)
-    return fresh, overlap
+    return Records(fresh, skipped=[*getattr(records, "skipped", ()), *map(seen_error, overlap)],
+                   subset=getattr(records, "subset", None)), overlap
 
 
 def seen_error(record) -> DataError:
