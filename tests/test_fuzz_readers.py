@@ -170,5 +170,6 @@ def test_every_hostile_file_gives_an_image_or_one_clear_error(tmp_path):
     assert outcomes["one_by_100000.png"] == "error"  # not a mammogram: under 16 px high
     assert outcomes["wrong_transfer_syntax.dcm"] == "error"
     assert outcomes["palette_photometric.dcm"] == "error"  # indexes are no intensities
-    assert outcomes["palette.png"] == outcomes["multi_frame.dcm"] == "image"
+    assert outcomes["multi_frame.dcm"] == "error"  # not one 2-D film unless a frame is chosen
+    assert outcomes["palette.png"] == "image"
     assert outcomes["high_bits_set.dcm"] == outcomes["float_pixels.dcm"] == "image"

@@ -527,7 +527,7 @@ def test_evaluate_command_gives_a_segmentation_model_the_lesion_report(hds_run, 
     data = next((hds_run / "data").iterdir())
     out = tmp_path / "evaluation"
     assert cli.main(["evaluate", str(hds_run / "model.keras"), "--data", str(data),
-                     "--out", str(out), "--resamples", "20"]) == 0
+                     "--out", str(out), "--resamples", "20", "--include-seen"]) == 0
     printed = capsys.readouterr().out
     assert "dice_lesion" in printed and "lesion_roc_auc" in printed
     metrics = json.loads((out / "metrics.json").read_text())

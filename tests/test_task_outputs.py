@@ -177,7 +177,7 @@ def test_evaluate_asks_the_plug_in_task_that_trained_the_model(toy_run, tmp_path
     data = next((toy_run / "data").iterdir())
     out = tmp_path / "evaluation"
     command = ["evaluate", str(toy_run / "model.keras"), "--data", str(data),
-               "--out", str(out), "--resamples", "10"]
+               "--out", str(out), "--resamples", "10", "--include-seen"]
     assert cli.main(command) == 2  # the task the model names is code from outside the package
     assert "task 'tests.toy_task:ToyMaskTask' is code from module 'tests.toy_task', outside " \
         "mammo_keras; refused unless you trust it: add --trust-code" in capsys.readouterr().err

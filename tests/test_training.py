@@ -694,7 +694,8 @@ def test_a_resume_keeps_the_split_of_the_first_epoch(tmp_path):
     lines = manifest.read_text().splitlines()
     manifest.write_text("\n".join(lines[:-2]) + "\n")  # the run starts without the last 2
     config = {**tiny_config(), "data": {**tiny_config()["data"], "dataset": "synthetic",
-                                        "root": str(root), "synthetic": None}}
+                                        "root": str(root), "synthetic": None,
+                                        "image_size": 32}}
     config["data"].pop("synthetic")
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
