@@ -21,6 +21,7 @@ from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
+from mammo_keras.data.naming import view_of_file
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
 from mammo_keras.data.walk import walk_files
@@ -94,7 +95,8 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     values = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
     rows = [{"path": path, "prediction": names[int(np.argmax(row))],
              **{f"p_{name}": float(value) for name, value in zip(names, row)},
-             "note": answer_note(predictor.description, report.shapes.get(path))}
+             "note": answer_note(predictor.description, report.shapes.get(path),
+                                 view_of_file(path))}
             for path, row in zip(kept, values)]
     return rows, skipped + list(report.skipped)
 
@@ -161,7 +163,8 @@ def predict_masks(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         rows.append({"path": path, "prediction": classes[int(np.argmax(probabilities))],
                      **{f"p_{name}": float(p) for name, p in zip(classes, probabilities)},
                      "mask_png": str(png), "mask_dicom": seg, "mask_pixels": int(mask.sum()),
-                     "note": answer_note(predictor.description, image.shape[:2])})
+                     "note": answer_note(predictor.description, image.shape[:2],
+                                         meta.get("view"))})
         if progress is not None:
             progress(done, len(files))
     return rows, skipped

@@ -1,9 +1,12 @@
-"""A run that diverged or collapsed says so in its output and done.json."""
+"""What a model knows is said: a run that diverged or collapsed says so in its output and
+done.json; a model keeps what it trained on (images, views, sizes), and evaluate and every
+answer say where the input differs."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import yaml
 
 from mammo_keras import cli
@@ -71,7 +74,9 @@ def test_evaluate_leaves_out_the_images_the_model_was_trained_on(tmp_path, capsy
     path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert cli.main(["train", "--config", str(path), "--out", str(run)]) == 0
-    seen = description_of(load_model(run / "model.keras")).provenance["seen"]
+    provenance = description_of(load_model(run / "model.keras")).provenance
+    seen = provenance["seen"]
+    assert set(provenance["views"]) == {"CC", "MLO"}  # the views it trained on, for the notes
     splits = list(csv.DictReader(open(run / "splits.csv")))
     trained = [row["path"] for row in splits if row["split"] in ("train", "val")]
     assert len(seen) == len(trained) == 18
@@ -107,6 +112,10 @@ def test_a_phantom_trained_model_says_so_beside_each_answer(tmp_path):
     real = ModelDescription(provenance={"dataset": "mias", "image_shape": {"median": [1024,
                                                                                     1024]}})
     assert answer_note(real, (1024, 1024)) == "" and answer_note(real, (4096, 3328)) != ""
+    mlo_only = ModelDescription(provenance={"dataset": "mias", "views": {"MLO": 322}})
+    assert answer_note(mlo_only, None, "CC") == "this is a CC view; the model was trained on " \
+        "MLO views only"
+    assert answer_note(mlo_only, None, "MLO") == answer_note(mlo_only, None, None) == ""
     from PIL import Image
 
     pdf = case_report(Image.new("RGB", (40, 60)), "case", [0.2, 0.8], ["normal", "malignant"],
@@ -114,3 +123,14 @@ def test_a_phantom_trained_model_says_so_beside_each_answer(tmp_path):
                        "most_likely": "malignant"}, 0.5, "demo.keras", "none", fmt="pdf",
                       note=note)
     assert pdf.startswith(b"%PDF")
+
+
+def test_the_view_of_a_file_comes_from_its_header_else_its_name(tmp_path):
+    from mammo_keras.data.dicom_writer import write_dicom
+    from mammo_keras.data.naming import view_of_file
+
+    film = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+    tagged = write_dicom(tmp_path / "anonymous.dcm", film, laterality="L", view="CC")
+    assert view_of_file(str(tagged)) == "CC"
+    assert view_of_file(str(tmp_path / "P_00001_LEFT_MLO.png")) == "MLO"
+    assert view_of_file(str(tmp_path / "scan.png")) is None

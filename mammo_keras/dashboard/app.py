@@ -226,7 +226,7 @@ def single_case_page(loaded: LoadedModel, settings: DashboardSettings) -> None:
             st.error(f"Flagged for review: {verdict}")
         else:
             st.success(f"Not flagged: {verdict}")
-        note = answer_note(loaded.predictor.description, image.shape[:2])
+        note = answer_note(loaded.predictor.description, image.shape[:2], meta.get("view"))
         if note:
             st.warning(f"What this model knows: trained on "
                        f"{trained_on(loaded.predictor.description)}; {note}.")

@@ -33,6 +33,15 @@ def image_key(record) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:KEY_LENGTH]
 
 
+def view_counts(records: Iterable) -> dict[str, int]:
+    """{"CC": n, "MLO": m} of the records whose view is known (a model's training images)."""
+    counts: dict[str, int] = {}
+    for record in records:
+        if record.view:
+            counts[record.view] = counts.get(record.view, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def seen_keys(records: Iterable) -> list[str]:
     """The sorted keys of `records` (a model's training and validation images)."""
     return sorted({image_key(record) for record in records})

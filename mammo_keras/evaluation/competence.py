@@ -40,12 +40,23 @@ def trained_on(description) -> str:
     return f"{name or 'unknown data'}" + (f" ({images} training images)" if images else "")
 
 
-def answer_note(description, shape: Sequence[int] | None) -> str:
+def answer_note(description, shape: Sequence[int] | None, view: str | None = None) -> str:
     """The notes of one answer ("" when the input is like the training data): the model's
-    own (`model_note`) and a size unlike the training images' (`shape`: the input's (H, W)
-    as read)."""
-    notes = [note for note in (model_note(description), size_note(description, shape)) if note]
+    own (`model_note`), a size unlike the training images' (`shape`: the input's (H, W) as
+    read) and a view the model never trained on (`view`: "CC" / "MLO" / None)."""
+    notes = [note for note in (model_note(description), size_note(description, shape),
+                               view_note(description, view)) if note]
     return "; ".join(notes)
+
+
+def view_note(description, view: str | None) -> str | None:
+    """A note when the image's view is known and the model trained on other views only (a
+    MIAS model, MLO films only, shown a CC film)."""
+    views = (description.provenance or {}).get("views") or {}
+    if not view or not views or views.get(view):
+        return None
+    return (f"this is a {view} view; the model was trained on {' and '.join(views)} views "
+            "only")
 
 
 def size_note(description, shape: Sequence[int] | None) -> str | None:

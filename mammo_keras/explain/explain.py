@@ -157,7 +157,7 @@ def explain_files(model: keras.Model, inputs: Sequence[str | Path], out: str | P
                                meta.get("laterality"))
         stem = f"{number:04d}_{Path(path.split('::')[-1]).stem}"
         probability = float(result["probabilities"][result["class_index"]])
-        note = answer_note(description, image.shape[:2])
+        note = answer_note(description, image.shape[:2], meta.get("view"))
         caption = (f"{METHOD_NAMES[method]} of {class_names[result['class_index']]}, "
                    f"P = {probability:.2f}" + (" (see the note in explanations.csv)"
                                                if note else ""))

@@ -30,7 +30,7 @@ import numpy as np
 
 from mammo_keras.atomic import write_csv_atomically, write_json_atomically
 from mammo_keras.data import DataReport, load_dataset
-from mammo_keras.data.seen import seen_keys
+from mammo_keras.data.seen import seen_keys, view_counts
 from mammo_keras.errors import UserError
 from mammo_keras.training.checkpoints import TrainingState
 
@@ -251,6 +251,7 @@ def run_probe(config: dict, out: Path, state: TrainingState, task, subsets: dict
     save_model_atomically(describe_for_run(
         probe, task, names, options, size, report.shape_summary(subsets["train"]),
         seen=seen_keys([*subsets["train"], *subsets["val"]]),
+        views=view_counts(subsets["train"]),
         builder={"name": "probe", "arguments": {"encoder": model.name,
                                                 "layer": training["probe_layer"] or
                                                 DEFAULT_PROBE_LAYER,

@@ -36,11 +36,12 @@ def read_done(out: str | Path) -> dict | None:
 
 def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size: int,
                      image_shape: dict | None = None, seen: Sequence[str] = (),
-                     **extra) -> keras.Model:
+                     views: dict | None = None, **extra) -> keras.Model:
     """`model` described as a run of `task` makes it: task, classes `names` (which must be the
     model's own when it names any), input size, preprocessing `options`, outputs, and the
-    training data with its original image sizes (`image_shape`) and the keys of its training
-    and validation images (`seen`, `data.seen.seen_keys`) as provenance."""
+    training data with its original image sizes (`image_shape`), the keys of its training
+    and validation images (`seen`, `data.seen.seen_keys`) and the views it trained on
+    (`views`, {"CC": n, "MLO": m}) as provenance."""
     preprocessing = {key: options[key] for key in ("crop", "flip", "window", "equalize")}
     named = description_of(model, fill=False).class_names
     if named is not None and tuple(named) != tuple(names):
@@ -50,7 +51,7 @@ def describe_for_run(model: keras.Model, task, names: tuple, options: dict, size
     data = task.config["data"]  # what it trains on, known before it is evaluated
     extra.setdefault("provenance", {"run": task.config["name"], "dataset": data["dataset"],
                                     "root": data["root"], "image_shape": image_shape,
-                                    "seen": list(seen)})
+                                    "seen": list(seen), "views": views or {}})
     return describe(model, task=task.reference(), task_options=dict(task.options),
                     class_names=names,
                     image_size=size, preprocessing=preprocessing, label_output=label_output,
@@ -97,6 +98,7 @@ def finish_run(config: dict, out: Path, state: TrainingState, subsets: dict, nam
     trained_on = description_of(model, fill=False).provenance or {}
     describe(model, provenance={
         "image_shape": trained_on.get("image_shape"), "seen": trained_on.get("seen") or [],
+        "views": trained_on.get("views") or {},
         "run": config["name"], "dataset": data["dataset"], "root": data["root"],
         "commit": summary["commit"], "images": summary["images"],
         "evaluated_on": subset, "metrics": headline.get("metrics", {}),

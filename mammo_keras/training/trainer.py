@@ -36,7 +36,7 @@ import tensorflow as tf
 from mammo_keras.atomic import save_model_atomically, write_json_atomically
 from mammo_keras.data import DataReport, load_dataset, write_split_manifest
 from mammo_keras.data.image_store import ImageStore
-from mammo_keras.data.seen import seen_keys
+from mammo_keras.data.seen import seen_keys, view_counts
 from mammo_keras.models.traversal import all_layers
 from mammo_keras.tasks import get_task
 from mammo_keras.training.checkpoints import Checkpointer, TrainingState
@@ -248,6 +248,7 @@ def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callba
             "crop_positive_rate": data["crop_positive_rate"]} if data["train_crop"] else {}
     ends = list(itertools.accumulate(stage["epochs"] for stage in stages))
     seen = seen_keys([*subsets["train"], *subsets["val"]])  # kept in the model it saves
+    views = view_counts(subsets["train"])
     part, part_stage = None, None
     while state.epoch < ends[-1]:
         epoch = state.epoch
@@ -290,7 +291,7 @@ def _train_epochs(config: dict, out: Path, state: TrainingState, verbose, callba
         if selection.observe(state, value, epoch + 1):
             checkpointer.save_best(describe_for_run(
                 task.trained_model(trainer), task, names, options, size,
-                cached_shapes(part["train_cache"]), seen=seen))
+                cached_shapes(part["train_cache"]), seen=seen, views=views))
         if training["schedule"] == "plateau":
             plateau_step(state, trainer.optimizer, training, improved=state.best_epoch == epoch + 1)
         if selection.stage_is_over(state):
