@@ -73,3 +73,29 @@ def test_a_disk_cache_of_other_options_is_not_reused(tmp_path):
     fresh = np.concatenate([x for x, _ in load_dataset(records, image_size=32, window=True)])
     np.testing.assert_array_equal(windowed, fresh)
     assert not np.array_equal(plain, windowed)
+
+
+def test_with_status_names_what_the_readers_would_refuse():
+    """The graph's input checks: the film is preprocessed either way (padded, cleaned), and
+    its status says whether an answer may be given."""
+    from mammo_keras.data.preprocessor import STATUS_OK, MammogramPreprocessor
+
+    preprocessor = MammogramPreprocessor(32)
+    film = np.zeros((96, 64), np.float32)
+    film[8:88, :40] = np.linspace(0.3, 0.9, 80)[:, None]
+    nan = film.copy()
+    nan[0, 0] = np.nan
+    cases = {"ok": film, "raw": film * 4095, "blank": np.full((96, 64), 0.5, np.float32),
+             "nan": nan, "tiny": np.ones((1, 1), np.float32) * 0.5,
+             "dark": np.where(np.arange(96 * 64).reshape(96, 64) == 5, 1.0, 0.0)}
+    statuses = {}
+    for name, image in cases.items():
+        processed, geometry, status = preprocessor.with_status(np.asarray(image, np.float32))
+        assert processed.shape == (32, 32, 1) and bool(np.all(np.isfinite(processed)))
+        statuses[name] = status.numpy().decode()
+    assert statuses["ok"] == STATUS_OK
+    assert statuses["raw"].startswith("values outside [0, 1]")
+    assert statuses["blank"] == "blank image: one value everywhere"
+    assert statuses["nan"] == "values that are not finite numbers"
+    assert statuses["tiny"] == "image smaller than 16 px on a side: not a mammogram"
+    assert statuses["dark"] == "no breast found"

@@ -39,9 +39,8 @@ import keras
 import tensorflow as tf
 
 from mammo_keras.atomic import write_json_atomically
-from mammo_keras.data.limits import MIN_SIDE
-from mammo_keras.data.preprocessing import MIN_BREAST_FRACTION, preprocessing_options
-from mammo_keras.data.preprocessor import MammogramPreprocessor
+from mammo_keras.data.preprocessing import preprocessing_options
+from mammo_keras.data.preprocessor import STATUS_OK, MammogramPreprocessor
 from mammo_keras.export.metadata import METADATA_NAME
 from mammo_keras.export.publish import check_belongs, content_digest
 from mammo_keras.models.outputs import split_outputs
@@ -59,35 +58,10 @@ def _outputs(served, class_names: list[str]) -> dict:
             **{name: tf.cast(mask[..., 0], tf.float32) for name, mask in masks.items()}}
 
 
-STATUS_OK = "ok"
-
-
-def guarded(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(an image the preprocessing can run on, the status of the input) for one raw film
-    (H, W): the reader's guards inside the graph. A status other than "ok" names what is
-    wrong (smaller than MIN_SIDE px, values not finite or outside [0, 1] (raw detector
-    values), blank); the image is then made safe to preprocess (padded, cleaned) and its
-    answer is refused by `refused_answers`."""
-    image = tf.convert_to_tensor(image, tf.float32)
-    finite = tf.math.is_finite(image)
-    clean = tf.where(finite, image, 0.0)
-    low, high = tf.reduce_min(clean), tf.reduce_max(clean)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    status = tf.constant(STATUS_OK)
-    status = tf.where(high <= low, "blank image: one value everywhere", status)
-    status = tf.where((low < 0.0) | (high > 1.0), "values outside [0, 1]: raw detector values? "
-                      "scale the film to [0, 1] as read_image does", status)
-    status = tf.where(tf.reduce_all(finite), status, "values that are not finite numbers")
-    status = tf.where(tf.minimum(height, width) < MIN_SIDE,
-                      f"image smaller than {MIN_SIDE} px on a side: not a mammogram", status)
-    padding = [[0, tf.maximum(MIN_SIDE - height, 0)], [0, tf.maximum(MIN_SIDE - width, 0)]]
-    return tf.pad(tf.clip_by_value(clean, 0.0, 1.0), padding), status
-
-
 def refused_answers(outputs: dict, status: tf.Tensor) -> dict:
     """`outputs` with "status" (N,) added and, where it is not "ok", NaN probabilities (and
     masks) and an empty prediction: no answer rather than a guess."""
-    accepted = tf.equal(status, STATUS_OK)
+    accepted = tf.equal(status, STATUS_OK)  # the preprocessor's own word for a usable film
     refused = {"status": status}
     for name, value in outputs.items():
         if name in ("class_names", "geometry"):
@@ -129,15 +103,9 @@ def export_savedmodel(model: keras.Model, folder: str | Path, class_names: list[
     prepared_spec = (tf.TensorSpec((size, size, 1), tf.float32), tf.TensorSpec((5,), tf.float32))
 
     checked_spec = (*prepared_spec, tf.TensorSpec((), tf.string))
-    look_for_breast = bool(preprocessor.options.get("crop", True))
 
     def prepare(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        safe, status = guarded(image)
-        batch, geometry, breast = preprocessor.with_breast(safe)
-        if look_for_breast:
-            status = tf.where(tf.equal(status, STATUS_OK) & (breast < MIN_BREAST_FRACTION),
-                              "no breast found", status)
-        return batch, geometry, status
+        return preprocessor.with_status(image)
 
     def classify(images: tf.Tensor) -> dict:
         return _outputs(model(images, training=False), class_names)
