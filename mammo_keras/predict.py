@@ -21,7 +21,6 @@ from mammo_keras.errors import UserError
 from mammo_keras.atomic import write_csv_atomically, write_text_atomically
 from mammo_keras.data.adapters.folder import IMAGE_SUFFIXES
 from mammo_keras.data.errors import DataError
-from mammo_keras.data.naming import view_of_file
 from mammo_keras.data.pipeline import DataReport, load_dataset
 from mammo_keras.data.records import Record
 from mammo_keras.data.walk import walk_files
@@ -96,7 +95,7 @@ def predict_files(model: "keras.Model | Predictor", inputs: Sequence[str | Path]
     rows = [{"path": path, "prediction": names[int(np.argmax(row))],
              **{f"p_{name}": float(value) for name, value in zip(names, row)},
              "note": answer_note(predictor.description, report.shapes.get(path),
-                                 view_of_file(path))}
+                                 report.views.get(path))}
             for path, row in zip(kept, values)]
     return rows, skipped + list(report.skipped)
 

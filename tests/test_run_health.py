@@ -125,12 +125,18 @@ def test_a_phantom_trained_model_says_so_beside_each_answer(tmp_path):
     assert pdf.startswith(b"%PDF")
 
 
-def test_the_view_of_a_file_comes_from_its_header_else_its_name(tmp_path):
-    from mammo_keras.data.dicom_writer import write_dicom
-    from mammo_keras.data.naming import view_of_file
 
-    film = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
-    tagged = write_dicom(tmp_path / "anonymous.dcm", film, laterality="L", view="CC")
-    assert view_of_file(str(tagged)) == "CC"
-    assert view_of_file(str(tmp_path / "P_00001_LEFT_MLO.png")) == "MLO"
-    assert view_of_file(str(tmp_path / "scan.png")) is None
+def test_predict_notes_a_view_the_model_never_trained_on(tmp_path):
+    """The view comes from the file as the pipeline reads it (a DICOM's tags), no second read."""
+    from mammo_keras.data.dicom_writer import write_dicom
+    from mammo_keras.models import build_classifier, describe
+    from mammo_keras.predict import predict_files
+
+    film = np.zeros((96, 64), np.float32)
+    film[8:88, :40] = np.linspace(0.3, 0.9, 80)[:, None]
+    write_dicom(tmp_path / "anonymous.dcm", film, laterality="L", view="CC")
+    model = describe(build_classifier("baseline_cnn", "gap", 3, (32, 32, 1)), image_size=32,
+                     provenance={"dataset": "mias", "views": {"MLO": 322}})
+    rows, skipped = predict_files(model, [tmp_path])
+    assert not skipped and rows[0]["note"] == "this is a CC view; the model was trained on " \
+        "MLO views only"

@@ -58,14 +58,3 @@ def laterality_and_view_from_name(path: str | PurePath) -> tuple[str | None, str
             views.add(_VIEWS[token])
     return _only(sides), _only(views)
 
-
-def view_of_file(path: str) -> str | None:
-    """"CC" / "MLO" / None of an image file without decoding it: a DICOM's header (its tags,
-    then its descriptions), else the file name."""
-    if str(path).lower().endswith((".dcm", ".dicom")) and "::" not in str(path):
-        from mammo_keras.data.dicom import dicom_identity
-
-        view = dicom_identity(str(path)).get("view")
-        if view:
-            return view
-    return laterality_and_view_from_name(path)[1]

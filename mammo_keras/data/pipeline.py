@@ -49,6 +49,7 @@ class DataReport:
     skipped: list = dataclasses.field(default_factory=list)
     announce: bool = False
     shapes: dict = dataclasses.field(default_factory=dict)  # path -> (H, W) as read
+    views: dict = dataclasses.field(default_factory=dict)  # path -> "CC" / "MLO" as read
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def kept(self, records: Sequence[Record]) -> list[Record]:
@@ -220,6 +221,7 @@ def load_dataset(
             # the record's laterality wins over the file's tags and name
             side = record.laterality or meta.get("laterality") or ""
             report.shapes[record.path] = tuple(int(n) for n in image.shape[:2])
+            report.views[record.path] = record.view or meta.get("view")
             return image, mask, True, np.bytes_(side)
         except Exception as error:  # escaping into tf.data, it can hang the process: skip the file
             report.add(error if isinstance(error, DataError) else DataError(

@@ -64,7 +64,7 @@ def check_weights(model, where: str) -> None:
     """A UserError naming `where` and the first variable of `model` (a Keras model) holding
     a value that is not finite: such a model answers NaN for every image."""
     for variable in model.weights:
-        if not np.isfinite(np.asarray(variable.numpy(), np.float64)).all():
+        if not np.isfinite(variable.numpy()).all():  # no float64 copy of a large model
             raise UserError(f"{where}: weight {variable.path!r} holds values that are not "
                             "finite (NaN or infinity); the model would answer NaN and is "
                             "refused")
